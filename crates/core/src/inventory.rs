@@ -1,0 +1,155 @@
+//! The validated inventory: what certkeeper must keep issued.
+//!
+//! Only the config crate builds these values, after checking every field; everything
+//! downstream can rely on the invariants (unique names, known CA references, valid domains).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::lifecycle::LifecycleAction;
+use crate::names::{CaName, CertName, DomainName};
+use crate::secret::Secret;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Root of the on-disk state: `accounts/`, `archive/`, `live/`, `state/`.
+    pub state_dir: PathBuf,
+    pub http01: Http01Spec,
+    pub cas: Vec<CaSpec>,
+    pub certificates: Vec<CertificateSpec>,
+}
+
+impl Inventory {
+    /// The CA a certificate refers to. Validation guarantees it exists.
+    #[must_use]
+    pub fn ca(&self, name: &CaName) -> Option<&CaSpec> {
+        self.cas.iter().find(|ca| &ca.name == name)
+    }
+
+    /// A certificate by lineage name.
+    #[must_use]
+    pub fn certificate(&self, name: &str) -> Option<&CertificateSpec> {
+        self.certificates
+            .iter()
+            .find(|cert| cert.name.as_str() == name)
+    }
+}
+
+/// The embedded HTTP-01 responder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http01Spec {
+    /// Addresses to listen on while orders are in flight.
+    pub listen: Vec<SocketAddr>,
+}
+
+/// An ACME CA and the account certkeeper holds with it.
+#[derive(Debug, Clone)]
+pub struct CaSpec {
+    pub name: CaName,
+    /// Directory URL exactly as configured (it may already carry a query).
+    pub directory: String,
+    pub eab: Option<Eab>,
+    pub terms_of_service_agreed: bool,
+    pub contact: Vec<String>,
+    /// Extra trust anchor (PEM) for the CA's HTTPS endpoint: private or test CAs.
+    pub root_ca_file: Option<PathBuf>,
+}
+
+/// External Account Binding credentials (RFC 8555 section 7.3.4).
+#[derive(Debug, Clone)]
+pub struct Eab {
+    pub kid: String,
+    /// The decoded HMAC key (the config holds it base64url-encoded).
+    pub hmac_key: Secret,
+}
+
+/// One certificate lineage to keep issued.
+#[derive(Debug, Clone)]
+pub struct CertificateSpec {
+    pub name: CertName,
+    pub ca: CaName,
+    /// Names in the certificate, in configured order, without duplicates.
+    pub domains: Vec<DomainName>,
+    pub key_type: KeyType,
+    /// DigiCert CertCentral order to renew or reissue.
+    pub order_id: Option<String>,
+    /// DigiCert lifecycle action used for renewals.
+    pub action: LifecycleAction,
+    /// Renew when less than this is left; `None` means a third of the lifetime.
+    pub renew_before: Option<Duration>,
+}
+
+/// Private key algorithm for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KeyType {
+    #[default]
+    EcdsaP256,
+    EcdsaP384,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+}
+
+impl KeyType {
+    /// Every accepted spelling, for error messages and docs.
+    pub const ALL: [KeyType; 5] = [
+        KeyType::EcdsaP256,
+        KeyType::EcdsaP384,
+        KeyType::Rsa2048,
+        KeyType::Rsa3072,
+        KeyType::Rsa4096,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::Rsa2048 => "rsa2048",
+            KeyType::Rsa3072 => "rsa3072",
+            KeyType::Rsa4096 => "rsa4096",
+        }
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of [`KeyType::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown key type {0:?}; expected one of ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096"
+)]
+pub struct UnknownKeyType(pub String);
+
+impl FromStr for KeyType {
+    type Err = UnknownKeyType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyType::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownKeyType(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_types_round_trip() {
+        for key in KeyType::ALL {
+            assert_eq!(key.as_str().parse::<KeyType>(), Ok(key));
+        }
+        assert_eq!("RSA2048".parse::<KeyType>(), Ok(KeyType::Rsa2048));
+        assert!("rsa1024".parse::<KeyType>().is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The pure core of certkeeper.
+//!
+//! This crate owns the vocabulary every other crate speaks: the validated inventory
+//! ([`Inventory`], [`CaSpec`], [`CertificateSpec`]), the newtypes that make invalid
+//! inventory unrepresentable ([`CertName`], [`DomainName`], [`KeyType`], ...), the renewal
+//! decision ([`renewal`]) and DigiCert's lifecycle URL rules ([`lifecycle`]).
+//!
+//! It performs no I/O: no files, no sockets, no clock. Time enters as a parameter so the
+//! planning rules are plain functions that tests drive with tables of instants. A test in
+//! the binary crate checks that this crate never links tokio, axum or instant-acme.
+
+pub mod inventory;
+pub mod lifecycle;
+pub mod names;
+pub mod renewal;
+pub mod revocation;
+pub mod secret;
+
+pub use inventory::{CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
+pub use lifecycle::{LifecycleAction, OrderPurpose};
+pub use names::{CaName, CertName, DomainName, NameError};
+pub use renewal::{Decision, ObservedCert};
+pub use revocation::RevocationReason;
+pub use secret::Secret;
