@@ -1,0 +1,1 @@
+//! certkeeper's embedded HTTP-01 responder (axum).
