@@ -12,6 +12,7 @@
 pub mod inventory;
 pub mod lifecycle;
 pub mod names;
+pub mod ports;
 pub mod renewal;
 pub mod revocation;
 pub mod secret;
@@ -19,6 +20,7 @@ pub mod secret;
 pub use inventory::{CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};
+pub use ports::Http01Responder;
 pub use renewal::{Decision, ObservedCert};
 pub use revocation::RevocationReason;
 pub use secret::Secret;
