@@ -1,1 +1,31 @@
-//! certkeeper's ACME adapter over instant-acme: accounts with EAB, orders, HTTP-01, revocation, error classification.
+//! certkeeper's ACME adapter.
+//!
+//! It turns the core's inventory types into RFC 8555 traffic through instant-acme and owns
+//! everything protocol-shaped:
+//!
+//! - [`transport`]: the HTTPS client, with connect and request timeouts (instant-acme's default
+//!   client has none, and a CA that stops answering must not wedge the daemon) and the
+//!   operator's extra trust anchor for private or test CAs. aws-lc-rs is the only crypto
+//!   provider, shared with rcgen.
+//! - [`account`]: one account per (directory, EAB key id), registered once and stored by the
+//!   caller; orders then reach the CA through whatever lifecycle URL the core derives (DigiCert's
+//!   `?action=..&orderId=..`) with the same account.
+//! - [`order`]: new order, HTTP-01 through the core's [`Http01Responder`] port, already-valid
+//!   authorizations skipped, finalize with a CSR from [`keys`], certificate download.
+//! - [`error`]: errors that keep the CA's problem document and say whether to retry.
+//!
+//! It never touches the disk except to read `root_ca_file`; persisting credentials and
+//! certificates is the caller's business (the store adapter).
+//!
+//! [`Http01Responder`]: certkeeper_core::Http01Responder
+
+pub mod account;
+pub mod error;
+pub mod keys;
+pub mod order;
+pub mod transport;
+
+pub use account::{AcmeAccount, StoredAccount};
+pub use error::AcmeError;
+pub use order::{Issued, OrderRequest, PollPolicy};
+pub use transport::{Transport, TransportSettings};

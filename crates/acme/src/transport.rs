@@ -1,0 +1,162 @@
+//! The HTTPS client instant-acme talks through.
+//!
+//! Every request gets a deadline covering connect, headers and the whole body: instant-acme's
+//! stock client would wait forever on a CA that accepts a connection and never answers.
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::AcmeError;
+
+/// Timeouts and trust for talking to one CA.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Time allowed to open the TCP connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one request, from sending it to the last byte of the response.
+    pub request_timeout: Duration,
+    /// Extra trust anchors (PEM) added to the system's, for private or test CAs.
+    pub root_ca_file: Option<PathBuf>,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            root_ca_file: None,
+        }
+    }
+}
+
+/// A cloneable HTTPS client implementing instant-acme's [`HttpClient`].
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Build a client trusting the system roots plus `settings.root_ca_file`.
+    ///
+    /// # Errors
+    /// When the extra trust anchor cannot be read or parsed, or no trust anchor is found at all.
+    pub fn new(settings: &TransportSettings) -> Result<Self, AcmeError> {
+        let mut roots = RootCertStore::empty();
+        // A host without a CA bundle still works with an explicit root_ca_file, so an
+        // unreadable system store is not fatal here; an empty store is reported below.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(path) = &settings.root_ca_file {
+            add_pem_roots(&mut roots, path)?;
+        }
+        if roots.is_empty() {
+            return Err(AcmeError::NoTrustAnchors);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| AcmeError::Tls(err.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            request_timeout: settings.request_timeout,
+        })
+    }
+
+    /// This transport boxed for instant-acme's account builder.
+    #[must_use]
+    pub fn boxed(&self) -> Box<dyn HttpClient> {
+        Box::new(self.clone())
+    }
+}
+
+fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), AcmeError> {
+    let bad = |reason: String| AcmeError::RootCaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|err| bad(err.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| bad(err.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in the file".to_owned()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|err| bad(err.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The deadline passed before the response was complete.
+#[derive(Debug, thiserror::Error)]
+#[error("no complete response from the CA within {0:?}")]
+pub struct RequestTimeout(pub Duration);
+
+impl HttpClient for Transport {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let timeout = self.request_timeout;
+        let response = self.client.request(req);
+        Box::pin(async move {
+            let complete = async {
+                let response = response
+                    .await
+                    .map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
+                let (parts, body) = response.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|err| instant_acme::Error::Other(Box::new(err)))?
+                    .to_bytes();
+                Ok(BytesResponse::from(http::Response::from_parts(
+                    parts,
+                    Full::new(body),
+                )))
+            };
+            match tokio::time::timeout(timeout, complete).await {
+                Ok(result) => result,
+                Err(_) => Err(instant_acme::Error::Other(Box::new(RequestTimeout(
+                    timeout,
+                )))),
+            }
+        })
+    }
+}
