@@ -1,0 +1,114 @@
+//! Per-lineage state that is not in the certificate itself: `state/NAME.json`.
+//!
+//! Today that is the operator's revocation record. The file is serde JSON written with
+//! [`write_file_atomic`](crate::write_file_atomic), and every field is `#[serde(default)]`
+//! so a newer certkeeper can add fields that an older file simply lacks (and unknown fields
+//! from a newer file are ignored by an older one).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::SystemTime;
+
+use certkeeper_core::RevocationReason;
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_file_atomic;
+use crate::error::StoreError;
+
+/// Mode of lineage state files: nothing secret in them.
+const STATE_FILE_MODE: u32 = 0o644;
+
+/// What certkeeper remembers about a lineage between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LineageState {
+    /// The last certificate of this lineage the operator revoked.
+    pub revoked: Option<RevokedRecord>,
+}
+
+impl LineageState {
+    /// Whether the certificate with this serial is the one recorded as revoked. A later
+    /// reissue has another serial, so it is not revoked.
+    #[must_use]
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        self.revoked
+            .as_ref()
+            .is_some_and(|record| record.serial_hex.eq_ignore_ascii_case(serial_hex))
+    }
+}
+
+/// A revocation the operator made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevokedRecord {
+    /// Serial of the revoked certificate, formatted like [`LiveCert::serial_hex`](crate::LiveCert::serial_hex).
+    pub serial_hex: String,
+    /// RFC 5280 spelling of the reason ([`RevocationReason::as_str`]).
+    pub reason: String,
+    /// When it was revoked, in seconds since the Unix epoch.
+    pub at_unix: i64,
+}
+
+impl RevokedRecord {
+    /// A record for `serial_hex` revoked for `reason` at `at`.
+    #[must_use]
+    pub fn new(serial_hex: &str, reason: RevocationReason, at: SystemTime) -> Self {
+        let at_unix = match at.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        };
+        Self {
+            serial_hex: serial_hex.to_ascii_lowercase(),
+            reason: reason.as_str().to_owned(),
+            at_unix,
+        }
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<LineageState, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(LineageState::default()),
+        Err(err) => return Err(StoreError::io("read lineage state", path, err)),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| StoreError::State {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn write(path: &Path, state: &LineageState) -> Result<(), StoreError> {
+    let mut json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::State {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    json.push(b'\n');
+    write_file_atomic(path, &json, STATE_FILE_MODE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_and_future_files_parse() {
+        let empty: LineageState = serde_json::from_str("{}").expect("empty object");
+        assert_eq!(empty, LineageState::default());
+        let future: LineageState = serde_json::from_str(
+            r#"{"revoked":{"serial_hex":"ab","reason":"superseded","at_unix":5,"by":"x"},"next":1}"#,
+        )
+        .expect("unknown fields are ignored");
+        assert!(future.is_revoked("AB"));
+        assert!(!future.is_revoked("abc"));
+    }
+
+    #[test]
+    fn record_from_reason_and_time() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let record = RevokedRecord::new("0A1B", RevocationReason::KeyCompromise, at);
+        assert_eq!(record.serial_hex, "0a1b");
+        assert_eq!(record.reason, "keyCompromise");
+        assert_eq!(record.at_unix, 1_700_000_000);
+    }
+}
