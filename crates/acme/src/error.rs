@@ -4,6 +4,9 @@
 //! detail) so the operator sees *why* the CA refused. [`AcmeError::is_retryable`] and
 //! [`AcmeError::is_rate_limited`] let the caller choose between retrying later and asking a
 //! human.
+//!
+//! Variants with a `source` leave it out of their own message; render errors with their
+//! chain (`{:#}` through anyhow) so each cause is printed exactly once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +33,7 @@ pub enum AcmeError {
     RootCaFile { path: PathBuf, reason: String },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
-    #[error("CA {ca:?}: cannot read the ACME directory {url}: {source}")]
+    #[error("CA {ca:?}: cannot read the ACME directory {url}")]
     Directory {
         ca: String,
         url: String,
@@ -61,7 +64,7 @@ pub enum AcmeError {
         reason: String,
         hint: String,
     },
-    #[error("CA {ca:?}: {step} failed: {source}")]
+    #[error("CA {ca:?}: {step} failed")]
     Protocol {
         ca: String,
         step: &'static str,

@@ -132,6 +132,9 @@ impl AcmeAccount {
             responder,
             tokens: Vec::new(),
         };
+        if order.state().status == OrderStatus::Ready {
+            tracing::info!(cert = %request.cert, "every authorization already valid; no challenge needed");
+        }
         if order.state().status == OrderStatus::Pending {
             self.answer_challenges(&mut order, &mut published).await?;
             let status = retry_bad_nonce!(order.poll_ready(&poll.retry_policy()).await).map_err(
@@ -195,7 +198,7 @@ impl AcmeAccount {
                 let domain = authz.identifier().to_string();
                 match authz.status {
                     AuthorizationStatus::Valid => {
-                        tracing::info!(domain = %domain, "authorization already valid; no challenge needed");
+                        tracing::info!(domain = %domain, "authorization already valid; no challenge needed for it");
                         continue;
                     }
                     AuthorizationStatus::Pending => {}

@@ -1,1 +1,27 @@
-fn main() {}
+//! The `certkeeper` binary: parse the command line, run one command, map the outcome to an
+//! exit code. Everything else lives in the modules below and in the adapter crates.
+
+mod accounts;
+mod cli;
+mod commands;
+mod exit;
+mod logging;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_level.as_deref(), cli.log_format);
+    match commands::run(cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            // Print the whole chain once; the typed errors below keep causes out of their
+            // own messages so nothing is repeated.
+            eprintln!("error: {err:#}");
+            exit::Exit::Failure.into()
+        }
+    }
+}

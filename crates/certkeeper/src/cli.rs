@@ -1,0 +1,133 @@
+//! The command line, declared with clap. Each subcommand maps to a module in `commands/`.
+
+use std::path::PathBuf;
+
+use certkeeper_core::{LifecycleAction, RevocationReason};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps TLS certificates issued and renewed through ACME (RFC 8555), with nobody watching.
+#[derive(Debug, Parser)]
+#[command(
+    name = "certkeeper",
+    version,
+    after_help = "Exit codes: 0 success, 1 a certificate or the command failed, 2 usage error, \
+                  75 another certkeeper holds the state directory, 78 invalid configuration."
+)]
+pub struct Cli {
+    /// The inventory file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CERTKEEPER_CONFIG",
+        default_value = certkeeper_config::DEFAULT_PATH,
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+
+    /// Log filter, e.g. `info`, `debug`, `certkeeper_acme=debug` (default: info, or $RUST_LOG).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log line format on stderr (ignored when logging to journald).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the inventory and print a summary (exit 78 when invalid).
+    Check,
+    /// Obtain missing certificates and renew those that are due.
+    Renew(RenewArgs),
+    /// Revoke a lineage's current certificate and stop renewing it.
+    Revoke(RevokeArgs),
+    /// Show every certificate: names, expiry, issuer, serial, state.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// Only these lineages (default: all in the inventory).
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Renew even when not due.
+    #[arg(long)]
+    pub force: bool,
+    /// DigiCert lifecycle action for these renewals, overriding each certificate's `action`.
+    #[arg(long, value_parser = parse_action)]
+    pub action: Option<LifecycleAction>,
+    /// Give up waiting for the CA on one order after this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The lineage to revoke.
+    pub name: String,
+    /// unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation
+    /// (case-insensitive; certbot's spellings such as `keycompromise` work).
+    #[arg(long, default_value = "unspecified", value_parser = parse_reason)]
+    pub reason: RevocationReason,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_action(text: &str) -> Result<LifecycleAction, String> {
+    match text.parse::<LifecycleAction>() {
+        Ok(LifecycleAction::Auto) => {
+            Err("`auto` is the default; pass renew, reissue or duplicate to override".to_owned())
+        }
+        Ok(action) => Ok(action),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn parse_reason(text: &str) -> Result<RevocationReason, String> {
+    text.parse::<RevocationReason>()
+        .map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn reasons_and_actions_parse_like_certbot() {
+        let cli = Cli::try_parse_from([
+            "certkeeper",
+            "revoke",
+            "www",
+            "--reason",
+            "cessationofoperation",
+        ])
+        .expect("parses");
+        let Command::Revoke(args) = cli.command else {
+            panic!("expected revoke");
+        };
+        assert_eq!(args.reason, RevocationReason::CessationOfOperation);
+        assert!(Cli::try_parse_from(["certkeeper", "renew", "--action", "auto"]).is_err());
+        assert!(Cli::try_parse_from(["certkeeper", "renew", "--action", "Reissue"]).is_ok());
+    }
+}

@@ -1,0 +1,81 @@
+//! One module per subcommand. [`run`] loads the inventory (exit 78 when it is invalid) and
+//! hands it to the command.
+
+mod check;
+mod renew;
+mod revoke;
+mod status;
+
+use std::path::Path;
+
+use anyhow::Context;
+use certkeeper_config::Environment;
+use certkeeper_core::Inventory;
+use certkeeper_store::{Store, StoreError};
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let Some(inventory) = load_inventory(&cli.config) else {
+        return Ok(Exit::InvalidConfig);
+    };
+    match cli.command {
+        Command::Check => Ok(check::run(&cli.config, &inventory)),
+        Command::Status(args) => status::run(&inventory, &args),
+        Command::Renew(args) => runtime()?.block_on(renew::run(&inventory, &args)),
+        Command::Revoke(args) => runtime()?.block_on(revoke::run(&inventory, &args)),
+    }
+}
+
+/// Load and validate the inventory, printing every problem (and warning) to stderr.
+fn load_inventory(path: &Path) -> Option<Inventory> {
+    match certkeeper_config::load(path, &Environment::from_process()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            Some(loaded.inventory)
+        }
+        Err(errors) => {
+            for warning in &errors.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for error in &errors.errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!(
+                "{}: invalid configuration ({} problem{})",
+                path.display(),
+                errors.errors.len(),
+                if errors.errors.len() == 1 { "" } else { "s" }
+            );
+            None
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Open the store and take its lock; `Ok(None)` (after a message) when another certkeeper
+/// holds it.
+fn open_locked(
+    inventory: &Inventory,
+) -> anyhow::Result<Option<(Store, certkeeper_store::StoreLock)>> {
+    let store = Store::open(&inventory.state_dir)?;
+    match store.lock() {
+        Ok(lock) => Ok(Some((store, lock))),
+        Err(err @ StoreError::Locked { .. }) => {
+            eprintln!("error: {err}");
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
+}

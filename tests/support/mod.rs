@@ -1,0 +1,198 @@
+//! Test harness shared by the end-to-end tests: a real Pebble (Let's Encrypt's test CA, from
+//! Debian's `pebble` package) started on free loopback ports, and helpers to run the real
+//! `certkeeper` binary against it and inspect what it wrote with `openssl`.
+//!
+//! Each test starts its own Pebble, so test binaries and tests run in parallel; every process
+//! is killed when its guard drops. A missing Pebble is a loud failure naming the install
+//! command, never a silent skip.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod pebble;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use pebble::{Pebble, PebbleOptions};
+
+/// A temporary certkeeper installation pointed at one Pebble.
+pub struct Setup {
+    pub pebble: Pebble,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub hmac_file: PathBuf,
+}
+
+/// One `[[certificate]]` entry.
+pub struct Cert<'a> {
+    pub name: &'a str,
+    pub domains: &'a [&'a str],
+    pub key_type: &'a str,
+    pub extra: &'a str,
+}
+
+impl<'a> Cert<'a> {
+    pub fn new(name: &'a str, domains: &'a [&'a str]) -> Self {
+        Self {
+            name,
+            domains,
+            key_type: "ecdsa-p256",
+            extra: "",
+        }
+    }
+}
+
+impl Setup {
+    pub fn new(options: PebbleOptions) -> Self {
+        let pebble = Pebble::start(options);
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let hmac_file = dir.path().join("pebble.hmac");
+        let (_, hmac) = pebble.eab.clone().expect("EAB is always on in these tests");
+        write_secret(&hmac_file, &hmac);
+        Self {
+            config: dir.path().join("certkeeper.toml"),
+            pebble,
+            dir,
+            state_dir,
+            hmac_file,
+        }
+    }
+
+    /// Write the inventory with `certs`.
+    pub fn write_config(&self, certs: &[Cert<'_>]) {
+        let (kid, _) = self.pebble.eab.clone().unwrap();
+        let mut text = format!(
+            r#"state_dir = "{state}"
+
+[http01]
+listen = ["127.0.0.1:{http}"]
+
+[[ca]]
+name = "pebble"
+directory = "{directory}"
+eab_kid = "{kid}"
+eab_hmac_key_file = "{hmac}"
+terms_of_service_agreed = true
+contact = ["mailto:ops@example.com"]
+root_ca_file = "{root}"
+"#,
+            state = self.state_dir.display(),
+            http = self.pebble.http01_port,
+            directory = self.pebble.directory_url,
+            hmac = self.hmac_file.display(),
+            root = self.pebble.tls_ca_file.display(),
+        );
+        for cert in certs {
+            let domains: Vec<String> = cert.domains.iter().map(|d| format!("{d:?}")).collect();
+            text.push_str(&format!(
+                "\n[[certificate]]\nname = \"{}\"\nca = \"pebble\"\ndomains = [{}]\nkey_type = \"{}\"\n{}\n",
+                cert.name,
+                domains.join(", "),
+                cert.key_type,
+                cert.extra
+            ));
+        }
+        fs::write(&self.config, text).unwrap();
+    }
+
+    /// Run `certkeeper --config <ours> ARGS...`.
+    pub fn certkeeper(&self, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("CERTKEEPER_CONFIG")
+            .env_remove("JOURNAL_STREAM")
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ certkeeper {}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub fn live(&self, name: &str) -> PathBuf {
+        self.state_dir.join("live").join(name)
+    }
+}
+
+pub fn write_secret(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Run openssl and return stdout, failing the test on a non-zero exit.
+pub fn openssl(args: &[&str]) -> String {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed (apt-get install -y openssl)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The DNS names in a certificate's subjectAltName, sorted.
+pub fn sans(cert: &Path) -> Vec<String> {
+    let text = openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]);
+    let mut names: Vec<String> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter_map(|part| part.strip_prefix("DNS:"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The certificate's serial as lower-case hex.
+pub fn serial(cert: &Path) -> String {
+    openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// Whether the private key belongs to the certificate (same public key).
+pub fn key_matches(cert: &Path, key: &Path) -> bool {
+    let from_cert = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey"]);
+    let from_key = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    from_cert == from_key
+}
+
+/// The key algorithm openssl reports for a private key ("id-ecPublicKey"/"rsaEncryption")
+/// plus its size in bits.
+pub fn key_description(key: &Path) -> String {
+    let text = openssl(&["pkey", "-in", key.to_str().unwrap(), "-noout", "-text"]);
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+pub fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
