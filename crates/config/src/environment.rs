@@ -1,0 +1,93 @@
+//! The process environment the loader may read secrets from, passed in explicitly.
+//!
+//! `eab_hmac_key_env` and `eab_hmac_key_credential` name places outside the file. Reading
+//! them through an [`Environment`] value instead of `std::env` keeps the loader a function
+//! of its inputs: tests build the environment they need, and nothing depends on the
+//! variables of whoever runs the test suite.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Variable systemd sets to the directory holding a unit's credentials.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Environment variables and the systemd credentials directory.
+///
+/// `Debug` prints variable names only: values may be secrets.
+#[derive(Clone, Default)]
+pub struct Environment {
+    pub vars: HashMap<String, String>,
+    /// `$CREDENTIALS_DIRECTORY`, where systemd places `LoadCredential=`/`SetCredential=` files.
+    pub credentials_directory: Option<PathBuf>,
+}
+
+impl Environment {
+    /// The current process's environment. Variables whose name or value is not valid
+    /// UTF-8 are left out.
+    #[must_use]
+    pub fn from_process() -> Self {
+        let vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
+        let credentials_directory = std::env::var_os(CREDENTIALS_DIRECTORY)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        Self {
+            vars,
+            credentials_directory,
+        }
+    }
+
+    /// No variables and no credentials directory.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    #[must_use]
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_credentials_directory(mut self, directory: impl Into<PathBuf>) -> Self {
+        self.credentials_directory = Some(directory.into());
+        self
+    }
+
+    /// The value of variable `name`, if set.
+    #[must_use]
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Environment")
+            .field("vars", &names)
+            .field("credentials_directory", &self.credentials_directory)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let env = Environment::empty()
+            .with_var("CERTKEEPER_HMAC", "c2VjcmV0LXZhbHVl")
+            .with_credentials_directory("/run/credentials/certkeeper.service");
+        let printed = format!("{env:?}");
+        assert!(printed.contains("CERTKEEPER_HMAC"), "{printed}");
+        assert!(!printed.contains("c2VjcmV0LXZhbHVl"), "{printed}");
+        assert_eq!(env.var("CERTKEEPER_HMAC"), Some("c2VjcmV0LXZhbHVl"));
+        assert_eq!(env.var("OTHER"), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! The TOML contract: which keys exist, their types, defaults and rules, and how they become
+//! a [`certkeeper_core::Inventory`].
+//!
+//! Each table is checked as a whole: every key is looked at even after one fails, and an
+//! entry that failed still lends its `name` to the uniqueness and reference checks, so a
+//! broken `[[ca]]` does not also make every certificate that names it "unknown". Name,
+//! domain, key type, action and URL rules live in the core; this module only maps their
+//! errors onto positions.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use certkeeper_core::lifecycle::parse_directory;
+use certkeeper_core::{
+    CaName, CaSpec, CertName, CertificateSpec, DomainName, Http01Spec, Inventory, KeyType,
+    LifecycleAction,
+};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::Context;
+use crate::diagnostic::{Diagnostics, Reported, collect_all};
+use crate::duration::parse_duration;
+use crate::secrets::{self, EAB_KEYS};
+use crate::walk::{Node, Table};
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
+const DEFAULT_HTTP01_PORT: u16 = 80;
+
+const ROOT_KEYS: [&str; 4] = ["state_dir", "http01", "ca", "certificate"];
+const HTTP01_KEYS: [&str; 1] = ["listen"];
+const CA_KEYS: [&str; 5] = [
+    "name",
+    "directory",
+    "terms_of_service_agreed",
+    "contact",
+    "root_ca_file",
+];
+const CERTIFICATE_KEYS: [&str; 7] = [
+    "name",
+    "ca",
+    "domains",
+    "key_type",
+    "order_id",
+    "action",
+    "renew_before",
+];
+
+/// Build the inventory from a parsed document, recording every problem.
+pub(crate) fn build(
+    document: &Spanned<DeTable<'_>>,
+    context: &Context<'_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Inventory, Reported> {
+    let root = Table::root(document);
+    root.reject_unknown_keys(&ROOT_KEYS, diagnostics);
+
+    let state_dir = root
+        .optional("state_dir", |node| path(node, context, diagnostics))
+        .map(|dir| dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
+    let http01 = root
+        .optional("http01", |node| http01(node, diagnostics))
+        .map(|spec| spec.unwrap_or_else(default_http01));
+
+    let ca_entries: Vec<CaEntry<'_, '_>> = entries(&root, "ca", diagnostics)
+        .iter()
+        .map(|table| ca(table, context, diagnostics))
+        .collect();
+    report_duplicates(
+        ca_entries.iter().filter_map(|entry| entry.name.as_ref()),
+        "CA name",
+        diagnostics,
+    );
+    let known_cas = KnownCas(&ca_entries);
+
+    let certificate_tables = entries(&root, "certificate", diagnostics);
+    if certificate_tables.is_empty() && root.get("certificate").is_none() {
+        diagnostics.warning(
+            root.span(),
+            "certificate",
+            "no [[certificate]] is configured, so certkeeper has nothing to keep issued",
+        );
+    }
+    let certificates: Vec<(Option<Named<'_, '_>>, Result<CertificateSpec, Reported>)> =
+        certificate_tables
+            .iter()
+            .map(|table| certificate(table, &known_cas, diagnostics))
+            .collect();
+    report_duplicates(
+        certificates.iter().filter_map(|(name, _)| name.as_ref()),
+        "certificate name",
+        diagnostics,
+    );
+
+    let cas = collect_all(ca_entries.into_iter().map(|entry| entry.spec));
+    let certificates = collect_all(certificates.into_iter().map(|(_, spec)| spec));
+    Ok(Inventory {
+        state_dir: state_dir?,
+        http01: http01?,
+        cas: cas?,
+        certificates: certificates?,
+    })
+}
+
+/// The tables of an array of tables (`[[ca]]`), each with its indexed path. Absent = none.
+fn entries<'a, 'i>(
+    root: &Table<'a, 'i>,
+    key: &str,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Vec<Table<'a, 'i>> {
+    let Some(node) = root.get(key) else {
+        return Vec::new();
+    };
+    let expected = format!("an array of tables, written [[{key}]]");
+    let Ok(items) = node.array(diagnostics, &expected) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| item.table(diagnostics).ok())
+        .collect()
+}
+
+/// A string `name` as written, before validation: enough for duplicate and reference checks.
+#[derive(Debug, Clone)]
+struct Named<'a, 'i> {
+    node: Node<'a, 'i>,
+    name: &'a str,
+}
+
+impl<'a, 'i> Named<'a, 'i> {
+    fn of(table: &Table<'a, 'i>) -> Option<Self> {
+        let node = table.get("name")?;
+        let name = node.value().as_str()?;
+        Some(Self { node, name })
+    }
+}
+
+/// Report each name that an earlier entry already used, at the later entry.
+fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
+    names: impl IntoIterator<Item = &'n Named<'a, 'i>>,
+    what: &str,
+    diagnostics: &mut Diagnostics<'_>,
+) {
+    let mut first_lines: HashMap<&str, usize> = HashMap::new();
+    for named in names {
+        let line = diagnostics.line_of(named.node.span());
+        match first_lines.get(named.name) {
+            Some(first) => {
+                named.node.error(
+                    diagnostics,
+                    format!(
+                        "duplicate {what} {:?}; it is first defined on line {first}",
+                        named.name
+                    ),
+                );
+            }
+            None => {
+                first_lines.insert(named.name, line);
+            }
+        }
+    }
+}
+
+/// A path value; relative paths resolve against the config file's directory.
+fn path(
+    node: &Node<'_, '_>,
+    context: &Context<'_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<PathBuf, Reported> {
+    node.parse(diagnostics, |text| {
+        if text.is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(context.resolve(text))
+        }
+    })
+}
+
+fn default_http01() -> Http01Spec {
+    Http01Spec {
+        listen: vec![SocketAddr::from((
+            Ipv6Addr::UNSPECIFIED,
+            DEFAULT_HTTP01_PORT,
+        ))],
+    }
+}
+
+fn http01(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Http01Spec, Reported> {
+    let table = node.table(diagnostics)?;
+    table.reject_unknown_keys(&HTTP01_KEYS, diagnostics);
+    let listen = table.optional("listen", |node| {
+        let addresses = node.parse_each(diagnostics, |text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "invalid listen address {text:?}; write an address and a port, such as \"[::]:80\" or \"0.0.0.0:80\""
+                )
+            })
+        })?;
+        if addresses.is_empty() {
+            return Err(node.error(diagnostics, "must list at least one address"));
+        }
+        Ok(addresses.into_iter().map(|(_, address)| address).collect())
+    })?;
+    Ok(listen.map_or_else(default_http01, |listen| Http01Spec { listen }))
+}
+
+/// One `[[ca]]` entry: its name as written and the validated spec.
+#[derive(Debug)]
+struct CaEntry<'a, 'i> {
+    name: Option<Named<'a, 'i>>,
+    spec: Result<CaSpec, Reported>,
+}
+
+fn ca<'a, 'i>(
+    table: &Table<'a, 'i>,
+    context: &Context<'_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> CaEntry<'a, 'i> {
+    let known: Vec<&str> = CA_KEYS.iter().chain(&EAB_KEYS).copied().collect();
+    table.reject_unknown_keys(&known, diagnostics);
+
+    let name = table.required("name", diagnostics).and_then(|node| {
+        node.parse(diagnostics, |name| {
+            CaName::new(name).map_err(|err| format!("invalid CA name {name:?}: {err}"))
+        })
+    });
+    let directory = table.required("directory", diagnostics).and_then(|node| {
+        node.parse(diagnostics, |url| {
+            parse_directory(url)
+                .map(|_| url.to_owned())
+                .map_err(|err| err.to_string())
+        })
+    });
+    let eab = secrets::eab(table, context, diagnostics);
+    let terms_of_service_agreed = table
+        .optional("terms_of_service_agreed", |node| node.bool(diagnostics))
+        .map(Option::unwrap_or_default);
+    let contact = table
+        .optional("contact", |node| node.parse_each(diagnostics, contact))
+        .map(|contacts| {
+            contacts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, contact)| contact)
+                .collect()
+        });
+    let root_ca_file = table.optional("root_ca_file", |node| {
+        let path = path(node, context, diagnostics)?;
+        check_readable_file(&path)
+            .map(|()| path)
+            .map_err(|message| node.error(diagnostics, message))
+    });
+
+    let spec = (|| {
+        Ok(CaSpec {
+            name: name?,
+            directory: directory?,
+            eab: eab?,
+            terms_of_service_agreed: terms_of_service_agreed?,
+            contact: contact?,
+            root_ca_file: root_ca_file?,
+        })
+    })();
+    CaEntry {
+        name: Named::of(table),
+        spec,
+    }
+}
+
+/// A `contact` entry: a `mailto:` URL.
+fn contact(text: &str) -> Result<String, String> {
+    match text.strip_prefix("mailto:") {
+        Some(address) if !address.is_empty() => Ok(text.to_owned()),
+        Some(_) => Err(format!(
+            "invalid contact {text:?}: add the address after \"mailto:\""
+        )),
+        None if text.contains('@') && !text.contains(':') => Err(format!(
+            "invalid contact {text:?}: contacts are mailto: URLs; did you mean \"mailto:{text}\"?"
+        )),
+        None => Err(format!(
+            "invalid contact {text:?}: contacts are mailto: URLs, such as \"mailto:ops@example.com\""
+        )),
+    }
+}
+
+/// That the root CA file at `path` is a file this process can open.
+fn check_readable_file(path: &Path) -> Result<(), String> {
+    match std::fs::File::open(path).and_then(|file| file.metadata()) {
+        Ok(metadata) if metadata.is_dir() => Err(format!("{path:?} is a directory, not a file")),
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!("cannot read root CA file {path:?}: {err}")),
+    }
+}
+
+/// The CAs certificates may refer to, valid or not.
+#[derive(Debug)]
+struct KnownCas<'e, 'a, 'i>(&'e [CaEntry<'a, 'i>]);
+
+impl KnownCas<'_, '_, '_> {
+    /// The CA named `name`: `None` when no entry has that name, the entry's own failure
+    /// when it is broken (already reported there).
+    fn find(&self, name: &str) -> Option<Result<CaName, Reported>> {
+        self.0
+            .iter()
+            .find(|entry| entry.name.as_ref().is_some_and(|named| named.name == name))
+            .map(|entry| {
+                entry
+                    .spec
+                    .as_ref()
+                    .map(|spec| spec.name.clone())
+                    .map_err(|r| *r)
+            })
+    }
+
+    /// Distinct names, in file order.
+    fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for named in self.0.iter().filter_map(|entry| entry.name.as_ref()) {
+            if !names.contains(&named.name) {
+                names.push(named.name);
+            }
+        }
+        names
+    }
+
+    fn listed(&self) -> String {
+        self.names()
+            .iter()
+            .map(|name| format!("{name:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn certificate<'a, 'i>(
+    table: &Table<'a, 'i>,
+    cas: &KnownCas<'_, '_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> (Option<Named<'a, 'i>>, Result<CertificateSpec, Reported>) {
+    table.reject_unknown_keys(&CERTIFICATE_KEYS, diagnostics);
+
+    let name = table.required("name", diagnostics).and_then(|node| {
+        node.parse(diagnostics, |name| {
+            CertName::new(name).map_err(|err| format!("invalid certificate name {name:?}: {err}"))
+        })
+    });
+    let ca = certificate_ca(table, cas, diagnostics);
+    let domains = table
+        .required("domains", diagnostics)
+        .and_then(|node| domains(&node, diagnostics));
+    let key_type = table
+        .optional("key_type", |node| {
+            node.parse(diagnostics, |text| {
+                text.parse::<KeyType>().map_err(|err| err.to_string())
+            })
+        })
+        .map(Option::unwrap_or_default);
+    let order_id = table.optional("order_id", |node| order_id(node, diagnostics));
+    let action = table
+        .optional("action", |node| {
+            node.parse(diagnostics, |text| {
+                text.parse::<LifecycleAction>()
+                    .map_err(|err| err.to_string())
+            })
+        })
+        .map(Option::unwrap_or_default);
+    let renew_before = table.optional("renew_before", |node| {
+        if !node.value().is_str() {
+            return Err(node.wrong_type(diagnostics, "a duration string such as \"30d\""));
+        }
+        node.parse(diagnostics, |text| {
+            parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+        })
+    });
+
+    let spec = (|| {
+        Ok(CertificateSpec {
+            name: name?,
+            ca: ca?,
+            domains: domains?,
+            key_type: key_type?,
+            order_id: order_id?,
+            action: action?,
+            renew_before: renew_before?,
+        })
+    })();
+    (Named::of(table), spec)
+}
+
+/// The certificate's CA: the one it names, or the only one configured.
+fn certificate_ca(
+    table: &Table<'_, '_>,
+    cas: &KnownCas<'_, '_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<CaName, Reported> {
+    if let Some(node) = table.get("ca") {
+        let name = node.str(diagnostics)?;
+        return cas.find(name).unwrap_or_else(|| {
+            let message = if cas.names().is_empty() {
+                format!("unknown CA {name:?}: no [[ca]] is configured")
+            } else {
+                format!("unknown CA {name:?}; configured CAs: {}", cas.listed())
+            };
+            Err(node.error(diagnostics, message))
+        });
+    }
+    match cas.0 {
+        [only] => only
+            .spec
+            .as_ref()
+            .map(|spec| spec.name.clone())
+            .map_err(|reported| *reported),
+        [] => Err(table.error(
+            diagnostics,
+            "ca",
+            "no [[ca]] is configured; add one for this certificate to use",
+        )),
+        _ => Err(table.error(
+            diagnostics,
+            "ca",
+            format!(
+                "missing required key: with several [[ca]] entries, name one of {}",
+                cas.listed()
+            ),
+        )),
+    }
+}
+
+/// `domains`: a non-empty list of distinct DNS names. Duplicates are looked for among the
+/// valid names even when others are invalid, so both kinds of mistake show up in one run.
+fn domains(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Vec<DomainName>, Reported> {
+    let items = node.array(diagnostics, "an array of strings")?;
+    if items.is_empty() {
+        return Err(node.error(diagnostics, "must list at least one domain name"));
+    }
+    let parsed: Vec<(Node<'_, '_>, Result<DomainName, Reported>)> = items
+        .into_iter()
+        .map(|item| {
+            let domain = item.parse(diagnostics, |text| {
+                DomainName::new(text).map_err(|err| format!("invalid domain name {text:?}: {err}"))
+            });
+            (item, domain)
+        })
+        .collect();
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    let mut distinct = Ok(());
+    for (index, (item, domain)) in parsed.iter().enumerate() {
+        let Ok(domain) = domain else { continue };
+        let name = domain.as_str();
+        if let Some(first) = first_index.get(name) {
+            distinct = Err(item.error(
+                diagnostics,
+                format!(
+                    "duplicate domain name {name:?}; it is already listed as {}[{first}]",
+                    node.path()
+                ),
+            ));
+        } else {
+            first_index.insert(name, index);
+        }
+    }
+    let domains = collect_all(parsed.into_iter().map(|(_, domain)| domain));
+    distinct?;
+    domains
+}
+
+/// `order_id`: a string, or an integer since CertCentral order ids are numbers.
+fn order_id(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<String, Reported> {
+    let checked = match node.value() {
+        DeValue::String(text) => {
+            if text.is_empty() {
+                Err("must not be empty".to_owned())
+            } else if let Some(found) = text
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+            {
+                Err(format!(
+                    "invalid order id {text:?}: may only contain letters, digits, '-' and '_' (found {found:?})"
+                ))
+            } else {
+                Ok(text.to_string())
+            }
+        }
+        DeValue::Integer(integer) => match u64::from_str_radix(integer.as_str(), integer.radix()) {
+            Ok(id) => Ok(id.to_string()),
+            Err(_) if integer.as_str().starts_with('-') => Err("must not be negative".to_owned()),
+            Err(_) => Err("is too large for an integer; write the order id as a string".to_owned()),
+        },
+        _ => return Err(node.wrong_type(diagnostics, "a string or an integer")),
+    };
+    checked.map_err(|message| node.error(diagnostics, message))
+}

@@ -1,0 +1,144 @@
+//! Every invalid configuration in `tests/fixtures/` is refused with exactly the diagnostics
+//! in its `.expected` file.
+//!
+//! Each fixture is loaded with the path as written here (`tests/fixtures/NAME.toml`, relative
+//! to the crate, which is the working directory of `cargo test`), so the expected output
+//! does not depend on where the repository is checked out. After an intended change of
+//! messages, run with `CERTKEEPER_BLESS=1` to rewrite the `.expected` files, then review the
+//! diff.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use certkeeper_config::{Environment, load_str};
+
+const FIXTURES: &str = "tests/fixtures";
+
+/// The environment every fixture is loaded with. `FIXTURE_HMAC` decodes to a key;
+/// `FIXTURE_BAD_HMAC` does not; no credentials directory.
+fn environment() -> Environment {
+    Environment::empty()
+        .with_var("FIXTURE_HMAC", "c2VjcmV0LWhtYWMta2V5")
+        .with_var("FIXTURE_BAD_HMAC", "not base64!")
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(FIXTURES)
+        .expect("tests/fixtures is readable")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .map(|path| Path::new(FIXTURES).join(path.file_name().expect("file name")))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// What loading `path` reports, one diagnostic per line.
+fn render(path: &Path) -> String {
+    let text = fs::read_to_string(path).expect("fixture is readable");
+    match load_str(&text, path, &environment()) {
+        Ok(loaded) => panic!(
+            "{} was accepted but every fixture is invalid: {loaded:?}",
+            path.display()
+        ),
+        Err(errors) => format!("{errors}\n"),
+    }
+}
+
+#[test]
+fn every_fixture_reports_exactly_its_expected_diagnostics() {
+    let bless = std::env::var_os("CERTKEEPER_BLESS").is_some();
+    let fixtures = fixtures();
+    assert!(
+        fixtures.len() >= 25,
+        "expected the fixture set, found {} files in {FIXTURES}",
+        fixtures.len()
+    );
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let rendered = render(fixture);
+        let expected_path = fixture.with_extension("expected");
+        if bless {
+            fs::write(&expected_path, &rendered).expect("write .expected");
+            continue;
+        }
+        let expected = fs::read_to_string(&expected_path).unwrap_or_else(|err| {
+            panic!(
+                "{}: {err} (run with CERTKEEPER_BLESS=1 to create it)",
+                expected_path.display()
+            )
+        });
+        if rendered != expected {
+            failures.push(format!(
+                "--- {}\n{expected}+++ actual\n{rendered}",
+                expected_path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_expected_file_has_a_fixture() {
+    for entry in fs::read_dir(FIXTURES).expect("tests/fixtures is readable") {
+        let path = entry.expect("directory entry").path();
+        if path.extension().is_some_and(|ext| ext == "expected") {
+            assert!(
+                path.with_extension("toml").exists(),
+                "{} has no .toml fixture",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Every error category appears in the fixture set, so deleting a fixture cannot quietly
+/// drop a check from the suite.
+#[test]
+fn fixtures_cover_every_error_category() {
+    let categories = [
+        "unknown_key",
+        "bad_type",
+        "duplicate_cert_name",
+        "duplicate_ca_name",
+        "unknown_ca",
+        "bad_domain",
+        "wildcard",
+        "duplicate_domain",
+        "unreadable_secret_file",
+        "missing_eab_key_source",
+        "eab_key_without_kid",
+        "two_eab_key_sources",
+        "bad_base64",
+        "syntax_error",
+        "missing_required_key",
+        "several_errors",
+    ];
+    for category in categories {
+        let path = Path::new(FIXTURES).join(format!("{category}.toml"));
+        assert!(path.exists(), "missing fixture {}", path.display());
+    }
+}
+
+#[test]
+fn several_errors_are_all_reported_at_once() {
+    let rendered = render(&Path::new(FIXTURES).join("several_errors.toml"));
+    let lines: Vec<&str> = rendered.lines().collect();
+    assert!(lines.len() >= 10, "{rendered}");
+    let positions: Vec<(usize, usize)> = lines
+        .iter()
+        .map(|line| {
+            let mut parts = line.splitn(4, ':');
+            let _file = parts.next();
+            let line_no = parts.next().and_then(|n| n.parse().ok());
+            let column = parts.next().and_then(|n| n.parse().ok());
+            (
+                line_no.expect("a line number"),
+                column.expect("a column number"),
+            )
+        })
+        .collect();
+    let mut sorted = positions.clone();
+    sorted.sort_unstable();
+    assert_eq!(positions, sorted, "errors are in file order:\n{rendered}");
+}

@@ -1,0 +1,201 @@
+//! EAB HMAC keys from every source, the warnings about where they are kept, and proof that
+//! no diagnostic or debug print ever contains one.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use certkeeper_config::{Environment, Loaded, Severity, load, load_str};
+
+/// base64url of `SECRET_BYTES`.
+const SECRET_TEXT: &str = "czNjcjN0LWhtYWMtazN5LXZhbHVl";
+const SECRET_BYTES: &[u8] = b"s3cr3t-hmac-k3y-value";
+
+fn config_with(source: &str) -> String {
+    format!(
+        r#"
+[[ca]]
+name = "digicert"
+directory = "https://one.digicert.com/mpki/api/v1/acme/v2/directory"
+eab_kid = "kid-1"
+{source}
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+"#
+    )
+}
+
+/// A config file and a key file with `mode` in a fresh directory.
+fn setup(source: &str, key_file_mode: u32) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("digicert.hmac");
+    fs::write(&key_file, format!("{SECRET_TEXT}\n")).expect("write key");
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(key_file_mode)).expect("chmod");
+    let config = dir.path().join("certkeeper.toml");
+    fs::write(&config, config_with(source)).expect("write config");
+    (dir, config)
+}
+
+fn assert_no_secret(loaded: &Loaded) {
+    let printed = format!("{loaded:?}");
+    assert!(!printed.contains(SECRET_TEXT), "{printed}");
+    assert!(!printed.contains("s3cr3t"), "{printed}");
+    for warning in &loaded.warnings {
+        let shown = warning.to_string();
+        assert!(!shown.contains(SECRET_TEXT), "{shown}");
+    }
+}
+
+fn hmac_key(loaded: &Loaded) -> &[u8] {
+    loaded.inventory.cas[0]
+        .eab
+        .as_ref()
+        .expect("EAB configured")
+        .hmac_key
+        .expose()
+}
+
+#[test]
+fn private_key_file_relative_to_the_config_loads_without_warnings() {
+    let (_dir, config) = setup(r#"eab_hmac_key_file = "digicert.hmac""#, 0o600);
+    let loaded = load(&config, &Environment::empty()).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(hmac_key(&loaded), SECRET_BYTES);
+    assert_no_secret(&loaded);
+}
+
+#[test]
+fn group_readable_key_file_loads_with_a_chmod_warning() {
+    let (dir, config) = setup(r#"eab_hmac_key_file = "digicert.hmac""#, 0o640);
+    let loaded = load(&config, &Environment::empty()).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(hmac_key(&loaded), SECRET_BYTES);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let warning = &loaded.warnings[0];
+    assert_eq!(warning.severity, Severity::Warning);
+    assert_eq!(warning.key, "ca[0].eab_hmac_key_file");
+    assert_eq!((warning.line, warning.column), (6, 21));
+    let key_file = dir.path().join("digicert.hmac");
+    assert_eq!(
+        warning.message,
+        format!(
+            "file {key_file:?} can be read by group or others (mode 0640); restrict it with chmod 600"
+        )
+    );
+    assert_no_secret(&loaded);
+}
+
+#[test]
+fn inline_key_loads_with_a_warning_that_does_not_quote_it() {
+    let source = format!(r#"eab_hmac_key = "{SECRET_TEXT}""#);
+    let loaded = load_str(
+        &config_with(&source),
+        Path::new("/etc/certkeeper/certkeeper.toml"),
+        &Environment::empty(),
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(hmac_key(&loaded), SECRET_BYTES);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].to_string(),
+        "/etc/certkeeper/certkeeper.toml:6:16: ca[0].eab_hmac_key: the HMAC key is stored in the config file; keep it out of the file with eab_hmac_key_file, eab_hmac_key_env or eab_hmac_key_credential"
+    );
+    assert_no_secret(&loaded);
+}
+
+#[test]
+fn warnings_survive_when_other_errors_refuse_the_config() {
+    let source = format!("eab_hmac_key = \"{SECRET_TEXT}\"\nunknown = 1");
+    let errors = load_str(
+        &config_with(&source),
+        Path::new("c.toml"),
+        &Environment::empty(),
+    )
+    .expect_err("unknown key");
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert_eq!(errors.warnings.len(), 1, "{errors}");
+    assert_eq!(
+        errors.to_string(),
+        "c.toml:7:1: ca[0].unknown: unknown key; expected one of: name, directory, terms_of_service_agreed, contact, root_ca_file, eab_kid, eab_hmac_key_file, eab_hmac_key_env, eab_hmac_key_credential, eab_hmac_key\n\
+         warning: c.toml:6:16: ca[0].eab_hmac_key: the HMAC key is stored in the config file; keep it out of the file with eab_hmac_key_file, eab_hmac_key_env or eab_hmac_key_credential"
+    );
+    let shown = format!("{errors}\n{errors:?}");
+    assert!(!shown.contains(SECRET_TEXT), "{shown}");
+}
+
+#[test]
+fn undecodable_keys_are_reported_without_quoting_them() {
+    let secret = "S3cretButNot$Base64";
+    let env = Environment::empty().with_var("DIGICERT_HMAC", secret);
+    let errors = load_str(
+        &config_with(r#"eab_hmac_key_env = "DIGICERT_HMAC""#),
+        Path::new("c.toml"),
+        &env,
+    )
+    .expect_err("not base64url");
+    let shown = format!("{errors}\n{errors:?}");
+    assert!(
+        shown.contains("environment variable DIGICERT_HMAC"),
+        "{shown}"
+    );
+    assert!(!shown.contains("S3cret"), "{shown}");
+    assert!(!shown.contains('$'), "{shown}");
+
+    let inline = format!(r#"eab_hmac_key = "{secret}""#);
+    let errors =
+        load_str(&config_with(&inline), Path::new("c.toml"), &env).expect_err("not base64url");
+    let shown = format!("{errors}\n{errors:?}");
+    assert!(!shown.contains("S3cret"), "{shown}");
+}
+
+#[test]
+fn environment_variable_and_credential_sources() {
+    let env = Environment::empty().with_var("DIGICERT_HMAC", format!(" {SECRET_TEXT}\n"));
+    let loaded = load_str(
+        &config_with(r#"eab_hmac_key_env = "DIGICERT_HMAC""#),
+        Path::new("c.toml"),
+        &env,
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(hmac_key(&loaded), SECRET_BYTES);
+    assert_no_secret(&loaded);
+
+    let credentials = tempfile::tempdir().expect("tempdir");
+    let credential = credentials.path().join("digicert-hmac");
+    fs::write(&credential, SECRET_TEXT).expect("write credential");
+    fs::set_permissions(&credential, fs::Permissions::from_mode(0o400)).expect("chmod");
+    let env = Environment::empty().with_credentials_directory(credentials.path());
+    let loaded = load_str(
+        &config_with(r#"eab_hmac_key_credential = "digicert-hmac""#),
+        Path::new("c.toml"),
+        &env,
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(hmac_key(&loaded), SECRET_BYTES);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    let errors = load_str(
+        &config_with(r#"eab_hmac_key_credential = "../digicert-hmac""#),
+        Path::new("c.toml"),
+        &env,
+    )
+    .expect_err("not a plain name");
+    assert_eq!(
+        errors.to_string(),
+        "c.toml:6:27: ca[0].eab_hmac_key_credential: credential name \"../digicert-hmac\" must be a plain file name"
+    );
+
+    let errors = load_str(
+        &config_with(r#"eab_hmac_key_credential = "other""#),
+        Path::new("c.toml"),
+        &env,
+    )
+    .expect_err("no such credential");
+    let message = &errors.errors[0].message;
+    assert!(
+        message.starts_with("cannot read HMAC key from credential \"other\" (")
+            && message.ends_with("No such file or directory (os error 2)"),
+        "{message}"
+    );
+}
