@@ -15,6 +15,7 @@ pub mod names;
 pub mod ports;
 pub mod renewal;
 pub mod revocation;
+pub mod schedule;
 pub mod secret;
 
 pub use inventory::{CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
