@@ -8,23 +8,6 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair, RsaKeySize};
 
 use crate::error::AcmeError;
 
-/// A fresh private key and a CSR for `domains` signed with it.
-pub struct KeyAndCsr {
-    /// PKCS#8 PEM of the private key.
-    pub key_pem: Secret,
-    /// DER of the certificate signing request.
-    pub csr_der: Vec<u8>,
-}
-
-impl std::fmt::Debug for KeyAndCsr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyAndCsr")
-            .field("key_pem", &self.key_pem)
-            .field("csr_der_len", &self.csr_der.len())
-            .finish()
-    }
-}
-
 /// Generate a key of `key_type`.
 ///
 /// # Errors
@@ -43,24 +26,36 @@ pub fn generate_key(key_type: KeyType) -> Result<KeyPair, AcmeError> {
     })
 }
 
-/// Generate a key of `key_type` and a CSR for `domains`.
+/// A fresh private key of `key_type`, as PKCS#8 PEM.
 ///
 /// # Errors
-/// When key generation or CSR serialization fails.
-pub fn key_and_csr(key_type: KeyType, domains: &[DomainName]) -> Result<KeyAndCsr, AcmeError> {
-    let failed = |err: rcgen::Error| AcmeError::KeyGeneration {
-        key_type: key_type.to_string(),
-        reason: err.to_string(),
+/// When the crypto provider cannot generate the key.
+pub fn generate_key_pem(key_type: KeyType) -> Result<Secret, AcmeError> {
+    Ok(Secret::new(
+        generate_key(key_type)?.serialize_pem().into_bytes(),
+    ))
+}
+
+/// A CSR for `domains`, signed with `key_pem` (which may have been persisted and reloaded to
+/// resume an order after a restart).
+///
+/// # Errors
+/// When the key does not load or the CSR cannot be built.
+pub fn csr_der(key_pem: &Secret, domains: &[DomainName]) -> Result<Vec<u8>, AcmeError> {
+    let failed = |reason: String| AcmeError::KeyGeneration {
+        key_type: "stored".to_owned(),
+        reason,
     };
-    let key = generate_key(key_type)?;
+    let pem = std::str::from_utf8(key_pem.expose())
+        .map_err(|_| failed("key is not PEM text".to_owned()))?;
+    let key = KeyPair::from_pem(pem).map_err(|err| failed(err.to_string()))?;
     let names: Vec<String> = domains.iter().map(ToString::to_string).collect();
-    let mut params = CertificateParams::new(names).map_err(failed)?;
+    let mut params = CertificateParams::new(names).map_err(|err| failed(err.to_string()))?;
     params.distinguished_name = DistinguishedName::new();
-    let csr = params.serialize_request(&key).map_err(failed)?;
-    Ok(KeyAndCsr {
-        key_pem: Secret::new(key.serialize_pem().into_bytes()),
-        csr_der: csr.der().to_vec(),
-    })
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|err| failed(err.to_string()))?;
+    Ok(csr.der().to_vec())
 }
 
 #[cfg(test)]
@@ -68,14 +63,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_type_yields_a_loadable_key_and_csr() {
+    fn every_key_type_yields_a_reloadable_key_and_a_csr() {
         let domains = [
             DomainName::new("a.example.com").expect("valid"),
             DomainName::new("b.example.com").expect("valid"),
         ];
         for key_type in KeyType::ALL {
-            let generated = key_and_csr(key_type, &domains).expect("generate");
-            let pem = std::str::from_utf8(generated.key_pem.expose()).expect("utf-8");
+            let key_pem = generate_key_pem(key_type).expect("generate");
+            let pem = std::str::from_utf8(key_pem.expose()).expect("utf-8");
             assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{key_type}");
             let reloaded = KeyPair::from_pem(pem).expect("reload");
             let expected_alg = match key_type {
@@ -84,8 +79,26 @@ mod tests {
                 _ => &rcgen::PKCS_RSA_SHA256,
             };
             assert_eq!(reloaded.algorithm(), expected_alg, "{key_type}");
-            assert!(!generated.csr_der.is_empty());
-            assert!(!format!("{generated:?}").contains("PRIVATE KEY"));
+            let csr = csr_der(&key_pem, &domains).expect("csr");
+            // DER SEQUENCE, and the two names are in it.
+            assert_eq!(csr[0], 0x30, "{key_type}");
+            for name in ["a.example.com", "b.example.com"] {
+                assert!(
+                    csr.windows(name.len()).any(|w| w == name.as_bytes()),
+                    "{key_type}: {name}"
+                );
+            }
+            assert!(!format!("{key_pem:?}").contains("PRIVATE KEY"));
         }
+    }
+
+    #[test]
+    fn csr_refuses_a_broken_key() {
+        let domains = [DomainName::new("a.example.com").expect("valid")];
+        let err = csr_der(&Secret::new(b"not a key".to_vec()), &domains).expect_err("broken key");
+        assert!(
+            !err.to_string().contains("not a key"),
+            "the key text is never echoed: {err}"
+        );
     }
 }

@@ -27,5 +27,5 @@ pub mod transport;
 
 pub use account::{AcmeAccount, StoredAccount};
 pub use error::AcmeError;
-pub use order::{Issued, OrderRequest, PollPolicy};
+pub use order::{Issued, OrderRequest, PlacedOrder, PollPolicy};
 pub use transport::{Transport, TransportSettings};

@@ -18,7 +18,7 @@ use instant_acme::{
 
 use crate::account::{AcmeAccount, retry_bad_nonce};
 use crate::error::AcmeError;
-use crate::keys::key_and_csr;
+use crate::keys::{csr_der, generate_key_pem};
 
 /// What to order.
 #[derive(Debug, Clone)]
@@ -91,26 +91,31 @@ impl Drop for PublishedTokens<'_> {
     }
 }
 
+/// An order at the CA, new or resumed by URL, that [`PlacedOrder::complete`] drives to a
+/// certificate.
+pub struct PlacedOrder<'a> {
+    account: &'a AcmeAccount,
+    order: Order,
+    url: String,
+}
+
+impl fmt::Debug for PlacedOrder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlacedOrder")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AcmeAccount {
-    /// Order, validate, finalize and download a certificate.
+    /// Create a new order for `request` on its directory URL.
     ///
     /// # Errors
-    /// Any refusal or failure of the CA, a failed validation, or a timeout.
-    pub async fn issue(
+    /// When the directory cannot be read or the CA refuses the order.
+    pub async fn place_order(
         &self,
         request: &OrderRequest<'_>,
-        responder: &dyn Http01Responder,
-        poll: PollPolicy,
-    ) -> Result<Issued, AcmeError> {
-        let ca = self.ca().to_owned();
-        let protocol = |step: &'static str| {
-            let ca = ca.clone();
-            move |source| AcmeError::Protocol {
-                ca,
-                step,
-                source: Box::new(source),
-            }
-        };
+    ) -> Result<PlacedOrder<'_>, AcmeError> {
         tracing::info!(
             cert = %request.cert,
             directory = %request.directory_url,
@@ -123,44 +128,129 @@ impl AcmeAccount {
             .iter()
             .map(|d| Identifier::Dns(d.to_string()))
             .collect();
-        let mut order = retry_bad_nonce!(account.new_order(&NewOrder::new(&identifiers)).await)
-            .map_err(protocol("new order"))?;
-        let order_url = order.url().to_owned();
-        tracing::info!(cert = %request.cert, order_url = %order_url, "order created");
+        let order = retry_bad_nonce!(account.new_order(&NewOrder::new(&identifiers)).await)
+            .map_err(|source| self.protocol("new order", source))?;
+        let url = order.url().to_owned();
+        tracing::info!(cert = %request.cert, order_url = %url, "order created");
+        Ok(PlacedOrder {
+            account: self,
+            order,
+            url,
+        })
+    }
 
+    /// Pick up an order created earlier (before a restart) by its URL.
+    ///
+    /// # Errors
+    /// When the CA cannot be reached or no longer knows the order.
+    pub async fn resume_order(
+        &self,
+        order_url: &str,
+        directory_url: &str,
+    ) -> Result<PlacedOrder<'_>, AcmeError> {
+        let account = self.session(directory_url).await?;
+        let mut order = retry_bad_nonce!(account.order(order_url.to_owned()).await)
+            .map_err(|source| self.protocol("resuming the order", source))?;
+        tracing::info!(order_url = %order_url, status = ?order.state().status, "resumed order");
+        Ok(PlacedOrder {
+            account: self,
+            order,
+            url: order_url.to_owned(),
+        })
+    }
+
+    /// Order, validate, finalize and download a certificate with a fresh key, in one go.
+    ///
+    /// # Errors
+    /// Any refusal or failure of the CA, a failed validation, or a timeout.
+    pub async fn issue(
+        &self,
+        request: &OrderRequest<'_>,
+        responder: &dyn Http01Responder,
+        poll: PollPolicy,
+    ) -> Result<Issued, AcmeError> {
+        let mut placed = self.place_order(request).await?;
+        let key_pem = generate_key_pem(request.key_type)?;
+        let chain_pem = placed
+            .complete(&key_pem, request.domains, responder, poll)
+            .await?;
+        Ok(Issued {
+            key_pem,
+            chain_pem,
+            order_url: placed.url,
+        })
+    }
+
+    fn protocol(&self, step: &'static str, source: instant_acme::Error) -> AcmeError {
+        AcmeError::Protocol {
+            ca: self.ca().to_owned(),
+            step,
+            source: Box::new(source),
+        }
+    }
+}
+
+impl PlacedOrder<'_> {
+    /// The order URL: persist it to resume after a restart.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drive the order from wherever it is to a downloaded chain: answer HTTP-01 for pending
+    /// authorizations, finalize with a CSR signed by `key_pem`, wait through `processing`.
+    ///
+    /// # Errors
+    /// A failed validation, an invalid order, a refusal or a timeout.
+    pub async fn complete(
+        &mut self,
+        key_pem: &Secret,
+        domains: &[DomainName],
+        responder: &dyn Http01Responder,
+        poll: PollPolicy,
+    ) -> Result<String, AcmeError> {
+        let account = self.account;
+        let url = self.url.clone();
         let mut published = PublishedTokens {
             responder,
             tokens: Vec::new(),
         };
-        if order.state().status == OrderStatus::Ready {
-            tracing::info!(cert = %request.cert, "every authorization already valid; no challenge needed");
-        }
-        if order.state().status == OrderStatus::Pending {
-            self.answer_challenges(&mut order, &mut published).await?;
-            let status = retry_bad_nonce!(order.poll_ready(&poll.retry_policy()).await).map_err(
-                |source| self.timeout_or(source, &order_url, "ready", poll, "validation"),
-            )?;
-            if status == OrderStatus::Invalid {
-                return Err(self.validation_failure(&mut order).await);
+        match self.order.state().status {
+            OrderStatus::Pending => {
+                account
+                    .answer_challenges(&mut self.order, &mut published)
+                    .await?;
+                let status = retry_bad_nonce!(self.order.poll_ready(&poll.retry_policy()).await)
+                    .map_err(|source| {
+                        account.timeout_or(source, &url, "ready", poll, "validation")
+                    })?;
+                if status == OrderStatus::Invalid {
+                    return Err(account.validation_failure(&mut self.order).await);
+                }
             }
+            OrderStatus::Ready => {
+                tracing::info!(order_url = %url, "every authorization already valid; no challenge needed");
+            }
+            OrderStatus::Invalid => return Err(account.validation_failure(&mut self.order).await),
+            OrderStatus::Processing | OrderStatus::Valid => {}
         }
         drop(published);
 
-        let generated = key_and_csr(request.key_type, request.domains)?;
-        retry_bad_nonce!(order.finalize_csr(&generated.csr_der).await)
-            .map_err(protocol("finalize"))?;
-        let chain_pem = retry_bad_nonce!(order.poll_certificate(&poll.retry_policy()).await)
+        if self.order.state().status == OrderStatus::Ready {
+            let csr = csr_der(key_pem, domains)?;
+            retry_bad_nonce!(self.order.finalize_csr(&csr).await)
+                .map_err(|source| account.protocol("finalize", source))?;
+        }
+        let chain_pem = retry_bad_nonce!(self.order.poll_certificate(&poll.retry_policy()).await)
             .map_err(|source| {
-                self.timeout_or(source, &order_url, "valid", poll, "certificate download")
-            })?;
-        tracing::info!(cert = %request.cert, order_url = %order_url, "certificate downloaded");
-        Ok(Issued {
-            key_pem: generated.key_pem,
-            chain_pem,
-            order_url,
-        })
+            account.timeout_or(source, &url, "valid", poll, "certificate download")
+        })?;
+        tracing::info!(order_url = %url, "certificate downloaded");
+        Ok(chain_pem)
     }
+}
 
+impl AcmeAccount {
     /// Publish and trigger HTTP-01 for every pending authorization.
     ///
     /// The authorization stream fetches states lazily; a fetch that fails (a `badNonce`

@@ -120,6 +120,11 @@ impl Layout {
         format!(".{}.tmp-", name.as_str())
     }
 
+    /// Private key of an order in flight, kept so a restart can finalize the same order.
+    pub(crate) fn pending_key_file(&self, name: &CertName) -> PathBuf {
+        self.state_root().join(format!("{name}.order-key.pem"))
+    }
+
     pub(crate) fn state_file(&self, name: &CertName) -> PathBuf {
         self.state_root().join(format!("{}.json", name.as_str()))
     }

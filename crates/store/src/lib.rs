@@ -38,7 +38,9 @@ pub use atomic::write_file_atomic;
 pub use error::{StoreError, VerifyProblem};
 pub use live::LiveCert;
 pub use lock::StoreLock;
-pub use state::{LineageState, RevokedRecord};
+pub use state::{
+    AttemptRecord, LineageState, PendingOrder, RevokedRecord, from_unix_seconds, unix_seconds,
+};
 
 use crate::atomic::create_dir;
 use crate::layout::{Layout, PRIVATE_DIR_MODE, PUBLIC_DIR_MODE};
@@ -179,6 +181,45 @@ impl Store {
         state: &LineageState,
     ) -> Result<(), StoreError> {
         state::write(&self.layout.state_file(name), state)
+    }
+
+    /// Keep the private key of an order in flight (`0600` from creation), so a restart can
+    /// finalize the same order instead of placing a new one.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when it cannot be written.
+    pub fn write_pending_key(&self, name: &CertName, key_pem: &[u8]) -> Result<(), StoreError> {
+        write_file_atomic(
+            &self.layout.pending_key_file(name),
+            key_pem,
+            layout::PRIVATE_FILE_MODE,
+        )
+    }
+
+    /// The key of the order in flight, if one was kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when it exists but cannot be read.
+    pub fn read_pending_key(&self, name: &CertName) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.layout.pending_key_file(name);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io("read the pending order key", path, err)),
+        }
+    }
+
+    /// Forget the key of the order in flight (after install, or when the order is dead).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when it exists but cannot be removed.
+    pub fn remove_pending_key(&self, name: &CertName) -> Result<(), StoreError> {
+        let path = self.layout.pending_key_file(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(StoreError::io("remove the pending order key", path, err)),
+        }
     }
 
     /// Where the account for `key` is stored.

@@ -1,6 +1,7 @@
 //! Per-lineage state that is not in the certificate itself: `state/NAME.json`.
 //!
-//! Today that is the operator's revocation record. The file is serde JSON written with
+//! The operator's revocation record, the history of attempts the scheduler plans backoff
+//! from, and the order in flight (so a restart resumes it instead of ordering again). The file is serde JSON written with
 //! [`write_file_atomic`](crate::write_file_atomic), and every field is `#[serde(default)]`
 //! so a newer certkeeper can add fields that an older file simply lacks (and unknown fields
 //! from a newer file are ignored by an older one).
@@ -25,6 +26,45 @@ const STATE_FILE_MODE: u32 = 0o644;
 pub struct LineageState {
     /// The last certificate of this lineage the operator revoked.
     pub revoked: Option<RevokedRecord>,
+    /// Outcomes of past attempts.
+    pub attempts: AttemptRecord,
+    /// An order placed and not yet installed. Its private key is in a separate `0600` file
+    /// (see `Store::write_pending_key`): this file is world-readable.
+    pub pending_order: Option<PendingOrder>,
+}
+
+/// What happened on past attempts for a lineage. Times are seconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttemptRecord {
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    pub last_failure_at_unix: Option<i64>,
+    /// The last error, as shown to the operator (never contains secrets).
+    pub last_error: Option<String>,
+    /// The CA asked not to retry before this (Retry-After, rate limit).
+    pub retry_not_before_unix: Option<i64>,
+    pub last_success_at_unix: Option<i64>,
+    /// Certificates installed by certkeeper for this lineage, ever.
+    pub successes_total: u64,
+    /// Failed attempts, ever.
+    pub failures_total: u64,
+    /// A deploy hook or reload that still has to succeed for the live certificate.
+    pub pending_deploy: bool,
+}
+
+/// An order in flight: enough to pick it up again by URL after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PendingOrder {
+    pub order_url: String,
+    /// The directory URL the order was placed through (with any lifecycle query).
+    pub directory_url: String,
+    /// The names ordered; a config change makes the order stale.
+    pub domains: Vec<String>,
+    /// The key type ordered (its spelling in the config).
+    pub key_type: String,
+    pub placed_at_unix: i64,
 }
 
 impl LineageState {
@@ -50,18 +90,34 @@ pub struct RevokedRecord {
     pub at_unix: i64,
 }
 
+/// Seconds since the Unix epoch (negative before it), as stored in state files.
+#[must_use]
+pub fn unix_seconds(at: SystemTime) -> i64 {
+    match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// The instant for stored Unix seconds.
+#[must_use]
+pub fn from_unix_seconds(seconds: i64) -> SystemTime {
+    let magnitude = std::time::Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
 impl RevokedRecord {
     /// A record for `serial_hex` revoked for `reason` at `at`.
     #[must_use]
     pub fn new(serial_hex: &str, reason: RevocationReason, at: SystemTime) -> Self {
-        let at_unix = match at.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
-        };
         Self {
             serial_hex: serial_hex.to_ascii_lowercase(),
             reason: reason.as_str().to_owned(),
-            at_unix,
+            at_unix: unix_seconds(at),
         }
     }
 }
@@ -101,6 +157,38 @@ mod tests {
         .expect("unknown fields are ignored");
         assert!(future.is_revoked("AB"));
         assert!(!future.is_revoked("abc"));
+    }
+
+    #[test]
+    fn unix_seconds_round_trip() {
+        for seconds in [0, 1_700_000_000, -5] {
+            assert_eq!(unix_seconds(from_unix_seconds(seconds)), seconds);
+        }
+    }
+
+    #[test]
+    fn pending_order_and_attempts_round_trip() {
+        let state = LineageState {
+            revoked: None,
+            attempts: AttemptRecord {
+                consecutive_failures: 2,
+                last_failure_at_unix: Some(10),
+                last_error: Some("CA down".to_owned()),
+                ..AttemptRecord::default()
+            },
+            pending_order: Some(PendingOrder {
+                order_url: "https://ca/order/1".to_owned(),
+                directory_url: "https://ca/dir".to_owned(),
+                domains: vec!["a.example.com".to_owned()],
+                key_type: "ecdsa-p256".to_owned(),
+                placed_at_unix: 9,
+            }),
+        };
+        let json = serde_json::to_string(&state).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<LineageState>(&json).expect("parse"),
+            state
+        );
     }
 
     #[test]

@@ -701,6 +701,7 @@ fn lineage_state_round_trips_and_revocation_follows_the_serial() {
             RevocationReason::KeyCompromise,
             unix(1_750_000_000),
         )),
+        ..LineageState::default()
     };
     store
         .write_lineage_state(&lineage, &state)
@@ -826,4 +827,25 @@ fn lineages_lists_live_names() {
             .expect("install");
     }
     assert_eq!(store.lineages().expect("list"), [name("api"), name("web")]);
+}
+
+#[test]
+fn pending_order_key_is_private_and_removable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let lineage = CertName::new("www").expect("name");
+    assert_eq!(store.read_pending_key(&lineage).expect("read"), None);
+    store
+        .write_pending_key(&lineage, b"-----BEGIN PRIVATE KEY-----\n")
+        .expect("write");
+    let path = dir.path().join("state/www.order-key.pem");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        store.read_pending_key(&lineage).expect("read").as_deref(),
+        Some(&b"-----BEGIN PRIVATE KEY-----\n"[..])
+    );
+    store.remove_pending_key(&lineage).expect("remove");
+    store.remove_pending_key(&lineage).expect("removing twice is fine");
+    assert!(!path.exists());
 }
