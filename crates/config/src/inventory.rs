@@ -100,6 +100,9 @@ pub(crate) fn build(
         http01: http01?,
         cas: cas?,
         certificates: certificates?,
+        max_concurrent: certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT,
+        admin: None,
+        watch_paths: Vec::new(),
     })
 }
 
@@ -261,6 +264,7 @@ fn ca<'a, 'i>(
             terms_of_service_agreed: terms_of_service_agreed?,
             contact: contact?,
             root_ca_file: root_ca_file?,
+            max_concurrent: None,
         })
     })();
     CaEntry {
@@ -384,6 +388,7 @@ fn certificate<'a, 'i>(
             order_id: order_id?,
             action: action?,
             renew_before: renew_before?,
+            schedule: certkeeper_core::schedule::SchedulePolicy::default(),
         })
     })();
     (Named::of(table), spec)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::lifecycle::LifecycleAction;
 use crate::names::{CaName, CertName, DomainName};
+use crate::schedule::SchedulePolicy;
 use crate::secret::Secret;
 
 /// The whole validated configuration.
@@ -21,6 +22,22 @@ pub struct Inventory {
     pub http01: Http01Spec,
     pub cas: Vec<CaSpec>,
     pub certificates: Vec<CertificateSpec>,
+    /// At most this many orders in flight at once (all CAs together).
+    pub max_concurrent: usize,
+    /// The optional admin listener (`/healthz`, `/metrics`).
+    pub admin: Option<AdminSpec>,
+    /// Files the inventory was read from and `include` directories: what the daemon watches
+    /// to reload on edits.
+    pub watch_paths: Vec<PathBuf>,
+}
+
+/// Default for [`Inventory::max_concurrent`].
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+
+/// The admin HTTP listener: health and Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSpec {
+    pub listen: SocketAddr,
 }
 
 impl Inventory {
@@ -57,6 +74,8 @@ pub struct CaSpec {
     pub contact: Vec<String>,
     /// Extra trust anchor (PEM) for the CA's HTTPS endpoint: private or test CAs.
     pub root_ca_file: Option<PathBuf>,
+    /// At most this many orders in flight at this CA; `None`: only the global limit.
+    pub max_concurrent: Option<usize>,
 }
 
 /// External Account Binding credentials (RFC 8555 section 7.3.4).
@@ -81,6 +100,9 @@ pub struct CertificateSpec {
     pub action: LifecycleAction,
     /// Renew when less than this is left; `None` means a third of the lifetime.
     pub renew_before: Option<Duration>,
+    /// Maintenance window, urgency margin and backoff for this certificate (the global
+    /// settings, or the certificate's own).
+    pub schedule: SchedulePolicy,
 }
 
 /// Private key algorithm for a certificate.

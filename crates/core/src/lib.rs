@@ -18,7 +18,7 @@ pub mod revocation;
 pub mod schedule;
 pub mod secret;
 
-pub use inventory::{CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
+pub use inventory::{AdminSpec, CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};
 pub use ports::Http01Responder;

@@ -157,6 +157,7 @@ mod tests {
             order_id: None,
             action: LifecycleAction::Auto,
             renew_before,
+            schedule: crate::schedule::SchedulePolicy::default(),
         }
     }
 
