@@ -1,6 +1,11 @@
 //! End-to-end issuance against a real Pebble with External Account Binding required: the
 //! `certkeeper` binary as a user runs it, checked with `openssl` and Pebble's management API.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 mod support;
 
 use std::fs;

@@ -19,21 +19,12 @@ const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 
 /// Knobs for one Pebble.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PebbleOptions {
     /// Extra environment, e.g. `PEBBLE_WFE_NONCEREJECT=50`.
     pub env: Vec<(&'static str, String)>,
     /// `certificateValidityPeriod` in seconds.
     pub validity_secs: Option<u64>,
-}
-
-impl Default for PebbleOptions {
-    fn default() -> Self {
-        Self {
-            env: Vec::new(),
-            validity_secs: None,
-        }
-    }
 }
 
 impl PebbleOptions {
@@ -132,7 +123,7 @@ impl Pebble {
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(Stdio::from(log("pebble.log")))
             .stderr(Stdio::from(log("pebble.err")));
-        for (key, value) in &options.env {
+        for (key, value) in options.env {
             command.env(key, value);
         }
         let pebble = command.spawn().expect("start pebble");

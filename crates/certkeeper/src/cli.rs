@@ -45,6 +45,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the renewal daemon: keep every certificate valid, reload on SIGHUP or config edits.
+    Run,
     /// Validate the inventory and print a summary (exit 78 when invalid).
     Check,
     /// Obtain missing certificates and renew those that are due.

@@ -4,9 +4,11 @@
 mod accounts;
 mod cli;
 mod commands;
+mod engine;
 mod exit;
 mod logging;
 mod report;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -28,7 +28,11 @@ pub fn run(path: &Path, inventory: &Inventory) -> Exit {
         );
     }
     for cert in &inventory.certificates {
-        let domains: Vec<&str> = cert.domains.iter().map(|d| d.as_str()).collect();
+        let domains: Vec<&str> = cert
+            .domains
+            .iter()
+            .map(certkeeper_core::DomainName::as_str)
+            .collect();
         println!(
             "  certificate {}: {} [{}] via {}{}",
             cert.name,

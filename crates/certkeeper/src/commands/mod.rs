@@ -23,6 +23,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     match cli.command {
         Command::Check => Ok(check::run(&cli.config, &inventory)),
+        Command::Run => runtime()?.block_on(crate::engine::daemon::Daemon::run(
+            cli.config,
+            Environment::from_process(),
+            inventory,
+        )),
         Command::Status(args) => status::run(&inventory, &args),
         Command::Renew(args) => runtime()?.block_on(renew::run(&inventory, &args)),
         Command::Revoke(args) => runtime()?.block_on(revoke::run(&inventory, &args)),
@@ -66,7 +71,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Open the store and take its lock; `Ok(None)` (after a message) when another certkeeper
 /// holds it.
-fn open_locked(
+pub fn open_locked(
     inventory: &Inventory,
 ) -> anyhow::Result<Option<(Store, certkeeper_store::StoreLock)>> {
     let store = Store::open(&inventory.state_dir)?;

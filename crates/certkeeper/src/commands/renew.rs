@@ -8,17 +8,17 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use certkeeper_acme::{OrderRequest, PollPolicy};
+use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
-use certkeeper_core::lifecycle::order_directory_url;
 use certkeeper_core::renewal::{Decision, decide};
 use certkeeper_core::{CertificateSpec, Inventory, OrderPurpose};
-use certkeeper_store::{LiveCert, Store};
+use certkeeper_store::LiveCert;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::cli::RenewArgs;
+use crate::engine::job::{self, Failure, JobContext};
 use crate::exit::Exit;
 use crate::report::{short_duration, timestamp};
 
@@ -80,25 +80,21 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         )));
     }
 
-    let poll = PollPolicy {
-        timeout: Duration::from_secs(args.timeout),
-        ..PollPolicy::default()
+    let ctx = JobContext {
+        store: store.clone(),
+        accounts: Accounts::default(),
+        tokens,
+        poll: PollPolicy {
+            timeout: Duration::from_secs(args.timeout),
+            ..PollPolicy::default()
+        },
     };
-    let mut accounts = Accounts::new(&store);
     for (spec, live, reason) in jobs {
         let span = tracing::info_span!("order", cert = %spec.name, reason = reason.as_str());
-        let outcome = obtain(
-            inventory,
-            &store,
-            &mut accounts,
-            &tokens,
-            spec,
-            live.as_ref(),
-            args,
-            poll,
-        )
-        .instrument(span)
-        .await;
+        let outcome = attempt(inventory, &ctx, spec, live.is_some(), args)
+            .instrument(span)
+            .await;
+        job::record(&store, spec, &outcome, SystemTime::now());
         match outcome {
             Ok(installed) => println!(
                 "{}: {} (serial {}, expires {})",
@@ -107,8 +103,9 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                 installed.serial_hex,
                 timestamp(installed.observed.not_after)
             ),
-            Err(err) => {
+            Err(failure) => {
                 failed += 1;
+                let err = failure.error();
                 tracing::error!(cert = %spec.name, error = %format!("{err:#}"), "certificate not obtained; the live one (if any) stays in place");
                 eprintln!("error: {}: {err:#}", spec.name);
             }
@@ -129,48 +126,27 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     })
 }
 
-/// Order, verify and install one certificate.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site wiring the adapters together"
-)]
-async fn obtain(
+/// One attempt for `spec`: a renewal when a certificate is live, else a first issuance.
+async fn attempt(
     inventory: &Inventory,
-    store: &Store,
-    accounts: &mut Accounts<'_>,
-    tokens: &ChallengeTokens,
+    ctx: &JobContext,
     spec: &CertificateSpec,
-    live: Option<&LiveCert>,
+    renewal: bool,
     args: &RenewArgs,
-    poll: PollPolicy,
-) -> anyhow::Result<LiveCert> {
-    let ca = inventory
-        .ca(&spec.ca)
-        .with_context(|| format!("certificate {} refers to unknown CA {}", spec.name, spec.ca))?;
-    let account = accounts.get(ca).await?;
-    let purpose = if live.is_some() {
+) -> Result<LiveCert, Failure> {
+    let Some(ca) = inventory.ca(&spec.ca) else {
+        return Err(Failure::Failed {
+            error: anyhow::anyhow!("certificate {} refers to unknown CA {}", spec.name, spec.ca),
+            retryable: false,
+            rate_limited: false,
+        });
+    };
+    let purpose = if renewal {
         OrderPurpose::Renewal(args.action.unwrap_or(spec.action))
     } else {
         OrderPurpose::FirstIssuance
     };
-    let directory_url = order_directory_url(&ca.directory, purpose, spec.order_id.as_deref())?;
-    let issued = account
-        .issue(
-            &OrderRequest {
-                cert: &spec.name,
-                domains: &spec.domains,
-                key_type: spec.key_type,
-                directory_url: &directory_url,
-            },
-            tokens,
-            poll,
-        )
-        .await?;
-    let key_pem =
-        std::str::from_utf8(issued.key_pem.expose()).context("generated key is not UTF-8 PEM")?;
-    let installed = store
-        .install(&spec.name, &spec.domains, key_pem, &issued.chain_pem)
-        .with_context(|| format!("installing the certificate from order {}", issued.order_url))?;
+    let installed = job::obtain(ctx, ca, spec, purpose).await?;
     tracing::info!(
         cert = %spec.name,
         serial = %installed.serial_hex,

@@ -24,8 +24,7 @@ pub async fn run(inventory: &Inventory, args: &RevokeArgs) -> anyhow::Result<Exi
     let live = store
         .read_live(&spec.name)?
         .with_context(|| format!("{} has no certificate to revoke", spec.name))?;
-    let mut accounts = Accounts::new(&store);
-    let account = accounts.get(ca).await?;
+    let account = Accounts::default().get(&store, ca).await?;
     account.revoke(&live.leaf_der, args.reason).await?;
 
     let mut state = store.read_lineage_state(&spec.name)?;

@@ -1,13 +1,19 @@
-//! `certkeeper status [--json]`: what is live for every certificate in the inventory.
+//! `certkeeper status [--json]`: what is live for every certificate, what happens next and how
+//! the last attempt went. It reads the state directory only (no lock, no IPC), so it works
+//! while the daemon runs, and plans with the same pure planner the daemon uses.
+//!
+//! Exit code 0 when all is well, 1 when a certificate is failing or inside its urgent
+//! threshold (missing, expired or close to expiry): usable from monitoring.
 
 use std::time::SystemTime;
 
-use certkeeper_core::renewal::{Decision, decide};
+use certkeeper_core::schedule::plan_certificate;
 use certkeeper_core::{CertificateSpec, Inventory};
-use certkeeper_store::{LiveCert, Store};
+use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
+use crate::engine::daemon::attempts_from;
 use crate::exit::Exit;
 use crate::report::{days_left, timestamp};
 
@@ -19,9 +25,16 @@ struct Row {
     days_left: Option<i64>,
     issuer: Option<String>,
     serial: Option<String>,
+    /// valid, due, missing, revoked, failing, unreadable
     state: String,
-    renewal_at: Option<String>,
-    error: Option<String>,
+    /// issue, renew or none, and when
+    next_action: String,
+    next_action_at: Option<String>,
+    urgent: bool,
+    consecutive_failures: u32,
+    last_success: Option<String>,
+    last_error: Option<String>,
+    order_in_flight: Option<String>,
 }
 
 pub fn run(inventory: &Inventory, args: &StatusArgs) -> anyhow::Result<Exit> {
@@ -37,69 +50,85 @@ pub fn run(inventory: &Inventory, args: &StatusArgs) -> anyhow::Result<Exit> {
     } else {
         print_table(&rows);
     }
-    Ok(Exit::Success)
+    let unwell = rows
+        .iter()
+        .any(|r| r.urgent || r.consecutive_failures > 0 || r.state == "unreadable");
+    Ok(if unwell { Exit::Failure } else { Exit::Success })
 }
 
 fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
-    let domains = spec.domains.iter().map(ToString::to_string).collect();
-    let live: Option<LiveCert> = match store.read_live(&spec.name) {
-        Ok(live) => live,
-        Err(err) => {
-            return Row {
-                name: spec.name.to_string(),
-                domains,
-                not_after: None,
-                days_left: None,
-                issuer: None,
-                serial: None,
-                state: "unreadable".to_owned(),
-                renewal_at: None,
-                error: Some(format!("{:#}", anyhow::Error::from(err))),
-            };
-        }
+    let state = store
+        .read_lineage_state(&spec.name)
+        .unwrap_or_else(|_| LineageState::default());
+    let (live, read_error) = match store.read_live(&spec.name) {
+        Ok(live) => (live, None),
+        Err(err) => (None, Some(format!("{:#}", anyhow::Error::from(err)))),
     };
-    let decision = decide(spec, live.as_ref().map(|l| &l.observed), now, false);
-    let (state, renewal_at) = match decision {
-        Decision::Issue(_) => ("missing".to_owned(), None),
-        Decision::Renew(reason) => (format!("due ({})", reason.as_str()), None),
-        Decision::NotDue { due_at } => ("valid".to_owned(), Some(timestamp(due_at))),
-        Decision::Revoked => ("revoked".to_owned(), None),
+    let observed = live.as_ref().map(|l| &l.observed);
+    let attempts = attempts_from(&state);
+    let planned = plan_certificate(&spec.name, spec, observed, &attempts, &spec.schedule, now);
+    let label = match (&read_error, observed, &planned) {
+        (Some(_), _, _) => "unreadable",
+        (None, Some(o), _) if o.revoked => "revoked",
+        _ if attempts.consecutive_failures > 0 => "failing",
+        (None, None, _) => "missing",
+        (None, Some(_), Some(p)) if p.at <= now => "due",
+        _ => "valid",
+    };
+    let (next_action, next_action_at, urgent) = match &planned {
+        Some(p) => (
+            if p.renewal { "renew" } else { "issue" }.to_owned(),
+            Some(timestamp(p.at.max(now))),
+            p.urgent && (p.at <= now || observed.is_none()),
+        ),
+        None => ("none".to_owned(), None, false),
     };
     Row {
         name: spec.name.to_string(),
-        domains,
-        not_after: live.as_ref().map(|l| timestamp(l.observed.not_after)),
-        days_left: live.as_ref().map(|l| days_left(now, l.observed.not_after)),
+        domains: spec.domains.iter().map(ToString::to_string).collect(),
+        not_after: observed.map(|o| timestamp(o.not_after)),
+        days_left: observed.map(|o| days_left(now, o.not_after)),
         issuer: live.as_ref().map(|l| l.issuer.clone()),
         serial: live.as_ref().map(|l| l.serial_hex.clone()),
-        state,
-        renewal_at,
-        error: None,
+        state: label.to_owned(),
+        next_action,
+        next_action_at,
+        urgent,
+        consecutive_failures: attempts.consecutive_failures,
+        last_success: state
+            .attempts
+            .last_success_at_unix
+            .map(|t| timestamp(from_unix_seconds(t))),
+        last_error: read_error.or(state.attempts.last_error.clone()),
+        order_in_flight: state.pending_order.map(|p| p.order_url),
     }
 }
 
 fn print_table(rows: &[Row]) {
     let header = [
         "NAME",
-        "DOMAINS",
+        "STATE",
         "NOT AFTER",
         "DAYS",
-        "STATE",
+        "NEXT",
         "SERIAL",
-        "ISSUER",
+        "DOMAINS",
     ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
                 r.name.clone(),
-                r.domains.join(","),
+                r.state.clone(),
                 r.not_after.clone().unwrap_or_else(|| "-".to_owned()),
                 r.days_left
                     .map_or_else(|| "-".to_owned(), |d| d.to_string()),
-                r.state.clone(),
+                match &r.next_action_at {
+                    Some(at) => format!("{} {at}", r.next_action),
+                    None => r.next_action.clone(),
+                },
                 r.serial.clone().unwrap_or_else(|| "-".to_owned()),
-                r.issuer.clone().unwrap_or_else(|| "-".to_owned()),
+                r.domains.join(","),
             ]
         })
         .collect();
@@ -122,8 +151,19 @@ fn print_table(rows: &[Row]) {
         line(&row.each_ref().map(String::as_str));
     }
     for row in rows {
-        if let Some(error) = &row.error {
-            println!("{}: {error}", row.name);
+        if let Some(issuer) = &row.issuer {
+            println!("{}: issuer {issuer}", row.name);
+        }
+        if row.consecutive_failures > 0 || row.last_error.is_some() {
+            println!(
+                "{}: {} consecutive failure(s); last error: {}",
+                row.name,
+                row.consecutive_failures,
+                row.last_error.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(order) = &row.order_in_flight {
+            println!("{}: order in flight {order}", row.name);
         }
     }
 }

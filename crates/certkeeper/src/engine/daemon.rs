@@ -1,0 +1,490 @@
+//! `certkeeper run`: the long-running renewal daemon.
+//!
+//! One loop owns everything that changes: it plans every certificate with the core's pure
+//! planner, starts the attempts that are due (bounded by `max_concurrent` overall and per CA),
+//! then sleeps until the earliest planned instant, a finished attempt, a reload (SIGHUP or a
+//! change to the config files), the watchdog tick, or a stop signal. There is no polling:
+//! when nothing is due it wakes at most once an hour, to notice wall-clock jumps (suspend,
+//! NTP). The watchdog is petted from this same loop, so a wedged scheduler stops petting it
+//! and systemd restarts the daemon.
+//!
+//! Shutdown (SIGTERM/SIGINT): `STOPPING=1`, no new attempts, attempts in flight get a grace
+//! period to finish (their orders are persisted either way and resumed at the next start),
+//! the HTTP-01 responder stops last. A second signal stops at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use certkeeper_acme::PollPolicy;
+use certkeeper_challenge::ChallengeTokens;
+use certkeeper_config::Environment;
+use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
+use certkeeper_core::{CaName, CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
+use certkeeper_store::{LineageState, LiveCert, Store, StoreLock, from_unix_seconds};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::accounts::Accounts;
+use crate::engine::job::{self, Failure, JobContext};
+use crate::engine::watch::ConfigWatcher;
+use crate::exit::Exit;
+use crate::report::short_duration;
+use crate::systemd::Notifier;
+
+/// When nothing is due, wake at least this often to re-read the wall clock.
+const IDLE_RECHECK: Duration = Duration::from_secs(3_600);
+/// How long attempts in flight may run on after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Config file changes are applied once they have been quiet this long (editors write in
+/// several steps).
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(500);
+/// Per-order wait for the CA before the attempt is parked and resumed later.
+const ORDER_WAIT: Duration = Duration::from_secs(300);
+
+/// What the loop knows about one certificate between passes.
+#[derive(Debug, Clone, Default)]
+struct View {
+    observed: Option<ObservedCert>,
+    attempts: Attempts,
+}
+
+/// Result of one attempt task.
+struct Finished {
+    spec: CertificateSpec,
+    urgent: bool,
+    outcome: Result<LiveCert, Failure>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    env: Environment,
+    inventory: Arc<Inventory>,
+    store: Store,
+    _lock: StoreLock,
+    ctx: JobContext,
+    notifier: Notifier,
+    views: HashMap<CertName, View>,
+    in_flight: HashSet<CertName>,
+    tasks: JoinSet<Finished>,
+    global_slots: Arc<Semaphore>,
+    ca_slots: HashMap<CaName, Arc<Semaphore>>,
+    reload_error: Option<String>,
+}
+
+impl Daemon {
+    /// Open the store, bind the HTTP-01 responder (failing fast if the port is taken) and
+    /// run until stopped.
+    pub async fn run(
+        config_path: PathBuf,
+        env: Environment,
+        inventory: Inventory,
+    ) -> anyhow::Result<Exit> {
+        let notifier = Notifier::from_env();
+        let Some((store, lock)) = crate::commands::open_locked(&inventory)? else {
+            return Ok(Exit::Locked);
+        };
+        let tokens = ChallengeTokens::new();
+        let stop_responder = CancellationToken::new();
+        let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
+        let mut responders = JoinSet::new();
+        for listener in listeners {
+            tracing::info!(addr = ?listener.local_addr().ok(), "HTTP-01 responder listening");
+            let stop = stop_responder.clone();
+            responders.spawn(certkeeper_challenge::serve(
+                listener,
+                tokens.clone(),
+                async move {
+                    stop.cancelled().await;
+                },
+            ));
+        }
+
+        let mut daemon = Daemon {
+            config_path,
+            env,
+            global_slots: Arc::new(Semaphore::new(inventory.max_concurrent.max(1))),
+            inventory: Arc::new(inventory),
+            ctx: JobContext {
+                store: store.clone(),
+                accounts: Accounts::default(),
+                tokens,
+                poll: PollPolicy {
+                    timeout: ORDER_WAIT,
+                    ..PollPolicy::default()
+                },
+            },
+            store,
+            _lock: lock,
+            notifier,
+            views: HashMap::new(),
+            in_flight: HashSet::new(),
+            tasks: JoinSet::new(),
+            ca_slots: HashMap::new(),
+            reload_error: None,
+        };
+        daemon.refresh_all_views();
+        let outcome = daemon.serve().await;
+
+        stop_responder.cancel();
+        while responders.join_next().await.is_some() {}
+        outcome
+    }
+
+    async fn serve(&mut self) -> anyhow::Result<Exit> {
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let (changes_tx, mut changes) = mpsc::unbounded_channel();
+        let mut watcher = ConfigWatcher::new(changes_tx);
+        watcher.watch(&self.inventory.watch_paths);
+        let watchdog_every = self.notifier.watchdog_interval();
+        let mut watchdog =
+            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3_600)));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        let mut first = true;
+        loop {
+            let wake_at = self.start_due_attempts();
+            let status = self.status_line(wake_at);
+            if first {
+                tracing::info!(
+                    certificates = self.inventory.certificates.len(),
+                    "certkeeper is running"
+                );
+                self.notifier.ready(&status);
+                first = false;
+            } else {
+                self.notifier.status(&status);
+            }
+            let sleep = wake_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                Some(finished) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match finished {
+                        Ok(finished) => self.finish(finished),
+                        Err(err) => tracing::error!(error = %err, "an attempt task panicked"),
+                    }
+                }
+                _ = hangup.recv() => self.reload("SIGHUP", &mut watcher),
+                Some(()) = changes.recv() => {
+                    // Debounce: editors write, rename and chmod in quick succession.
+                    tokio::time::sleep(RELOAD_DEBOUNCE).await;
+                    while changes.try_recv().is_ok() {}
+                    self.reload("configuration change", &mut watcher);
+                }
+                _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
+                _ = terminate.recv() => return Ok(self.shutdown("SIGTERM", &mut terminate, &mut interrupt).await),
+                _ = interrupt.recv() => return Ok(self.shutdown("SIGINT", &mut terminate, &mut interrupt).await),
+            }
+        }
+    }
+
+    /// Plan every certificate, start the due ones, and return when to wake next.
+    fn start_due_attempts(&mut self) -> SystemTime {
+        let now = SystemTime::now();
+        let inventory = Arc::clone(&self.inventory);
+        let mut upcoming = Vec::new();
+        for spec in &inventory.certificates {
+            if self.in_flight.contains(&spec.name) {
+                continue;
+            }
+            let view = self.views.get(&spec.name).cloned().unwrap_or_default();
+            let Some(planned) = plan_certificate(
+                &spec.name,
+                spec,
+                view.observed.as_ref(),
+                &view.attempts,
+                &spec.schedule,
+                now,
+            ) else {
+                continue;
+            };
+            if planned.at <= now {
+                self.spawn_attempt(spec, &planned, view.observed.is_some());
+            } else {
+                upcoming.push(planned.at);
+            }
+        }
+        next_wake(upcoming, now, IDLE_RECHECK)
+    }
+
+    fn spawn_attempt(&mut self, spec: &CertificateSpec, planned: &Planned, renewal: bool) {
+        let Some(ca) = self.inventory.ca(&spec.ca).cloned() else {
+            return;
+        };
+        let purpose = if renewal {
+            OrderPurpose::Renewal(spec.action)
+        } else {
+            OrderPurpose::FirstIssuance
+        };
+        let global = Arc::clone(&self.global_slots);
+        let per_ca = Arc::clone(self.ca_slots.entry(ca.name.clone()).or_insert_with(|| {
+            Arc::new(Semaphore::new(
+                ca.max_concurrent.unwrap_or(usize::MAX >> 4).max(1),
+            ))
+        }));
+        let ctx = self.ctx.clone();
+        let spec = spec.clone();
+        let urgent = planned.urgent;
+        let span = tracing::info_span!(
+            "attempt",
+            cert = %spec.name,
+            domains = %spec.domains.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+            action = planned.reason.as_str(),
+            attempt = self.views.get(&spec.name).map_or(0, |v| v.attempts.consecutive_failures) + 1,
+        );
+        self.in_flight.insert(spec.name.clone());
+        self.tasks.spawn(
+            async move {
+                // Closed semaphores never happen (they live as long as the daemon), so a
+                // failed acquire only means "run without the limit".
+                let _global = global.acquire_owned().await.ok();
+                let _per_ca = per_ca.acquire_owned().await.ok();
+                tracing::info!("starting attempt");
+                let outcome = job::obtain(&ctx, &ca, &spec, purpose).await;
+                Finished {
+                    spec,
+                    urgent,
+                    outcome,
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn finish(&mut self, finished: Finished) {
+        let Finished {
+            spec,
+            urgent,
+            outcome,
+        } = finished;
+        self.in_flight.remove(&spec.name);
+        job::record(&self.store, &spec, &outcome, SystemTime::now());
+        match &outcome {
+            Ok(installed) => tracing::info!(
+                cert = %spec.name,
+                serial = %installed.serial_hex,
+                not_after = %crate::report::timestamp(installed.observed.not_after),
+                "certificate installed"
+            ),
+            Err(Failure::StillWaiting(err)) => tracing::info!(
+                cert = %spec.name,
+                error = %format!("{err:#}"),
+                "the CA has not finished the order yet; it is kept and checked again later"
+            ),
+            Err(Failure::Failed {
+                error: err,
+                retryable,
+                ..
+            }) => {
+                // `error` is for what a human must fix: a problem that will not go away by
+                // itself, or a certificate running out of time.
+                if urgent || !retryable {
+                    tracing::error!(cert = %spec.name, error = %format!("{err:#}"), "renewal failed and the certificate is close to expiry");
+                } else {
+                    tracing::warn!(cert = %spec.name, error = %format!("{err:#}"), "renewal failed; will retry with backoff");
+                }
+            }
+        }
+        self.refresh_view(&spec.name);
+    }
+
+    fn refresh_all_views(&mut self) {
+        let names: Vec<CertName> = self
+            .inventory
+            .certificates
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        self.views.retain(|name, _| names.contains(name));
+        for name in names {
+            self.refresh_view(&name);
+        }
+    }
+
+    fn refresh_view(&mut self, name: &CertName) {
+        let observed = match self.store.read_live(name) {
+            Ok(live) => live.map(|live| live.observed),
+            Err(err) => {
+                tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "live certificate unreadable; it will be replaced");
+                None
+            }
+        };
+        let state = self.store.read_lineage_state(name).unwrap_or_else(|err| {
+            tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "lineage state unreadable; starting afresh");
+            LineageState::default()
+        });
+        self.views.insert(
+            name.clone(),
+            View {
+                observed,
+                attempts: attempts_from(&state),
+            },
+        );
+    }
+
+    fn reload(&mut self, why: &str, watcher: &mut ConfigWatcher) {
+        self.notifier.reloading();
+        tracing::info!(trigger = why, path = %self.config_path.display(), "reloading the configuration");
+        match certkeeper_config::load(&self.config_path, &self.env) {
+            Err(errors) => {
+                for error in &errors.errors {
+                    tracing::error!("{error}");
+                }
+                let first = errors
+                    .errors
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::error!(
+                    problems = errors.errors.len(),
+                    "invalid configuration; still running on the previous one"
+                );
+                self.reload_error = Some(format!("config reload failed: {first}"));
+            }
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                let mut inventory = loaded.inventory;
+                if inventory.state_dir != self.inventory.state_dir {
+                    tracing::warn!("state_dir changed; it takes effect after a restart");
+                    inventory.state_dir.clone_from(&self.inventory.state_dir);
+                }
+                if inventory.http01 != self.inventory.http01 {
+                    tracing::warn!("[http01] listen changed; it takes effect after a restart");
+                    inventory.http01 = self.inventory.http01.clone();
+                }
+                let before: HashSet<&CertName> = self
+                    .inventory
+                    .certificates
+                    .iter()
+                    .map(|c| &c.name)
+                    .collect();
+                let after: HashSet<&CertName> =
+                    inventory.certificates.iter().map(|c| &c.name).collect();
+                tracing::info!(
+                    certificates = inventory.certificates.len(),
+                    added = after.difference(&before).count(),
+                    removed = before.difference(&after).count(),
+                    "configuration reloaded"
+                );
+                if inventory.max_concurrent != self.inventory.max_concurrent {
+                    self.global_slots = Arc::new(Semaphore::new(inventory.max_concurrent.max(1)));
+                }
+                self.ca_slots.clear();
+                watcher.watch(&inventory.watch_paths);
+                self.inventory = Arc::new(inventory);
+                self.reload_error = None;
+                let accounts = self.ctx.accounts.clone();
+                tokio::spawn(async move { accounts.clear().await });
+                self.refresh_all_views();
+            }
+        }
+        let status = self.status_line(SystemTime::now() + IDLE_RECHECK);
+        self.notifier.ready(&status);
+    }
+
+    async fn shutdown(
+        &mut self,
+        why: &str,
+        terminate: &mut tokio::signal::unix::Signal,
+        interrupt: &mut tokio::signal::unix::Signal,
+    ) -> Exit {
+        let waiting = self.tasks.len();
+        tracing::info!(signal = why, attempts_in_flight = waiting, "stopping");
+        self.notifier
+            .stopping(&format!("stopping; {waiting} attempts finishing"));
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(finished) = self.tasks.join_next() => {
+                    if let Ok(finished) = finished {
+                        self.finish(finished);
+                    }
+                }
+                () = &mut grace => {
+                    tracing::warn!(attempts = self.tasks.len(), "grace period over; stopping attempts in flight (their orders resume at the next start)");
+                    break;
+                }
+                _ = terminate.recv() => {
+                    tracing::warn!("second signal; stopping at once");
+                    break;
+                }
+                _ = interrupt.recv() => {
+                    tracing::warn!("second signal; stopping at once");
+                    break;
+                }
+            }
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        Exit::Success
+    }
+
+    /// `12 certificates, next: www in 3d 4h, 0 failing` (plus what is running or wrong).
+    fn status_line(&self, wake_at: SystemTime) -> String {
+        let now = SystemTime::now();
+        let failing = self
+            .views
+            .values()
+            .filter(|v| v.attempts.consecutive_failures > 0)
+            .count();
+        let next = self
+            .inventory
+            .certificates
+            .iter()
+            .filter(|spec| !self.in_flight.contains(&spec.name))
+            .filter_map(|spec| {
+                let view = self.views.get(&spec.name)?;
+                let planned = plan_certificate(
+                    &spec.name,
+                    spec,
+                    view.observed.as_ref(),
+                    &view.attempts,
+                    &spec.schedule,
+                    now,
+                )?;
+                Some((planned.at, spec.name.clone()))
+            })
+            .min();
+        let mut line = format!("{} certificates", self.inventory.certificates.len());
+        if !self.in_flight.is_empty() {
+            line.push_str(&format!(", {} renewing", self.in_flight.len()));
+        }
+        match next {
+            Some((at, name)) => line.push_str(&format!(
+                ", next: {name} in {}",
+                short_duration(at.duration_since(now).unwrap_or_default())
+            )),
+            None if self.in_flight.is_empty() => line.push_str(&format!(
+                ", next check in {}",
+                short_duration(wake_at.duration_since(now).unwrap_or_default())
+            )),
+            None => {}
+        }
+        line.push_str(&format!(", {failing} failing"));
+        if let Some(error) = &self.reload_error {
+            line.push_str("; ");
+            line.push_str(error);
+        }
+        line
+    }
+}
+
+/// The planner's view of a lineage's attempt history.
+pub fn attempts_from(state: &LineageState) -> Attempts {
+    Attempts {
+        consecutive_failures: state.attempts.consecutive_failures,
+        last_failure_at: state.attempts.last_failure_at_unix.map(from_unix_seconds),
+        retry_not_before: state.attempts.retry_not_before_unix.map(from_unix_seconds),
+    }
+}

@@ -1,0 +1,6 @@
+//! Running certificate attempts: [`job`] is one attempt (shared by `renew` and the daemon),
+//! [`daemon`] the scheduler loop of `certkeeper run`, [`watch`] its config file watcher.
+
+pub mod daemon;
+pub mod job;
+pub mod watch;

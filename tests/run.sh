@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README, and CI through .ci/run): install what the tests need when it is
+# missing, then check formatting and lints and run every test of the workspace, including the
+# end-to-end tests against a real Pebble. Nothing is skipped: a missing tool is installed here,
+# and a test that cannot find one fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || packages+=(pebble)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
+if [ "${#packages[@]}" -gt 0 ]; then
+  echo "==> installing ${packages[*]} (apt-get)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> demo (quick run, so the README's demo cannot rot)"
+./tests/demo.sh >/tmp/certkeeper-demo.log 2>&1 || { cat /tmp/certkeeper-demo.log; exit 1; }
+grep -q "shop: renewed" /tmp/certkeeper-demo.log
+echo "demo OK"
+echo "==> cargo test"
+cargo test --workspace --locked
