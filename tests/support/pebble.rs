@@ -119,10 +119,16 @@ impl Pebble {
             .arg("-config")
             .arg(&config_file)
             .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(Stdio::from(log("pebble.log")))
             .stderr(Stdio::from(log("pebble.err")));
+        if !options
+            .env
+            .iter()
+            .any(|(key, _)| *key == "PEBBLE_VA_SLEEPTIME")
+        {
+            command.env("PEBBLE_VA_NOSLEEP", "1");
+        }
         for (key, value) in options.env {
             command.env(key, value);
         }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use certkeeper_core::{CertName, DomainName, Http01Responder, KeyType, Secret};
 use instant_acme::{
-    AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
+    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    RetryPolicy,
 };
 
 use crate::account::{AcmeAccount, retry_bad_nonce};
@@ -321,6 +322,14 @@ impl AcmeAccount {
                     .responder
                     .publish(&challenge.token, key_authorization.as_str());
                 published.tokens.push(challenge.token.clone());
+                // A resumed order may have triggered this challenge before a restart: the
+                // token is published again (the CA may still be fetching it) but the
+                // challenge is not triggered twice.
+                if challenge.status != ChallengeStatus::Pending {
+                    tracing::debug!(domain = %domain, status = ?challenge.status, "http-01 challenge already triggered");
+                    done.insert(url);
+                    continue;
+                }
                 retry_bad_nonce!(challenge.set_ready().await).map_err(|source| {
                     AcmeError::Protocol {
                         ca: ca.clone(),

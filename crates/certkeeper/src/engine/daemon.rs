@@ -141,7 +141,7 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let (changes_tx, mut changes) = mpsc::unbounded_channel();
         let mut watcher = ConfigWatcher::new(changes_tx);
-        watcher.watch(&self.inventory.watch_paths);
+        watcher.watch(&self.watch_paths());
         let watchdog_every = self.notifier.watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3_600)));
@@ -380,8 +380,8 @@ impl Daemon {
                     self.global_slots = Arc::new(Semaphore::new(inventory.max_concurrent.max(1)));
                 }
                 self.ca_slots.clear();
-                watcher.watch(&inventory.watch_paths);
                 self.inventory = Arc::new(inventory);
+                watcher.watch(&self.watch_paths());
                 self.reload_error = None;
                 let accounts = self.ctx.accounts.clone();
                 tokio::spawn(async move { accounts.clear().await });
@@ -428,6 +428,17 @@ impl Daemon {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         Exit::Success
+    }
+
+    /// The configuration files and include directories to watch; the main file always.
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        let main =
+            std::path::absolute(&self.config_path).unwrap_or_else(|_| self.config_path.clone());
+        let mut paths = self.inventory.watch_paths.clone();
+        if !paths.contains(&main) {
+            paths.push(main);
+        }
+        paths
     }
 
     /// `12 certificates, next: www in 3d 4h, 0 failing` (plus what is running or wrong).
