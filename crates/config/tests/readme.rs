@@ -32,7 +32,10 @@ fn readme_examples_load() {
     let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
         .expect("README.md");
     let blocks = toml_blocks(&readme);
-    assert!(!blocks.is_empty(), "the README shows at least one inventory");
+    assert!(
+        !blocks.is_empty(),
+        "the README shows at least one inventory"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let hmac = dir.path().join("digicert.hmac");
@@ -40,9 +43,14 @@ fn readme_examples_load() {
     fs::set_permissions(&hmac, fs::Permissions::from_mode(0o600)).expect("chmod");
     for (index, block) in blocks.iter().enumerate() {
         let path = dir.path().join(format!("readme-{index}.toml"));
-        let loaded = load_str(block, &path, &Environment::empty())
-            .unwrap_or_else(|errors| panic!("README example {index} is invalid:\n{errors}\n{block}"));
-        assert!(loaded.warnings.is_empty(), "README example {index} warns: {:?}", loaded.warnings);
+        let loaded = load_str(block, &path, &Environment::empty()).unwrap_or_else(|errors| {
+            panic!("README example {index} is invalid:\n{errors}\n{block}")
+        });
+        assert!(
+            loaded.warnings.is_empty(),
+            "README example {index} warns: {:?}",
+            loaded.warnings
+        );
         assert!(!loaded.inventory.certificates.is_empty());
     }
 }

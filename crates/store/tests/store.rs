@@ -846,6 +846,8 @@ fn pending_order_key_is_private_and_removable() {
         Some(&b"-----BEGIN PRIVATE KEY-----\n"[..])
     );
     store.remove_pending_key(&lineage).expect("remove");
-    store.remove_pending_key(&lineage).expect("removing twice is fine");
+    store
+        .remove_pending_key(&lineage)
+        .expect("removing twice is fine");
     assert!(!path.exists());
 }
