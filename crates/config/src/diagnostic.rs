@@ -8,7 +8,9 @@
 //! without an internal-error fallback.
 //!
 //! Positions come from TOML spans (byte ranges); [`LineIndex`] turns them into 1-based line
-//! and column numbers, counting columns in characters as editors do.
+//! and column numbers, counting columns in characters as editors do. One collector serves
+//! the main file and every included file: each position is a [`FileId`] and a span, so a
+//! check comparing entries of two files (a duplicate name) reports into the right one.
 
 use std::fmt;
 use std::ops::Range;
@@ -120,58 +122,95 @@ impl<'t> LineIndex<'t> {
     }
 }
 
-/// Collects every diagnostic for one file.
+/// A file diagnostics may point into: the main configuration or an included file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FileId(usize);
+
+#[derive(Debug)]
+struct SourceFile<'t> {
+    path: PathBuf,
+    lines: LineIndex<'t>,
+}
+
+/// Collects every diagnostic, for the main file and every file it includes.
 #[derive(Debug)]
 pub(crate) struct Diagnostics<'t> {
-    file: PathBuf,
-    lines: LineIndex<'t>,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+    files: Vec<SourceFile<'t>>,
+    errors: Vec<(FileId, Diagnostic)>,
+    warnings: Vec<(FileId, Diagnostic)>,
 }
 
 impl<'t> Diagnostics<'t> {
-    pub(crate) fn new(file: &Path, text: &'t str) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            file: file.to_owned(),
-            lines: LineIndex::new(text),
+            files: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
-    /// The 1-based line on which `span` starts.
-    pub(crate) fn line_of(&self, span: &Range<usize>) -> usize {
-        self.lines.position(span.start).0
+    /// Register a file and its text. Files are numbered in the order they are added, which is
+    /// also the order their diagnostics are listed in.
+    pub(crate) fn add_file(&mut self, path: &Path, text: &'t str) -> FileId {
+        self.files.push(SourceFile {
+            path: path.to_owned(),
+            lines: LineIndex::new(text),
+        });
+        FileId(self.files.len() - 1)
     }
 
-    /// Record an error at `span` under `key`.
+    fn file(&self, file: FileId) -> &SourceFile<'t> {
+        // A `FileId` is only made by `add_file`, and files are never removed.
+        &self.files[file.0]
+    }
+
+    /// The path `file` was registered with.
+    pub(crate) fn path(&self, file: FileId) -> &Path {
+        &self.file(file).path
+    }
+
+    /// The 1-based line on which `span` starts.
+    pub(crate) fn line_of(&self, file: FileId, span: &Range<usize>) -> usize {
+        self.file(file).lines.position(span.start).0
+    }
+
+    /// Record an error at `span` of `file`, under `key`.
     pub(crate) fn error(
         &mut self,
+        file: FileId,
         span: &Range<usize>,
         key: &str,
         message: impl Into<String>,
     ) -> Reported {
-        let diagnostic = self.diagnostic(span, key, message.into(), Severity::Error);
-        self.errors.push(diagnostic);
+        let diagnostic = self.diagnostic(file, span, key, message.into(), Severity::Error);
+        self.errors.push((file, diagnostic));
         Reported { _private: () }
     }
 
-    /// Record a warning at `span` under `key`.
-    pub(crate) fn warning(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
-        let diagnostic = self.diagnostic(span, key, message.into(), Severity::Warning);
-        self.warnings.push(diagnostic);
+    /// Record a warning at `span` of `file`, under `key`.
+    pub(crate) fn warning(
+        &mut self,
+        file: FileId,
+        span: &Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) {
+        let diagnostic = self.diagnostic(file, span, key, message.into(), Severity::Warning);
+        self.warnings.push((file, diagnostic));
     }
 
     fn diagnostic(
         &self,
+        file: FileId,
         span: &Range<usize>,
         key: &str,
         message: String,
         severity: Severity,
     ) -> Diagnostic {
-        let (line, column) = self.lines.position(span.start);
+        let source = self.file(file);
+        let (line, column) = source.lines.position(span.start);
         Diagnostic {
-            file: self.file.clone(),
+            file: source.path.clone(),
             line,
             column,
             key: key.to_owned(),
@@ -181,19 +220,19 @@ impl<'t> Diagnostics<'t> {
     }
 
     /// The loaded value and the warnings, or every diagnostic when any error was recorded.
-    /// Both lists are sorted by position (stable, so diagnostics at one spot keep the order
-    /// in which the checks ran).
+    /// Both lists are sorted by file (in the order the files were added: the main file first,
+    /// then included files in load order) and position within it. The sort is stable, so
+    /// diagnostics at one spot keep the order in which the checks ran.
     pub(crate) fn finish<T>(
         self,
         result: Result<T, Reported>,
     ) -> Result<(T, Vec<Diagnostic>), ConfigErrors> {
-        let Self {
-            mut errors,
-            mut warnings,
-            ..
-        } = self;
-        errors.sort_by_key(|d| (d.line, d.column));
-        warnings.sort_by_key(|d| (d.line, d.column));
+        fn sorted(mut list: Vec<(FileId, Diagnostic)>) -> Vec<Diagnostic> {
+            list.sort_by_key(|(file, d)| (*file, d.line, d.column));
+            list.into_iter().map(|(_, d)| d).collect()
+        }
+        let errors = sorted(self.errors);
+        let warnings = sorted(self.warnings);
         match result {
             Ok(value) if errors.is_empty() => Ok((value, warnings)),
             _ => Err(ConfigErrors { errors, warnings }),
@@ -259,26 +298,38 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_sorted_by_position_and_block_the_result() {
+    fn errors_are_sorted_by_file_and_position_and_block_the_result() {
         let text = "a\nb\nc\n";
-        let mut diagnostics = Diagnostics::new(Path::new("f.toml"), text);
-        diagnostics.error(&(4..5), "c", "third");
-        diagnostics.error(&(0..1), "a", "first");
-        diagnostics.warning(&(2..3), "b", "careful");
+        let mut diagnostics = Diagnostics::new();
+        let main = diagnostics.add_file(Path::new("f.toml"), text);
+        let included = diagnostics.add_file(Path::new("conf.d/g.toml"), text);
+        diagnostics.error(included, &(0..1), "a", "in the included file");
+        diagnostics.error(main, &(4..5), "c", "third");
+        diagnostics.error(main, &(0..1), "a", "first");
+        diagnostics.warning(main, &(2..3), "b", "careful");
+        assert_eq!(diagnostics.path(included), Path::new("conf.d/g.toml"));
+        assert_eq!(diagnostics.line_of(main, &(4..5)), 3);
         let errors = diagnostics
             .finish(Ok(()))
             .expect_err("errors were recorded");
         assert_eq!(
             errors.to_string(),
-            "f.toml:1:1: a: first\nf.toml:3:1: c: third\nwarning: f.toml:2:1: b: careful"
+            [
+                "f.toml:1:1: a: first",
+                "f.toml:3:1: c: third",
+                "conf.d/g.toml:1:1: a: in the included file",
+                "warning: f.toml:2:1: b: careful",
+            ]
+            .join("\n")
         );
     }
 
     #[test]
     fn collect_all_evaluates_every_item() {
-        let mut diagnostics = Diagnostics::new(Path::new("f.toml"), "");
+        let mut diagnostics = Diagnostics::new();
+        let file = diagnostics.add_file(Path::new("f.toml"), "");
         let lazy = (0..3).map(|i| -> Result<u8, Reported> {
-            Err(diagnostics.error(&(0..0), "", format!("item {i}")))
+            Err(diagnostics.error(file, &(0..0), "", format!("item {i}")))
         });
         assert!(collect_all(lazy).is_err());
         let errors = diagnostics.finish(Ok(())).expect_err("three errors");

@@ -1,30 +1,44 @@
 //! The process environment the loader may read secrets from, passed in explicitly.
 //!
-//! `eab_hmac_key_env` and `eab_hmac_key_credential` name places outside the file. Reading
-//! them through an [`Environment`] value instead of `std::env` keeps the loader a function
-//! of its inputs: tests build the environment they need, and nothing depends on the
-//! variables of whoever runs the test suite.
+//! `eab_hmac_key_env` and `eab_hmac_key_credential` name places outside the file, and a
+//! maintenance window without `timezone` follows the system's local time zone. Reading them
+//! through an [`Environment`] value instead of `std::env` and `/etc/localtime` keeps the
+//! loader a function of its inputs: tests build the environment they need, and nothing
+//! depends on the variables or the time zone of whoever runs the test suite.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use jiff::tz::TimeZone;
+
 /// Variable systemd sets to the directory holding a unit's credentials.
 const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
-/// Environment variables and the systemd credentials directory.
+/// Environment variables, the systemd credentials directory and the local time zone.
 ///
 /// `Debug` prints variable names only: values may be secrets.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Environment {
     pub vars: HashMap<String, String>,
     /// `$CREDENTIALS_DIRECTORY`, where systemd places `LoadCredential=`/`SetCredential=` files.
     pub credentials_directory: Option<PathBuf>,
+    /// The zone maintenance windows are evaluated in when the configuration sets no
+    /// `timezone`.
+    pub local_timezone: TimeZone,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 impl Environment {
     /// The current process's environment. Variables whose name or value is not valid
-    /// UTF-8 are left out.
+    /// UTF-8 are left out. The local time zone is the system's (`TZ`, else
+    /// `/etc/localtime`), read now: a daemon that keeps this value across reloads keeps the
+    /// zone it started with. When it cannot be determined, UTC is used.
     #[must_use]
     pub fn from_process() -> Self {
         let vars: HashMap<String, String> = std::env::vars_os()
@@ -36,18 +50,29 @@ impl Environment {
         Self {
             vars,
             credentials_directory,
+            local_timezone: TimeZone::system(),
         }
     }
 
-    /// No variables and no credentials directory.
+    /// No variables, no credentials directory, and UTC as the local time zone.
     #[must_use]
     pub fn empty() -> Self {
-        Self::default()
+        Self {
+            vars: HashMap::new(),
+            credentials_directory: None,
+            local_timezone: TimeZone::UTC,
+        }
     }
 
     #[must_use]
     pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_local_timezone(mut self, timezone: TimeZone) -> Self {
+        self.local_timezone = timezone;
         self
     }
 
@@ -71,6 +96,10 @@ impl fmt::Debug for Environment {
         f.debug_struct("Environment")
             .field("vars", &names)
             .field("credentials_directory", &self.credentials_directory)
+            .field(
+                "local_timezone",
+                &self.local_timezone.iana_name().unwrap_or("(unnamed)"),
+            )
             .finish()
     }
 }

@@ -6,38 +6,65 @@
 //! broken `[[ca]]` does not also make every certificate that names it "unknown". Name,
 //! domain, key type, action and URL rules live in the core; this module only maps their
 //! errors onto positions.
+//!
+//! Global settings live in the main file only; `[[ca]]` and `[[certificate]]` entries come
+//! from every file, main file first, and are checked together. Scheduling settings are
+//! resolved here, once: each certificate's [`SchedulePolicy`] holds its effective window
+//! (its own, the global one, or none for `"none"`) in the configured zone and its effective
+//! urgent margin, so the planner never looks at global settings.
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
 use certkeeper_core::lifecycle::parse_directory;
+use certkeeper_core::schedule::{Backoff, CronExpr, MaintenanceWindow, SchedulePolicy};
 use certkeeper_core::{
-    CaName, CaSpec, CertName, CertificateSpec, DomainName, Http01Spec, Inventory, KeyType,
-    LifecycleAction,
+    AdminSpec, CaName, CaSpec, CertName, CertificateSpec, DomainName, Http01Spec, Inventory,
+    KeyType, LifecycleAction,
 };
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use jiff::tz::TimeZone;
+use toml::de::DeValue;
 
 use crate::Context;
-use crate::diagnostic::{Diagnostics, Reported, collect_all};
+use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 use crate::duration::parse_duration;
+use crate::include::INCLUDE_KEY;
 use crate::secrets::{self, EAB_KEYS};
 use crate::walk::{Node, Table};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
 const DEFAULT_HTTP01_PORT: u16 = 80;
+/// The `window` value that means "no maintenance window".
+const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 4] = ["state_dir", "http01", "ca", "certificate"];
+const ROOT_KEYS: [&str; 10] = [
+    "state_dir",
+    INCLUDE_KEY,
+    "max_concurrent",
+    "timezone",
+    "window",
+    "urgent_before",
+    "http01",
+    "admin",
+    "ca",
+    "certificate",
+];
+/// What an included file may hold.
+const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
 const HTTP01_KEYS: [&str; 1] = ["listen"];
-const CA_KEYS: [&str; 5] = [
+const ADMIN_KEYS: [&str; 1] = ["listen"];
+const CA_KEYS: [&str; 6] = [
     "name",
     "directory",
     "terms_of_service_agreed",
     "contact",
     "root_ca_file",
+    "max_concurrent",
 ];
-const CERTIFICATE_KEYS: [&str; 7] = [
+const CERTIFICATE_KEYS: [&str; 9] = [
     "name",
     "ca",
     "domains",
@@ -45,48 +72,104 @@ const CERTIFICATE_KEYS: [&str; 7] = [
     "order_id",
     "action",
     "renew_before",
+    "window",
+    "urgent_before",
 ];
 
-/// Build the inventory from a parsed document, recording every problem.
+/// One file's top-level table, and where relative paths written in it start.
+#[derive(Debug)]
+pub(crate) struct Source<'a, 'i, 'e> {
+    pub(crate) root: Table<'a, 'i>,
+    pub(crate) context: Context<'e>,
+}
+
+/// The scheduling settings certificates inherit from the main file.
+#[derive(Debug)]
+struct ScheduleDefaults {
+    window: Option<CronExpr>,
+    urgent_before: Option<Duration>,
+    timezone: TimeZone,
+}
+
+/// Build the inventory from the main file and the files it includes, recording every
+/// problem. `incomplete` is set when an included file is missing (unreadable, or left out
+/// for syntax errors): references that may point into it are then not reported as unknown.
 pub(crate) fn build(
-    document: &Spanned<DeTable<'_>>,
-    context: &Context<'_>,
+    main: &Source<'_, '_, '_>,
+    included: &[Source<'_, '_, '_>],
+    incomplete: Option<Reported>,
     diagnostics: &mut Diagnostics<'_>,
 ) -> Result<Inventory, Reported> {
-    let root = Table::root(document);
+    let root = &main.root;
+    let context = &main.context;
     root.reject_unknown_keys(&ROOT_KEYS, diagnostics);
+    for source in included {
+        source
+            .root
+            .reject_keys(&INCLUDED_KEYS, only_in_main_file, diagnostics);
+    }
 
     let state_dir = root
         .optional("state_dir", |node| path(node, context, diagnostics))
         .map(|dir| dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
+    let max_concurrent = root
+        .optional("max_concurrent", |node| positive_integer(node, diagnostics))
+        .map(|limit| limit.unwrap_or(DEFAULT_MAX_CONCURRENT));
+    let timezone = root.optional("timezone", |node| timezone(node, diagnostics));
+    let window = root
+        .optional("window", |node| window(node, diagnostics))
+        .map(Option::flatten);
+    let urgent_before = root.optional("urgent_before", |node| duration(node, diagnostics));
     let http01 = root
         .optional("http01", |node| http01(node, diagnostics))
         .map(|spec| spec.unwrap_or_else(default_http01));
+    let admin = root.optional("admin", |node| admin(node, diagnostics));
+    // Certificates are checked against the defaults even when one of them is broken (that
+    // one is reported already, and fails the whole inventory below).
+    let defaults = ScheduleDefaults {
+        window: window.clone().unwrap_or_default(),
+        urgent_before: urgent_before.unwrap_or_default(),
+        timezone: timezone
+            .clone()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| context.env.local_timezone.clone()),
+    };
 
-    let ca_entries: Vec<CaEntry<'_, '_>> = entries(&root, "ca", diagnostics)
-        .iter()
-        .map(|table| ca(table, context, diagnostics))
-        .collect();
+    let sources: Vec<&Source<'_, '_, '_>> = std::iter::once(main).chain(included).collect();
+    let mut ca_entries: Vec<CaEntry<'_, '_>> = Vec::new();
+    for source in &sources {
+        for table in entries(&source.root, "ca", diagnostics) {
+            ca_entries.push(ca(&table, &source.context, diagnostics));
+        }
+    }
     report_duplicates(
         ca_entries.iter().filter_map(|entry| entry.name.as_ref()),
         "CA name",
         diagnostics,
     );
-    let known_cas = KnownCas(&ca_entries);
+    let known_cas = KnownCas {
+        entries: &ca_entries,
+        incomplete,
+    };
 
-    let certificate_tables = entries(&root, "certificate", diagnostics);
-    if certificate_tables.is_empty() && root.get("certificate").is_none() {
-        diagnostics.warning(
-            root.span(),
+    let mut certificates: Vec<(Option<Named<'_, '_>>, Result<CertificateSpec, Reported>)> =
+        Vec::new();
+    for source in &sources {
+        for table in entries(&source.root, "certificate", diagnostics) {
+            certificates.push(certificate(&table, &known_cas, &defaults, diagnostics));
+        }
+    }
+    let any_certificate_key = sources
+        .iter()
+        .any(|source| source.root.get("certificate").is_some());
+    if !any_certificate_key && incomplete.is_none() {
+        root.warning(
+            diagnostics,
             "certificate",
             "no [[certificate]] is configured, so certkeeper has nothing to keep issued",
         );
     }
-    let certificates: Vec<(Option<Named<'_, '_>>, Result<CertificateSpec, Reported>)> =
-        certificate_tables
-            .iter()
-            .map(|table| certificate(table, &known_cas, diagnostics))
-            .collect();
     report_duplicates(
         certificates.iter().filter_map(|(name, _)| name.as_ref()),
         "certificate name",
@@ -95,15 +178,37 @@ pub(crate) fn build(
 
     let cas = collect_all(ca_entries.into_iter().map(|entry| entry.spec));
     let certificates = collect_all(certificates.into_iter().map(|(_, spec)| spec));
+    // Checked last: the entries above are worth checking even when includes failed.
+    if let Some(reported) = incomplete {
+        return Err(reported);
+    }
+    // The scheduling defaults reached the certificates through `defaults`; their own
+    // failures still refuse the inventory.
+    let (_, _, _) = (timezone?, window?, urgent_before?);
     Ok(Inventory {
         state_dir: state_dir?,
         http01: http01?,
         cas: cas?,
         certificates: certificates?,
-        max_concurrent: certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT,
-        admin: None,
+        max_concurrent: max_concurrent?,
+        admin: admin?,
         watch_paths: Vec::new(),
     })
+}
+
+/// The message for a key of the main file written in an included file.
+fn only_in_main_file(key: &str) -> Option<String> {
+    if key == INCLUDE_KEY {
+        Some(format!(
+            "{INCLUDE_KEY} is only allowed in the main configuration file; included files cannot include others"
+        ))
+    } else if ROOT_KEYS.contains(&key) {
+        Some(format!(
+            "{key} is only allowed in the main configuration file; included files may only hold [[ca]] and [[certificate]] tables"
+        ))
+    } else {
+        None
+    }
 }
 
 /// The tables of an array of tables (`[[ca]]`), each with its indexed path. Absent = none.
@@ -140,27 +245,34 @@ impl<'a, 'i> Named<'a, 'i> {
     }
 }
 
-/// Report each name that an earlier entry already used, at the later entry.
+/// Report each name that an earlier entry already used, at the later entry, naming where
+/// the first is: its line, and its file when that is another one.
 fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
     names: impl IntoIterator<Item = &'n Named<'a, 'i>>,
     what: &str,
     diagnostics: &mut Diagnostics<'_>,
 ) {
-    let mut first_lines: HashMap<&str, usize> = HashMap::new();
+    let mut first_seen: HashMap<&str, (FileId, usize)> = HashMap::new();
     for named in names {
-        let line = diagnostics.line_of(named.node.span());
-        match first_lines.get(named.name) {
-            Some(first) => {
+        let file = named.node.file();
+        let line = named.node.line(diagnostics);
+        match first_seen.get(named.name) {
+            Some(&(first_file, first_line)) => {
+                let place = if first_file == file {
+                    format!("on line {first_line}")
+                } else {
+                    format!("at {}:{first_line}", diagnostics.path(first_file).display())
+                };
                 named.node.error(
                     diagnostics,
                     format!(
-                        "duplicate {what} {:?}; it is first defined on line {first}",
+                        "duplicate {what} {:?}; it is first defined {place}",
                         named.name
                     ),
                 );
             }
             None => {
-                first_lines.insert(named.name, line);
+                first_seen.insert(named.name, (file, line));
             }
         }
     }
@@ -209,6 +321,83 @@ fn http01(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Http
     Ok(listen.map_or_else(default_http01, |listen| Http01Spec { listen }))
 }
 
+/// A positive integer such as `max_concurrent`.
+fn positive_integer(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<usize, Reported> {
+    let DeValue::Integer(integer) = node.value() else {
+        return Err(node.wrong_type(diagnostics, "a positive integer"));
+    };
+    let checked = match usize::from_str_radix(integer.as_str(), integer.radix()) {
+        Ok(0) => Err("must be at least 1"),
+        Ok(value) => Ok(value),
+        Err(_) if integer.as_str().starts_with('-') => Err("must be at least 1"),
+        Err(_) => Err("is too large"),
+    };
+    checked.map_err(|message| node.error(diagnostics, message))
+}
+
+/// A duration string such as `"30d"`; zero is refused.
+fn duration(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Duration, Reported> {
+    if !node.value().is_str() {
+        return Err(node.wrong_type(diagnostics, "a duration string such as \"30d\""));
+    }
+    node.parse(diagnostics, |text| {
+        parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+    })
+}
+
+/// `timezone`: an IANA time zone name, looked up in the system's zoneinfo or, without one,
+/// in the copy built into certkeeper.
+fn timezone(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<TimeZone, Reported> {
+    node.parse(diagnostics, |name| {
+        jiff::tz::db().get(name).map_err(|_| {
+            format!(
+                "unknown time zone {name:?}; write an IANA time zone name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+            )
+        })
+    })
+}
+
+/// `window`: a crontab expression, or `"none"` for no window.
+fn window(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Option<CronExpr>, Reported> {
+    node.parse(diagnostics, |text| {
+        if text.trim().eq_ignore_ascii_case(NO_WINDOW) {
+            return Ok(None);
+        }
+        text.parse::<CronExpr>()
+            .map(Some)
+            .map_err(|err| err.to_string())
+    })
+}
+
+/// `[admin]`: where to serve `/healthz` and `/metrics`.
+fn admin(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<AdminSpec, Reported> {
+    let table = node.table(diagnostics)?;
+    table.reject_unknown_keys(&ADMIN_KEYS, diagnostics);
+    let listen = table.required("listen", diagnostics)?;
+    let address = listen.parse(diagnostics, |text| {
+        text.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "invalid listen address {text:?}; write one IP address and a port, such as \"127.0.0.1:9101\" or \"[::1]:9101\""
+            )
+        })
+    })?;
+    if !address.ip().to_canonical().is_loopback() {
+        listen.warning(
+            diagnostics,
+            format!(
+                "the admin listener on {address} can be reached from other hosts, and /metrics names every certificate; listen on a loopback address such as 127.0.0.1:9101 unless a firewall restricts it"
+            ),
+        );
+    }
+    Ok(AdminSpec { listen: address })
+}
+
 /// One `[[ca]]` entry: its name as written and the validated spec.
 #[derive(Debug)]
 struct CaEntry<'a, 'i> {
@@ -255,6 +444,8 @@ fn ca<'a, 'i>(
             .map(|()| path)
             .map_err(|message| node.error(diagnostics, message))
     });
+    let max_concurrent =
+        table.optional("max_concurrent", |node| positive_integer(node, diagnostics));
 
     let spec = (|| {
         Ok(CaSpec {
@@ -264,7 +455,7 @@ fn ca<'a, 'i>(
             terms_of_service_agreed: terms_of_service_agreed?,
             contact: contact?,
             root_ca_file: root_ca_file?,
-            max_concurrent: None,
+            max_concurrent: max_concurrent?,
         })
     })();
     CaEntry {
@@ -298,15 +489,19 @@ fn check_readable_file(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The CAs certificates may refer to, valid or not.
+/// The CAs certificates may refer to, valid or not, from every file.
 #[derive(Debug)]
-struct KnownCas<'e, 'a, 'i>(&'e [CaEntry<'a, 'i>]);
+struct KnownCas<'e, 'a, 'i> {
+    entries: &'e [CaEntry<'a, 'i>],
+    /// Set when an included file could not be loaded: a name not found here may be in it.
+    incomplete: Option<Reported>,
+}
 
-impl KnownCas<'_, '_, '_> {
+impl<'a, 'i> KnownCas<'_, 'a, 'i> {
     /// The CA named `name`: `None` when no entry has that name, the entry's own failure
     /// when it is broken (already reported there).
     fn find(&self, name: &str) -> Option<Result<CaName, Reported>> {
-        self.0
+        self.entries
             .iter()
             .find(|entry| entry.name.as_ref().is_some_and(|named| named.name == name))
             .map(|entry| {
@@ -318,10 +513,22 @@ impl KnownCas<'_, '_, '_> {
             })
     }
 
+    /// The entry a certificate without `ca` uses: the only one, or the first when every
+    /// entry has the same name (the duplicates are reported as such, not as ambiguity).
+    fn only_one(&self) -> Option<&CaEntry<'a, 'i>> {
+        let (first, rest) = self.entries.split_first()?;
+        let first_name = first.name.as_ref().map(|named| named.name);
+        let same = first_name.is_some()
+            && rest
+                .iter()
+                .all(|entry| entry.name.as_ref().map(|named| named.name) == first_name);
+        (rest.is_empty() || same).then_some(first)
+    }
+
     /// Distinct names, in file order.
     fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
-        for named in self.0.iter().filter_map(|entry| entry.name.as_ref()) {
+        for named in self.entries.iter().filter_map(|entry| entry.name.as_ref()) {
             if !names.contains(&named.name) {
                 names.push(named.name);
             }
@@ -341,6 +548,7 @@ impl KnownCas<'_, '_, '_> {
 fn certificate<'a, 'i>(
     table: &Table<'a, 'i>,
     cas: &KnownCas<'_, '_, '_>,
+    defaults: &ScheduleDefaults,
     diagnostics: &mut Diagnostics<'_>,
 ) -> (Option<Named<'a, 'i>>, Result<CertificateSpec, Reported>) {
     table.reject_unknown_keys(&CERTIFICATE_KEYS, diagnostics);
@@ -370,14 +578,10 @@ fn certificate<'a, 'i>(
             })
         })
         .map(Option::unwrap_or_default);
-    let renew_before = table.optional("renew_before", |node| {
-        if !node.value().is_str() {
-            return Err(node.wrong_type(diagnostics, "a duration string such as \"30d\""));
-        }
-        node.parse(diagnostics, |text| {
-            parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
-        })
-    });
+    let renew_before = table.optional("renew_before", |node| duration(node, diagnostics));
+    // `None`: inherit; `Some(None)`: "none", no window for this certificate.
+    let own_window = table.optional("window", |node| window(node, diagnostics));
+    let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
 
     let spec = (|| {
         Ok(CertificateSpec {
@@ -388,7 +592,16 @@ fn certificate<'a, 'i>(
             order_id: order_id?,
             action: action?,
             renew_before: renew_before?,
-            schedule: certkeeper_core::schedule::SchedulePolicy::default(),
+            schedule: SchedulePolicy {
+                urgent_before: urgent_before?.or(defaults.urgent_before),
+                window: own_window?
+                    .unwrap_or_else(|| defaults.window.clone())
+                    .map(|cron| MaintenanceWindow {
+                        cron,
+                        tz: defaults.timezone.clone(),
+                    }),
+                backoff: Backoff::default(),
+            },
         })
     })();
     (Named::of(table), spec)
@@ -403,6 +616,10 @@ fn certificate_ca(
     if let Some(node) = table.get("ca") {
         let name = node.str(diagnostics)?;
         return cas.find(name).unwrap_or_else(|| {
+            if let Some(reported) = cas.incomplete {
+                // It may be defined in the file that could not be loaded.
+                return Err(reported);
+            }
             let message = if cas.names().is_empty() {
                 format!("unknown CA {name:?}: no [[ca]] is configured")
             } else {
@@ -411,18 +628,23 @@ fn certificate_ca(
             Err(node.error(diagnostics, message))
         });
     }
-    match cas.0 {
-        [only] => only
+    // CAs are counted across all files.
+    if let Some(only) = cas.only_one() {
+        return only
             .spec
             .as_ref()
             .map(|spec| spec.name.clone())
-            .map_err(|reported| *reported),
-        [] => Err(table.error(
+            .map_err(|reported| *reported);
+    }
+    match (cas.entries, cas.incomplete) {
+        // The CA may be in the file that could not be loaded.
+        ([], Some(reported)) => Err(reported),
+        ([], None) => Err(table.error(
             diagnostics,
             "ca",
             "no [[ca]] is configured; add one for this certificate to use",
         )),
-        _ => Err(table.error(
+        (_, _) => Err(table.error(
             diagnostics,
             "ca",
             format!(

@@ -10,25 +10,36 @@
 //!
 //! Modules:
 //! - `diagnostic`: [`Diagnostic`], [`ConfigErrors`], the collector every check records
-//!   into, and span -> line/column.
+//!   into (one for all files), and span -> line/column.
 //! - `walk`: typed access to the TOML tree that carries spans and key paths, and reports
 //!   wrong types, missing keys and unknown keys (with "did you mean").
+//! - `include`: the main file's `include` patterns: which files they load, in which order,
+//!   and which directories the daemon watches for new ones.
 //! - `inventory`: the TOML contract itself (every key, default and rule) and the
-//!   uniqueness and reference checks across entries.
+//!   uniqueness and reference checks across entries of all files.
 //! - `secrets`: EAB HMAC key sources (file, environment, systemd credential, inline) and
 //!   base64url decoding, without ever putting key material in a message.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
-//!   come from, passed in so that loading is a function of its inputs.
+//!   come from and the local time zone, passed in so that loading is a function of its
+//!   inputs (and of the files it reads).
 //!
-//! Key paths in diagnostics are dotted keys with 0-based indices in file order:
-//! `certificate[1].domains[0]`, `ca[0].eab_hmac_key_file`, `http01.listen[2]`.
+//! Key paths in diagnostics are dotted keys with 0-based indices in the order of the file the
+//! diagnostic names: `certificate[1].domains[0]`, `ca[0].eab_hmac_key_file`,
+//! `http01.listen[2]`.
+//!
+//! Included files are all read and parsed before any entry is checked, because names are
+//! unique and CA references resolve across files. A file that could not be loaded (an
+//! invalid pattern, an unreadable match, syntax errors) is reported, and the rest is still
+//! checked; only the checks that would blame a missing definition on it ("unknown CA") are
+//! held back.
 //!
 //! See `config/certkeeper.toml` in the repository for every key, documented.
 
 mod diagnostic;
 mod duration;
 mod environment;
+mod include;
 mod inventory;
 mod secrets;
 mod walk;
@@ -37,6 +48,8 @@ use std::path::{Path, PathBuf};
 
 use certkeeper_core::Inventory;
 use toml::de::DeTable;
+
+use crate::walk::Table;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use environment::Environment;
@@ -53,7 +66,7 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Read and validate the configuration file at `path`.
+/// Read and validate the configuration file at `path` and the files it includes.
 ///
 /// # Errors
 /// Every problem found: an unreadable file is a single diagnostic naming it; otherwise see
@@ -75,41 +88,105 @@ pub fn load(path: &Path, env: &Environment) -> Result<Loaded, ConfigErrors> {
     }
 }
 
-/// Validate configuration `text`. `path` is what diagnostics name and what relative paths in
-/// the text (`state_dir`, `root_ca_file`, `eab_hmac_key_file`) resolve against: the
-/// directory containing it.
+/// Validate configuration `text`, together with the files its `include` patterns match
+/// (read from disk). `path` is what diagnostics name, and its directory is where relative
+/// paths in the text (`state_dir`, `root_ca_file`, `eab_hmac_key_file`, `include`) start.
 ///
 /// # Errors
-/// Every problem found, in file order: TOML syntax errors alone when the text does not
-/// parse, otherwise every unknown key, wrong type, missing key and failed rule.
+/// Every problem found, ordered by file (the main file, then included files in load order)
+/// and position: TOML syntax errors alone when the main text does not parse, otherwise
+/// every unknown key, wrong type, missing key and failed rule in every file.
 pub fn load_str(text: &str, path: &Path, env: &Environment) -> Result<Loaded, ConfigErrors> {
-    let mut diagnostics = diagnostic::Diagnostics::new(path, text);
+    let mut diagnostics = diagnostic::Diagnostics::new();
+    let main = diagnostics.add_file(path, text);
+    let document = match parse(main, text, &mut diagnostics) {
+        Ok(document) => document,
+        Err(reported) => return finish(diagnostics, Err(reported)),
+    };
+    let root = Table::root(&document, main);
+    let includes = include::resolve(&root, path, &mut diagnostics);
+
+    // Parse every included file before checking anything, so that names and CA references
+    // are checked against all of them.
+    let mut incomplete = includes.failed;
+    let mut documents = Vec::new();
+    for file in &includes.files {
+        let id = diagnostics.add_file(&file.path, &file.text);
+        match parse(id, &file.text, &mut diagnostics) {
+            Ok(document) => documents.push((id, document, &file.path)),
+            // A file with syntax errors is left out like an unreadable one: its syntax errors
+            // say what to fix, and its entries count as missing.
+            Err(reported) => incomplete = Some(reported),
+        }
+    }
+
+    let main_source = inventory::Source {
+        root,
+        context: Context::new(path, env),
+    };
+    let included: Vec<inventory::Source<'_, '_, '_>> = documents
+        .iter()
+        .map(|(id, document, file)| inventory::Source {
+            root: Table::root(document, *id),
+            context: Context::new(file, env),
+        })
+        .collect();
+    let result = inventory::build(&main_source, &included, incomplete, &mut diagnostics).map(
+        |mut inventory| {
+            inventory.watch_paths = watch_paths(path, &includes);
+            inventory
+        },
+    );
+    finish(diagnostics, result)
+}
+
+/// Parse one file, recording its syntax errors.
+fn parse<'i>(
+    file: diagnostic::FileId,
+    text: &'i str,
+    diagnostics: &mut diagnostic::Diagnostics<'_>,
+) -> Result<toml::Spanned<DeTable<'i>>, diagnostic::Reported> {
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     let syntax: Vec<diagnostic::Reported> = syntax_errors
         .iter()
         .map(|error| {
             let span = error.span().unwrap_or(0..0);
-            diagnostics.error(&span, "", error.message().trim_end())
+            diagnostics.error(file, &span, "", error.message().trim_end())
         })
         .collect();
-    let result = match syntax.first() {
+    match syntax.first() {
         // A partly parsed document would produce follow-on errors about keys the operator
         // did write; the syntax errors alone say what to fix first.
         Some(&reported) => Err(reported),
-        None => {
-            let context = Context {
-                base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                env,
-            };
-            inventory::build(&document, &context, &mut diagnostics)
-        }
-    };
+        None => Ok(document),
+    }
+}
+
+fn finish(
+    diagnostics: diagnostic::Diagnostics<'_>,
+    result: Result<Inventory, diagnostic::Reported>,
+) -> Result<Loaded, ConfigErrors> {
     diagnostics
         .finish(result)
         .map(|(inventory, warnings)| Loaded {
             inventory,
             warnings,
         })
+}
+
+/// What the daemon watches to reload: the main file, every included file, and the directory
+/// each `include` pattern globs in, each once, in that order.
+fn watch_paths(main: &Path, includes: &include::Includes) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let candidates = std::iter::once(main)
+        .chain(includes.files.iter().map(|file| file.path.as_path()))
+        .chain(includes.directories.iter().map(PathBuf::as_path));
+    for path in candidates {
+        if !paths.iter().any(|seen| seen == path) {
+            paths.push(path.to_owned());
+        }
+    }
+    paths
 }
 
 /// What checks need besides the document: where relative paths start and the environment.
@@ -119,8 +196,17 @@ struct Context<'e> {
     env: &'e Environment,
 }
 
-impl Context<'_> {
-    /// `path` as written, relative to the config file's directory unless absolute.
+impl<'e> Context<'e> {
+    /// The context of the file at `path`.
+    fn new(path: &Path, env: &'e Environment) -> Self {
+        Self {
+            base_dir: include::directory_of(path),
+            env,
+        }
+    }
+
+    /// `path` as written, relative to the directory of the file it is written in unless
+    /// absolute.
     fn resolve(&self, path: &str) -> PathBuf {
         self.base_dir.join(path)
     }

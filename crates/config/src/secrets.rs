@@ -240,7 +240,7 @@ pub(crate) fn eab(
         [] => Ok(None),
         [(source, node)] => hmac_key(*source, node, context, diagnostics).map(Some),
         [(first, first_node), rest @ ..] => {
-            let line = diagnostics.line_of(first_node.span());
+            let line = first_node.line(diagnostics);
             let mut reported = None;
             for (_, node) in rest {
                 reported = Some(node.error(

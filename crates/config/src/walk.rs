@@ -11,12 +11,13 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::diagnostic::{Diagnostics, Reported, collect_all};
+use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 
 /// A table (the document, a `[table]`, an inline table or one `[[entry]]`).
 #[derive(Debug, Clone)]
 pub(crate) struct Table<'a, 'i> {
     entries: &'a DeTable<'i>,
+    file: FileId,
     span: Range<usize>,
     path: String,
 }
@@ -25,15 +26,17 @@ pub(crate) struct Table<'a, 'i> {
 #[derive(Debug, Clone)]
 pub(crate) struct Node<'a, 'i> {
     value: &'a DeValue<'i>,
+    file: FileId,
     span: Range<usize>,
     path: String,
 }
 
 impl<'a, 'i> Table<'a, 'i> {
-    /// The document's top-level table.
-    pub(crate) fn root(document: &'a Spanned<DeTable<'i>>) -> Self {
+    /// The top-level table of `file`'s document.
+    pub(crate) fn root(document: &'a Spanned<DeTable<'i>>, file: FileId) -> Self {
         Self {
             entries: document.get_ref(),
+            file,
             span: document.span(),
             path: String::new(),
         }
@@ -43,6 +46,7 @@ impl<'a, 'i> Table<'a, 'i> {
     pub(crate) fn get(&self, key: &str) -> Option<Node<'a, 'i>> {
         self.entries.get(key).map(|value| Node {
             value: value.get_ref(),
+            file: self.file,
             span: value.span(),
             path: child_path(&self.path, key),
         })
@@ -56,6 +60,7 @@ impl<'a, 'i> Table<'a, 'i> {
     ) -> Result<Node<'a, 'i>, Reported> {
         self.get(key).ok_or_else(|| {
             diagnostics.error(
+                self.file,
                 &self.span,
                 &child_path(&self.path, key),
                 "missing required key",
@@ -74,16 +79,32 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// Report every key not in `known`, suggesting the closest known key when one is near.
     pub(crate) fn reject_unknown_keys(&self, known: &[&str], diagnostics: &mut Diagnostics<'_>) {
+        self.reject_keys(known, |_| None, diagnostics);
+    }
+
+    /// Report every key not in `known`: with the message `misplaced` returns for it (a key
+    /// that exists, but not here), or else as unknown, suggesting the closest known key.
+    pub(crate) fn reject_keys(
+        &self,
+        known: &[&str],
+        misplaced: impl Fn(&str) -> Option<String>,
+        diagnostics: &mut Diagnostics<'_>,
+    ) {
         for key in self.entries.keys() {
             let name = key.get_ref();
             if known.contains(&name.as_ref()) {
                 continue;
             }
-            let message = match closest(name, known) {
+            let message = misplaced(name).unwrap_or_else(|| match closest(name, known) {
                 Some(suggestion) => format!("unknown key; did you mean {suggestion:?}?"),
                 None => format!("unknown key; expected one of: {}", known.join(", ")),
-            };
-            diagnostics.error(&key.span(), &child_path(&self.path, name), message);
+            });
+            diagnostics.error(
+                self.file,
+                &key.span(),
+                &child_path(&self.path, name),
+                message,
+            );
         }
     }
 
@@ -94,17 +115,32 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &str,
         message: impl Into<String>,
     ) -> Reported {
-        diagnostics.error(&self.span, &child_path(&self.path, key), message)
+        diagnostics.error(self.file, &self.span, &child_path(&self.path, key), message)
     }
 
-    pub(crate) fn span(&self) -> &Range<usize> {
-        &self.span
+    /// Record a warning about the table as a whole, at its header.
+    pub(crate) fn warning(
+        &self,
+        diagnostics: &mut Diagnostics<'_>,
+        key: &str,
+        message: impl Into<String>,
+    ) {
+        diagnostics.warning(self.file, &self.span, &child_path(&self.path, key), message);
     }
 }
 
 impl<'a, 'i> Node<'a, 'i> {
     pub(crate) fn span(&self) -> &Range<usize> {
         &self.span
+    }
+
+    pub(crate) fn file(&self) -> FileId {
+        self.file
+    }
+
+    /// The 1-based line the value starts on.
+    pub(crate) fn line(&self, diagnostics: &Diagnostics<'_>) -> usize {
+        diagnostics.line_of(self.file, &self.span)
     }
 
     pub(crate) fn path(&self) -> &str {
@@ -121,12 +157,12 @@ impl<'a, 'i> Node<'a, 'i> {
         diagnostics: &mut Diagnostics<'_>,
         message: impl Into<String>,
     ) -> Reported {
-        diagnostics.error(&self.span, &self.path, message)
+        diagnostics.error(self.file, &self.span, &self.path, message)
     }
 
     /// Record a warning about this value.
     pub(crate) fn warning(&self, diagnostics: &mut Diagnostics<'_>, message: impl Into<String>) {
-        diagnostics.warning(&self.span, &self.path, message);
+        diagnostics.warning(self.file, &self.span, &self.path, message);
     }
 
     /// The error for a value of the wrong type; `expected` reads "a string", "an array", ...
@@ -164,6 +200,7 @@ impl<'a, 'i> Node<'a, 'i> {
             .enumerate()
             .map(|(index, item)| Node {
                 value: item.get_ref(),
+                file: self.file,
                 span: item.span(),
                 path: format!("{}[{index}]", self.path),
             })
@@ -180,6 +217,7 @@ impl<'a, 'i> Node<'a, 'i> {
             .ok_or_else(|| self.wrong_type(diagnostics, "a table"))?;
         Ok(Table {
             entries,
+            file: self.file,
             span: self.span.clone(),
             path: self.path.clone(),
         })
@@ -281,11 +319,35 @@ mod tests {
     }
 
     #[test]
+    fn misplaced_keys_get_their_own_message() {
+        let text = "state_dir = \"x\"\ncertificat = 1\nca = []\n";
+        let document = DeTable::parse(text).expect("valid TOML");
+        let mut diagnostics = Diagnostics::new();
+        let file = diagnostics.add_file(Path::new("conf.d/a.toml"), text);
+        let root = Table::root(&document, file);
+        root.reject_keys(
+            &["ca", "certificate"],
+            |key| (key == "state_dir").then(|| format!("{key} belongs elsewhere")),
+            &mut diagnostics,
+        );
+        let errors = diagnostics.finish(Ok(())).expect_err("errors recorded");
+        assert_eq!(
+            errors.to_string(),
+            [
+                "conf.d/a.toml:1:1: state_dir: state_dir belongs elsewhere",
+                "conf.d/a.toml:2:1: certificat: unknown key; did you mean \"certificate\"?",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
     fn nodes_report_types_and_every_bad_element() {
         let text = "list = [\"a\", 2, \"c\", true]\nflag = \"yes\"\n";
         let document = DeTable::parse(text).expect("valid TOML");
-        let root = Table::root(&document);
-        let mut diagnostics = Diagnostics::new(Path::new("t.toml"), text);
+        let mut diagnostics = Diagnostics::new();
+        let file = diagnostics.add_file(Path::new("t.toml"), text);
+        let root = Table::root(&document, file);
         let list = root.required("list", &mut diagnostics).expect("present");
         let parsed = list.parse_each(&mut diagnostics, |s| Ok(s.to_owned()));
         assert!(parsed.is_err());

@@ -2,10 +2,12 @@
 //! comments say, and documents every key of the contract.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use certkeeper_config::{Environment, load};
-use certkeeper_core::{DomainName, KeyType, LifecycleAction};
+use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
+use certkeeper_core::{AdminSpec, DomainName, KeyType, LifecycleAction};
+use jiff::Timestamp;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/certkeeper.toml");
 
@@ -25,6 +27,22 @@ fn example_config_is_valid_and_means_what_it_says() {
         inventory.http01.listen,
         vec!["[::]:80".parse().expect("socket address")]
     );
+    assert_eq!(inventory.max_concurrent, DEFAULT_MAX_CONCURRENT);
+    assert_eq!(
+        inventory.admin,
+        Some(AdminSpec {
+            listen: "127.0.0.1:9101".parse().expect("socket address")
+        })
+    );
+    // conf.d/ does not exist next to the example: nothing is included, but it is watched.
+    let example = Path::new(EXAMPLE);
+    assert_eq!(
+        inventory.watch_paths,
+        [
+            example.to_path_buf(),
+            example.parent().expect("directory").join("conf.d")
+        ]
+    );
 
     assert_eq!(inventory.cas.len(), 1);
     let digicert = &inventory.cas[0];
@@ -39,6 +57,7 @@ fn example_config_is_valid_and_means_what_it_says() {
     assert!(digicert.terms_of_service_agreed);
     assert_eq!(digicert.contact, vec!["mailto:pki-team@example.com"]);
     assert_eq!(digicert.root_ca_file, None);
+    assert_eq!(digicert.max_concurrent, Some(2));
 
     assert_eq!(inventory.certificates.len(), 2);
     let www = inventory.certificate("www").expect("www lineage");
@@ -49,6 +68,18 @@ fn example_config_is_valid_and_means_what_it_says() {
     assert_eq!(www.order_id.as_deref(), Some("123456789"));
     assert_eq!(www.action, LifecycleAction::Renew);
     assert_eq!(www.renew_before, Some(Duration::from_secs(30 * 86_400)));
+    // 02:30 Berlin time on the 1st: 01:30 UTC in winter.
+    let www_window = www.schedule.window.as_ref().expect("own window");
+    assert_eq!(www_window.cron.to_string(), "30 2 1 * *");
+    assert_eq!(www_window.tz.iana_name(), Some("Europe/Berlin"));
+    assert_eq!(
+        www_window.next_start(instant("2025-01-15T12:00:00Z")),
+        Some(instant("2025-02-01T01:30:00Z"))
+    );
+    assert_eq!(
+        www.schedule.urgent_before,
+        Some(Duration::from_secs(10 * 86_400))
+    );
 
     let mail = inventory.certificate("mail").expect("mail lineage");
     assert_eq!(mail.ca.as_str(), "digicert", "the only CA is the default");
@@ -57,6 +88,21 @@ fn example_config_is_valid_and_means_what_it_says() {
     assert_eq!(mail.order_id, None);
     assert_eq!(mail.action, LifecycleAction::Auto);
     assert_eq!(mail.renew_before, None);
+    // The global window, 02:30 Berlin time every night.
+    let mail_window = mail.schedule.window.as_ref().expect("global window");
+    assert_eq!(mail_window.cron.to_string(), "30 2 * * *");
+    assert_eq!(
+        mail_window.next_start(instant("2025-07-10T12:00:00Z")),
+        Some(instant("2025-07-11T00:30:00Z"))
+    );
+    assert_eq!(
+        mail.schedule.urgent_before,
+        Some(Duration::from_secs(7 * 86_400))
+    );
+}
+
+fn instant(text: &str) -> SystemTime {
+    SystemTime::try_from(text.parse::<Timestamp>().expect("timestamp")).expect("representable")
 }
 
 #[test]
@@ -77,8 +123,14 @@ fn example_config_documents_every_key() {
     let text = std::fs::read_to_string(EXAMPLE).expect("example is readable");
     let keys = [
         "state_dir",
+        "include",
+        "max_concurrent",
+        "window",
+        "timezone",
+        "urgent_before",
         "[http01]",
         "listen",
+        "[admin]",
         "[[ca]]",
         "name",
         "directory",

@@ -6,6 +6,10 @@
 //! does not depend on where the repository is checked out. After an intended change of
 //! messages, run with `CERTKEEPER_BLESS=1` to rewrite the `.expected` files, then review the
 //! diff.
+//!
+//! A fixture that includes other files is a directory, `tests/fixtures/NAME/main.toml` with
+//! `NAME/main.expected` next to it and the included files below it (`NAME/conf.d/*.toml`), so
+//! the expected output shows included files' paths too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,12 +26,22 @@ fn environment() -> Environment {
         .with_var("FIXTURE_BAD_HMAC", "not base64!")
 }
 
+/// `tests/fixtures/*.toml` and `tests/fixtures/*/main.toml`.
 fn fixtures() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(FIXTURES)
         .expect("tests/fixtures is readable")
         .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .map(|path| Path::new(FIXTURES).join(path.file_name().expect("file name")))
+        .filter_map(|path| {
+            let name = Path::new(FIXTURES).join(path.file_name().expect("file name"));
+            if path.is_dir() {
+                let main = name.join("main.toml");
+                main.exists().then_some(main)
+            } else {
+                path.extension()
+                    .is_some_and(|ext| ext == "toml")
+                    .then_some(name)
+            }
+        })
         .collect();
     paths.sort();
     paths
@@ -80,14 +94,19 @@ fn every_fixture_reports_exactly_its_expected_diagnostics() {
 
 #[test]
 fn every_expected_file_has_a_fixture() {
-    for entry in fs::read_dir(FIXTURES).expect("tests/fixtures is readable") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().is_some_and(|ext| ext == "expected") {
-            assert!(
-                path.with_extension("toml").exists(),
-                "{} has no .toml fixture",
-                path.display()
-            );
+    let mut directories = vec![PathBuf::from(FIXTURES)];
+    while let Some(directory) = directories.pop() {
+        for entry in fs::read_dir(&directory).expect("fixture directory is readable") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                directories.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "expected") {
+                assert!(
+                    path.with_extension("toml").exists(),
+                    "{} has no .toml fixture",
+                    path.display()
+                );
+            }
         }
     }
 }
@@ -113,10 +132,29 @@ fn fixtures_cover_every_error_category() {
         "syntax_error",
         "missing_required_key",
         "several_errors",
+        "bad_window",
+        "unknown_timezone",
+        "bad_urgent_before",
+        "bad_max_concurrent",
+        "bad_admin_listen",
+        "admin_without_listen",
+        "bad_include",
+        "include_not_an_array",
+        "include_forbidden_key",
+        "include_dup",
+        "include_unknown_ca",
+        "include_unreadable",
+        "include_syntax",
     ];
     for category in categories {
-        let path = Path::new(FIXTURES).join(format!("{category}.toml"));
-        assert!(path.exists(), "missing fixture {}", path.display());
+        let file = Path::new(FIXTURES).join(format!("{category}.toml"));
+        let directory = Path::new(FIXTURES).join(category).join("main.toml");
+        assert!(
+            file.exists() || directory.exists(),
+            "missing fixture {} (or {})",
+            file.display(),
+            directory.display()
+        );
     }
 }
 

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certkeeper_config::{DEFAULT_PATH, Environment, Loaded, load, load_str};
+use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
+use certkeeper_core::schedule::SchedulePolicy;
 use certkeeper_core::{DomainName, KeyType, LifecycleAction};
 
 fn load_ok(text: &str, path: &str) -> Loaded {
@@ -44,6 +46,14 @@ fn defaults_fill_everything_optional() {
     assert_eq!(cert.action, LifecycleAction::Auto);
     assert_eq!(cert.order_id, None);
     assert_eq!(cert.renew_before, None);
+    assert_eq!(cert.schedule, SchedulePolicy::default());
+    assert_eq!(ca.max_concurrent, None);
+    assert_eq!(inventory.max_concurrent, DEFAULT_MAX_CONCURRENT);
+    assert_eq!(inventory.admin, None);
+    assert_eq!(
+        inventory.watch_paths,
+        [Path::new("/etc/certkeeper/certkeeper.toml")]
+    );
 }
 
 #[test]
