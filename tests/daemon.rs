@@ -138,9 +138,13 @@ fn renews_every_certificate_at_least_twice_with_nobody_watching() {
 }
 
 #[test]
-fn speaks_sd_notify_and_reloads_on_sighup() {
+fn speaks_sd_notify_serves_metrics_and_reloads_on_sighup() {
     let setup = Setup::new(PebbleOptions::default());
-    setup.write_config(&[Cert::new("www", &["www.example.com"])]);
+    let admin = format!("127.0.0.1:{}", support::pebble::free_port());
+    setup.write_config_with(
+        &format!("[admin]\nlisten = \"{admin}\"\n"),
+        &[Cert::new("www", &["www.example.com"])],
+    );
     let socket = NotifySocket::bind(setup.dir.path());
     let mut daemon = setup.spawn_daemon(&[
         ("NOTIFY_SOCKET", socket.path.to_str().unwrap()),
@@ -163,6 +167,23 @@ fn speaks_sd_notify_and_reloads_on_sighup() {
         m.iter()
             .any(|m| m.contains("STATUS=1 certificates, next: www in"))
     });
+
+    // The admin listener reports what the loop knows.
+    let (status, body) = support::http_get(&admin, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("certkeeper_renewals_total{cert=\"www\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("certkeeper_certificate_not_after_timestamp_seconds{cert=\"www\"} "),
+        "{body}"
+    );
+    assert!(body.contains("certkeeper_orders_in_flight 0"), "{body}");
+    assert_eq!(
+        support::http_get(&admin, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
 
     let before = socket.all().len();
     daemon.signal(Signal::HUP);

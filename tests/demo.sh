@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The README's demo: start a local Pebble (Let's Encrypt's test CA) with External Account
-# Binding required, the way DigiCert CertCentral hands out ACME credentials, and let
-# certkeeper issue and then renew real certificates from it into a scratch state directory.
+# Binding required, the way DigiCert CertCentral hands out ACME credentials, issuing
+# certificates that live only a few minutes; then run the certkeeper daemon against it and
+# watch it issue, renew on its own and report its status. Ctrl-C stops it cleanly.
 #
 #   ./tests/demo.sh            # installs Pebble and openssl with apt-get when missing
 #
-# Everything it starts is stopped on exit. DEMO_DIR=/some/dir keeps the files there.
+# DEMO_SECONDS=N stops the daemon after N seconds instead of waiting for Ctrl-C (the test
+# command runs the demo that way). DEMO_DIR=/some/dir keeps the files there. Everything the
+# demo starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,9 @@ echo "==> building certkeeper"
 cargo build --quiet --bin certkeeper
 CERTKEEPER="$PWD/target/debug/certkeeper"
 
+DEMO_SECONDS="${DEMO_SECONDS:-}"
+# Certificates live 3 minutes (renewed after 2), or 45 s in a timed run.
+if [ -n "$DEMO_SECONDS" ]; then VALIDITY=45; else VALIDITY=180; fi
 DEMO_DIR="${DEMO_DIR:-$(mktemp -d -t certkeeper-demo.XXXXXX)}"
 mkdir -p "$DEMO_DIR"
 cd "$DEMO_DIR"
@@ -53,7 +59,7 @@ cat > pebble.json <<JSON
   "httpPort": $HTTP01_PORT, "tlsPort": $(free_port), "ocspResponderURL": "",
   "externalAccountBindingRequired": true,
   "externalAccountMACKeys": {"$EAB_KID": "$(cat eab.hmac)"},
-  "certificateValidityPeriod": 600
+  "certificateValidityPeriod": $VALIDITY
 }}
 JSON
 
@@ -97,12 +103,32 @@ TOML
 
 run() { echo; echo "\$ certkeeper $*"; "$CERTKEEPER" --config "$DEMO_DIR/certkeeper.toml" "$@"; }
 run check
-run renew
-run status
-echo; echo "==> the files web servers use:"
+run renew          # one pass, as a cron job would do it: issues both certificates
+run status || true
+
+echo
+echo "==> now the daemon: certkeeper run (certificates live ${VALIDITY}s; it renews each when a third is left)"
+echo "    status any time from another terminal: $CERTKEEPER --config $DEMO_DIR/certkeeper.toml status"
+[ -z "$DEMO_SECONDS" ] && echo "    press Ctrl-C to stop it"
+"$CERTKEEPER" --config "$DEMO_DIR/certkeeper.toml" run &
+daemon=$!
+stop_daemon() { kill -INT "$daemon" 2>/dev/null || true; }
+trap 'stop_daemon' INT TERM
+started=$SECONDS
+while kill -0 "$daemon" 2>/dev/null; do
+  sleep 1
+  elapsed=$((SECONDS - started))
+  if [ -n "$DEMO_SECONDS" ] && [ "$elapsed" -ge "$DEMO_SECONDS" ]; then stop_daemon; break; fi
+  if [ $((elapsed % 30)) -eq 0 ]; then run status || true; fi
+done
+wait "$daemon" && code=0 || code=$?
+trap cleanup EXIT
+echo
+echo "==> the daemon exited with status $code"
+run status || true
+echo
+echo "==> the files web servers use:"
 ls -l "$DEMO_DIR/state/live/" "$DEMO_DIR/state/live/www/"
-run renew          # nothing is due yet: no request reaches the CA
-run renew --force  # renew now; 'shop' goes through the DigiCert lifecycle URL
-run status
 echo
 echo "Demo files are in $DEMO_DIR (Pebble is stopped now)."
+exit "$code"

@@ -22,8 +22,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> demo (quick run, so the README's demo cannot rot)"
-./tests/demo.sh >/tmp/certkeeper-demo.log 2>&1 || { cat /tmp/certkeeper-demo.log; exit 1; }
-grep -q "shop: renewed" /tmp/certkeeper-demo.log
+DEMO_SECONDS=40 ./tests/demo.sh >/tmp/certkeeper-demo.log 2>&1 || { cat /tmp/certkeeper-demo.log; exit 1; }
+grep -q "certificate installed cert=shop" /tmp/certkeeper-demo.log
 echo "demo OK"
 echo "==> cargo test"
 cargo test --workspace --locked

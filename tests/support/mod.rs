@@ -66,9 +66,15 @@ impl Setup {
 
     /// Write the inventory with `certs`.
     pub fn write_config(&self, certs: &[Cert<'_>]) {
+        self.write_config_with("", certs);
+    }
+
+    /// Write the inventory with extra top-level settings (before any table) and `certs`.
+    pub fn write_config_with(&self, top: &str, certs: &[Cert<'_>]) {
         let (kid, _) = self.pebble.eab.clone().unwrap();
         let mut text = format!(
             r#"state_dir = "{state}"
+{top}
 
 [http01]
 listen = ["127.0.0.1:{http}"]
@@ -193,12 +199,17 @@ pub fn sans(cert: &Path) -> Vec<String> {
     names
 }
 
-/// The certificate's serial as lower-case hex.
+/// The certificate's serial as lower-case hex without leading zeros (how certkeeper and
+/// Pebble's management API print it; openssl pads to whole bytes).
 pub fn serial(cert: &Path) -> String {
-    openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-serial"])
+    let padded = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-serial"])
         .trim()
         .trim_start_matches("serial=")
-        .to_ascii_lowercase()
+        .to_ascii_lowercase();
+    match padded.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        trimmed => trimmed.to_owned(),
+    }
 }
 
 /// Whether the private key belongs to the certificate (same public key).
@@ -284,4 +295,23 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -22,7 +22,9 @@ use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
 use certkeeper_core::{CaName, CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
-use certkeeper_store::{LineageState, LiveCert, Store, StoreLock, from_unix_seconds};
+use certkeeper_store::{
+    AttemptRecord, LineageState, LiveCert, Store, StoreLock, from_unix_seconds, unix_seconds,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
+use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
 use crate::engine::job::{self, Failure, JobContext};
 use crate::engine::watch::ConfigWatcher;
 use crate::exit::Exit;
@@ -51,6 +54,9 @@ const ORDER_WAIT: Duration = Duration::from_secs(300);
 struct View {
     observed: Option<ObservedCert>,
     attempts: Attempts,
+    record: AttemptRecord,
+    /// The last plan put it inside its urgent threshold.
+    urgent: bool,
 }
 
 /// Result of one attempt task.
@@ -74,6 +80,7 @@ pub struct Daemon {
     global_slots: Arc<Semaphore>,
     ca_slots: HashMap<CaName, Arc<Semaphore>>,
     reload_error: Option<String>,
+    snapshot: SharedSnapshot,
 }
 
 impl Daemon {
@@ -104,6 +111,21 @@ impl Daemon {
             ));
         }
 
+        let snapshot = SharedSnapshot::default();
+        if let Some(admin) = &inventory.admin {
+            let listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!("cannot open the admin listener on {}: {err}", admin.listen)
+                })?;
+            tracing::info!(addr = %admin.listen, "admin listener: /healthz and /metrics");
+            let stop = stop_responder.clone();
+            let shared = snapshot.clone();
+            responders.spawn(admin::serve(listener, shared, async move {
+                stop.cancelled().await;
+            }));
+        }
+
         let mut daemon = Daemon {
             config_path,
             env,
@@ -126,6 +148,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             ca_slots: HashMap::new(),
             reload_error: None,
+            snapshot,
         };
         daemon.refresh_all_views();
         let outcome = daemon.serve().await;
@@ -151,6 +174,7 @@ impl Daemon {
         loop {
             let wake_at = self.start_due_attempts();
             let status = self.status_line(wake_at);
+            self.publish_snapshot();
             if first {
                 tracing::info!(
                     certificates = self.inventory.certificates.len(),
@@ -195,7 +219,7 @@ impl Daemon {
             if self.in_flight.contains(&spec.name) {
                 continue;
             }
-            let view = self.views.get(&spec.name).cloned().unwrap_or_default();
+            let view = self.views.entry(spec.name.clone()).or_default().clone();
             let Some(planned) = plan_certificate(
                 &spec.name,
                 spec,
@@ -206,6 +230,9 @@ impl Daemon {
             ) else {
                 continue;
             };
+            if let Some(view) = self.views.get_mut(&spec.name) {
+                view.urgent = planned.urgent;
+            }
             if planned.at <= now {
                 self.spawn_attempt(spec, &planned, view.observed.is_some());
             } else {
@@ -326,6 +353,8 @@ impl Daemon {
             View {
                 observed,
                 attempts: attempts_from(&state),
+                record: state.attempts,
+                urgent: false,
             },
         );
     }
@@ -428,6 +457,31 @@ impl Daemon {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         Exit::Success
+    }
+
+    /// Hand the admin listener the current numbers.
+    fn publish_snapshot(&self) {
+        let certificates = self
+            .inventory
+            .certificates
+            .iter()
+            .map(|spec| {
+                let view = self.views.get(&spec.name).cloned().unwrap_or_default();
+                CertMetrics {
+                    name: spec.name.to_string(),
+                    not_after_unix: view.observed.as_ref().map(|o| unix_seconds(o.not_after)),
+                    last_success_unix: view.record.last_success_at_unix,
+                    consecutive_failures: view.record.consecutive_failures,
+                    successes_total: view.record.successes_total,
+                    failures_total: view.record.failures_total,
+                    urgent_failing: view.urgent && view.record.consecutive_failures > 0,
+                }
+            })
+            .collect();
+        self.snapshot.publish(Snapshot {
+            certificates,
+            orders_in_flight: self.in_flight.len(),
+        });
     }
 
     /// The configuration files and include directories to watch; the main file always.

@@ -1,6 +1,8 @@
 //! Running certificate attempts: [`job`] is one attempt (shared by `renew` and the daemon),
-//! [`daemon`] the scheduler loop of `certkeeper run`, [`watch`] its config file watcher.
+//! [`daemon`] the scheduler loop of `certkeeper run`, [`watch`] its config file watcher,
+//! [`admin`] its optional `/healthz` and `/metrics` listener.
 
+pub mod admin;
 pub mod daemon;
 pub mod job;
 pub mod watch;

@@ -1,0 +1,226 @@
+//! The optional admin listener: `GET /healthz` and Prometheus `GET /metrics`.
+//!
+//! Off by default; the config's `[admin] listen` turns it on (loopback is the expected use:
+//! metrics name every certificate). The daemon's loop publishes a [`Snapshot`] after every
+//! change and the handlers only read it, so scraping never touches the disk or the engine.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+/// What the metrics say about one certificate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CertMetrics {
+    pub name: String,
+    pub not_after_unix: Option<i64>,
+    pub last_success_unix: Option<i64>,
+    pub consecutive_failures: u32,
+    pub successes_total: u64,
+    pub failures_total: u64,
+    /// Failing and inside its urgent threshold (or missing).
+    pub urgent_failing: bool,
+}
+
+/// The daemon's state as the admin endpoints show it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub certificates: Vec<CertMetrics>,
+    pub orders_in_flight: usize,
+}
+
+/// Shared between the loop (writer) and the handlers (readers).
+#[derive(Debug, Clone, Default)]
+pub struct SharedSnapshot(Arc<RwLock<Snapshot>>);
+
+impl SharedSnapshot {
+    pub fn publish(&self, snapshot: Snapshot) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+
+    fn read(&self) -> Snapshot {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+pub fn router(shared: SharedSnapshot) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    shared: SharedSnapshot,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// 200 when no certificate is failing inside its urgent threshold, 503 otherwise.
+async fn healthz(State(shared): State<SharedSnapshot>) -> Response {
+    let snapshot = shared.read();
+    let failing: Vec<&str> = snapshot
+        .certificates
+        .iter()
+        .filter(|c| c.urgent_failing)
+        .map(|c| c.name.as_str())
+        .collect();
+    if failing.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("failing close to expiry: {}\n", failing.join(" ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(shared): State<SharedSnapshot>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&shared.read()),
+    )
+        .into_response()
+}
+
+/// The Prometheus text exposition of `snapshot`.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         values: &mut dyn Iterator<Item = (Option<&str>, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (cert, value) in values {
+                match cert {
+                    Some(cert) => {
+                        let _ = writeln!(out, "{name}{{cert=\"{}\"}} {value}", escape(cert));
+                    }
+                    None => {
+                        let _ = writeln!(out, "{name} {value}");
+                    }
+                }
+            }
+        };
+    let certs = &snapshot.certificates;
+    family(
+        "certkeeper_certificate_not_after_timestamp_seconds",
+        "gauge",
+        "Expiry of the live certificate (Unix time).",
+        &mut certs
+            .iter()
+            .filter_map(|c| Some((Some(c.name.as_str()), c.not_after_unix?.to_string()))),
+    );
+    family(
+        "certkeeper_certificate_last_success_timestamp_seconds",
+        "gauge",
+        "When certkeeper last installed a certificate for this lineage (Unix time).",
+        &mut certs
+            .iter()
+            .filter_map(|c| Some((Some(c.name.as_str()), c.last_success_unix?.to_string()))),
+    );
+    family(
+        "certkeeper_certificate_consecutive_failures",
+        "gauge",
+        "Failed attempts since the last success.",
+        &mut certs
+            .iter()
+            .map(|c| (Some(c.name.as_str()), c.consecutive_failures.to_string())),
+    );
+    family(
+        "certkeeper_renewals_total",
+        "counter",
+        "Certificates installed for this lineage.",
+        &mut certs
+            .iter()
+            .map(|c| (Some(c.name.as_str()), c.successes_total.to_string())),
+    );
+    family(
+        "certkeeper_failures_total",
+        "counter",
+        "Failed attempts for this lineage.",
+        &mut certs
+            .iter()
+            .map(|c| (Some(c.name.as_str()), c.failures_total.to_string())),
+    );
+    family(
+        "certkeeper_orders_in_flight",
+        "gauge",
+        "Orders being processed right now.",
+        &mut std::iter::once((None, snapshot.orders_in_flight.to_string())),
+    );
+    out
+}
+
+/// Label values escape backslash, quote and newline (certificate names cannot contain them,
+/// but the exposition format must never break).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let text = render(&Snapshot {
+            certificates: vec![
+                CertMetrics {
+                    name: "www".to_owned(),
+                    not_after_unix: Some(1_800_000_000),
+                    last_success_unix: Some(1_790_000_000),
+                    consecutive_failures: 0,
+                    successes_total: 3,
+                    failures_total: 1,
+                    urgent_failing: false,
+                },
+                CertMetrics {
+                    name: "mail".to_owned(),
+                    consecutive_failures: 2,
+                    failures_total: 2,
+                    ..CertMetrics::default()
+                },
+            ],
+            orders_in_flight: 1,
+        });
+        for line in [
+            "# TYPE certkeeper_certificate_not_after_timestamp_seconds gauge",
+            "certkeeper_certificate_not_after_timestamp_seconds{cert=\"www\"} 1800000000",
+            "certkeeper_certificate_consecutive_failures{cert=\"mail\"} 2",
+            "certkeeper_renewals_total{cert=\"www\"} 3",
+            "certkeeper_failures_total{cert=\"mail\"} 2",
+            "certkeeper_orders_in_flight 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("not_after_timestamp_seconds{cert=\"mail\"}"),
+            "no expiry for a lineage without a certificate"
+        );
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
