@@ -26,4 +26,9 @@ DEMO_SECONDS=40 ./tests/demo.sh >/tmp/certkeeper-demo.log 2>&1 || { cat /tmp/cer
 grep -q "certificate installed cert=shop" /tmp/certkeeper-demo.log
 echo "demo OK"
 echo "==> cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole workspace (cargo prints one per test binary, the last of
+# which is often an empty doc-test run).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "all tests: %d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
