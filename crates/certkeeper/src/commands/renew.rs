@@ -13,12 +13,15 @@ use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::renewal::{Decision, decide};
 use certkeeper_core::{CertificateSpec, Inventory, OrderPurpose};
 use certkeeper_store::LiveCert;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::cli::RenewArgs;
 use crate::engine::job::{self, Failure, JobContext};
+use crate::engine::limits::Limits;
 use crate::exit::Exit;
 use crate::report::{short_duration, timestamp};
 
@@ -89,17 +92,28 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             ..PollPolicy::default()
         },
     };
-    for (spec, live, reason) in jobs {
-        let span = tracing::info_span!("order", cert = %spec.name, reason = reason.as_str());
-        let outcome = attempt(inventory, &ctx, spec, live.is_some(), args)
+    // Orders run concurrently, within `max_concurrent` overall and per CA.
+    let limits = Limits::new(inventory);
+    let mut running: FuturesUnordered<_> = jobs
+        .into_iter()
+        .map(|(spec, live, reason)| {
+            let (ctx, limits) = (&ctx, &limits);
+            let span = tracing::info_span!("order", cert = %spec.name, reason = reason.as_str());
+            async move {
+                let _slots = limits.acquire(&spec.ca).await;
+                let outcome = attempt(inventory, ctx, spec, live.is_some(), args).await;
+                (spec, live.is_some(), outcome)
+            }
             .instrument(span)
-            .await;
+        })
+        .collect();
+    while let Some((spec, renewal, outcome)) = running.next().await {
         job::record(&store, spec, &outcome, SystemTime::now());
         match outcome {
             Ok(installed) => println!(
                 "{}: {} (serial {}, expires {})",
                 spec.name,
-                if live.is_some() { "renewed" } else { "issued" },
+                if renewal { "renewed" } else { "issued" },
                 installed.serial_hex,
                 timestamp(installed.observed.not_after)
             ),
@@ -111,6 +125,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             }
         }
     }
+    drop(running);
 
     // The challenge listener stops last, once no order can still be validated.
     stop.cancel();

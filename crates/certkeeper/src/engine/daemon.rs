@@ -21,12 +21,12 @@ use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
-use certkeeper_core::{CaName, CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
+use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
 use certkeeper_store::{
     AttemptRecord, LineageState, LiveCert, Store, StoreLock, from_unix_seconds, unix_seconds,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::accounts::Accounts;
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
 use crate::engine::job::{self, Failure, JobContext};
+use crate::engine::limits::Limits;
 use crate::engine::watch::ConfigWatcher;
 use crate::exit::Exit;
 use crate::report::short_duration;
@@ -77,8 +78,7 @@ pub struct Daemon {
     views: HashMap<CertName, View>,
     in_flight: HashSet<CertName>,
     tasks: JoinSet<Finished>,
-    global_slots: Arc<Semaphore>,
-    ca_slots: HashMap<CaName, Arc<Semaphore>>,
+    limits: Limits,
     reload_error: Option<String>,
     snapshot: SharedSnapshot,
 }
@@ -129,7 +129,7 @@ impl Daemon {
         let mut daemon = Daemon {
             config_path,
             env,
-            global_slots: Arc::new(Semaphore::new(inventory.max_concurrent.max(1))),
+            limits: Limits::new(&inventory),
             inventory: Arc::new(inventory),
             ctx: JobContext {
                 store: store.clone(),
@@ -146,7 +146,6 @@ impl Daemon {
             views: HashMap::new(),
             in_flight: HashSet::new(),
             tasks: JoinSet::new(),
-            ca_slots: HashMap::new(),
             reload_error: None,
             snapshot,
         };
@@ -251,12 +250,7 @@ impl Daemon {
         } else {
             OrderPurpose::FirstIssuance
         };
-        let global = Arc::clone(&self.global_slots);
-        let per_ca = Arc::clone(self.ca_slots.entry(ca.name.clone()).or_insert_with(|| {
-            Arc::new(Semaphore::new(
-                ca.max_concurrent.unwrap_or(usize::MAX >> 4).max(1),
-            ))
-        }));
+        let limits = self.limits.clone();
         let ctx = self.ctx.clone();
         let spec = spec.clone();
         let urgent = planned.urgent;
@@ -270,10 +264,7 @@ impl Daemon {
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(
             async move {
-                // Closed semaphores never happen (they live as long as the daemon), so a
-                // failed acquire only means "run without the limit".
-                let _global = global.acquire_owned().await.ok();
-                let _per_ca = per_ca.acquire_owned().await.ok();
+                let _slots = limits.acquire(&ca.name).await;
                 tracing::info!("starting attempt");
                 let outcome = job::obtain(&ctx, &ca, &spec, purpose).await;
                 Finished {
@@ -405,10 +396,8 @@ impl Daemon {
                     removed = before.difference(&after).count(),
                     "configuration reloaded"
                 );
-                if inventory.max_concurrent != self.inventory.max_concurrent {
-                    self.global_slots = Arc::new(Semaphore::new(inventory.max_concurrent.max(1)));
-                }
-                self.ca_slots.clear();
+                // Orders in flight keep the slots they hold; new ones follow the new limits.
+                self.limits = Limits::new(&inventory);
                 self.inventory = Arc::new(inventory);
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;

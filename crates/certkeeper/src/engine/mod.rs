@@ -5,4 +5,5 @@
 pub mod admin;
 pub mod daemon;
 pub mod job;
+pub mod limits;
 pub mod watch;
