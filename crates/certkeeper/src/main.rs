@@ -16,6 +16,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    raise_open_file_limit();
     logging::init(cli.log_level.as_deref(), cli.log_format);
     match commands::run(cli) {
         Ok(code) => code.into(),
@@ -25,5 +26,16 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             exit::Exit::Failure.into()
         }
+    }
+}
+
+/// The HTTP-01 responder holds one descriptor per client; lift the soft limit on open files to
+/// the hard limit (as most daemons do) so its connection cap, not the default 1024, applies.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }

@@ -9,12 +9,19 @@
 //! [`ChallengeTokens`] is the shared table (the ACME adapter publishes through the core's
 //! [`Http01Responder`] port); [`serve`] runs the listener until a shutdown future resolves, so
 //! tests bind port 0 and the lifecycle owner decides when it stops.
+//!
+//! The listener faces the internet on port 80, so it is built to shrug off abuse: HTTP/1 only,
+//! request heads limited to [`Limits::max_head_bytes`], a deadline for the head and for the
+//! whole connection (a slow client cannot hold a slot), and at most
+//! [`Limits::max_connections`] connections at once, beyond which new connections are closed
+//! immediately. Answering the CA's validation request never waits behind a flood.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -22,7 +29,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use certkeeper_core::Http01Responder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 /// The path prefix RFC 8555 section 8.3 fixes for HTTP-01.
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -145,7 +157,31 @@ async fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
-/// Serve challenges on `listener` until `shutdown` resolves.
+/// Bounds that keep a flood of hostile clients from exhausting the responder.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Time a client gets to send its request head.
+    pub head_timeout: Duration,
+    /// Time a connection may live in all (keep-alive included).
+    pub connection_timeout: Duration,
+    /// Largest request head accepted (request line and headers).
+    pub max_head_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            head_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(15),
+            max_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Serve challenges on `listener` until `shutdown` resolves, with the default [`Limits`].
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -154,9 +190,65 @@ pub async fn serve(
     tokens: ChallengeTokens,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router(tokens))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, tokens, Limits::default(), shutdown).await
+}
+
+/// Serve challenges on `listener` within `limits` until `shutdown` resolves. Connections
+/// still open then are closed.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_with(
+    listener: TcpListener,
+    tokens: ChallengeTokens,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let service = TowerToHyperService::new(router(tokens));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait briefly rather than spin.
+            Err(err) => {
+                tracing::warn!(error = %err, "HTTP-01 responder cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Full: close at once instead of queueing behind a flood.
+            drop(stream);
+            continue;
+        };
+        let service = service.clone();
+        connections.spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.head_timeout)
+                .max_buf_size(limits.max_head_bytes.max(8192))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors here are the client's problem (malformed request, reset): nothing to log
+            // above debug.
+            if let Ok(Err(err)) = tokio::time::timeout(limits.connection_timeout, connection).await
+            {
+                tracing::debug!(error = %err, "HTTP-01 connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 #[cfg(test)]
