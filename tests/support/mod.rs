@@ -9,6 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod pebble;
+pub mod proxy;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -226,6 +226,12 @@ impl AcmeAccount {
         ))
     }
 
+    /// The latest Retry-After this CA sent with an error, if not yet taken.
+    #[must_use]
+    pub fn take_retry_after(&self) -> Option<std::time::SystemTime> {
+        self.transport.take_retry_after()
+    }
+
     /// The CA's name, for messages.
     #[must_use]
     pub fn ca(&self) -> &str {

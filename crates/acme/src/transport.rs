@@ -2,13 +2,17 @@
 //!
 //! Every request gets a deadline covering connect, headers and the whole body: instant-acme's
 //! stock client would wait forever on a CA that accepts a connection and never answers.
+//!
+//! The transport also remembers the latest `Retry-After` a CA sent with an error (429, 503):
+//! instant-acme honours it while polling but drops it from the errors it returns, and the
+//! scheduler must not retry before it.
 
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Request;
@@ -50,6 +54,7 @@ impl Default for TransportSettings {
 pub struct Transport {
     client: Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
     request_timeout: Duration,
+    retry_after: Arc<Mutex<Option<SystemTime>>>,
 }
 
 impl fmt::Debug for Transport {
@@ -95,7 +100,18 @@ impl Transport {
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
             request_timeout: settings.request_timeout,
+            retry_after: Arc::default(),
         })
+    }
+
+    /// The latest `Retry-After` the CA sent with an error response, taken (so it is reported
+    /// once).
+    #[must_use]
+    pub fn take_retry_after(&self) -> Option<SystemTime> {
+        self.retry_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// This transport boxed for instant-acme's account builder.
@@ -123,6 +139,19 @@ fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), AcmeError
     Ok(())
 }
 
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 section 10.2.3).
+fn parse_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<SystemTime> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(now + Duration::from_secs(seconds));
+    }
+    httpdate::parse_http_date(value).ok()
+}
+
 /// The deadline passed before the response was complete.
 #[derive(Debug, thiserror::Error)]
 #[error("no complete response from the CA within {0:?}")]
@@ -135,12 +164,18 @@ impl HttpClient for Transport {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let timeout = self.request_timeout;
         let response = self.client.request(req);
+        let retry_after = Arc::clone(&self.retry_after);
         Box::pin(async move {
             let complete = async {
                 let response = response
                     .await
                     .map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
                 let (parts, body) = response.into_parts();
+                if parts.status.is_client_error() || parts.status.is_server_error() {
+                    if let Some(at) = parse_retry_after(&parts.headers, SystemTime::now()) {
+                        *retry_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
+                    }
+                }
                 let body = body
                     .collect()
                     .await
@@ -158,5 +193,32 @@ impl HttpClient for Transport {
                 )))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers, now), None);
+        headers.insert(http::header::RETRY_AFTER, "120".parse().expect("header"));
+        assert_eq!(
+            parse_retry_after(&headers, now),
+            Some(now + Duration::from_secs(120))
+        );
+        headers.insert(
+            http::header::RETRY_AFTER,
+            "Tue, 14 Nov 2023 22:15:20 GMT".parse().expect("header"),
+        );
+        assert_eq!(
+            parse_retry_after(&headers, now),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_120))
+        );
+        headers.insert(http::header::RETRY_AFTER, "soon".parse().expect("header"));
+        assert_eq!(parse_retry_after(&headers, now), None);
     }
 }

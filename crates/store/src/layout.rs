@@ -54,6 +54,10 @@ pub const PRIVKEY_FILE: &str = "privkey.pem";
 pub const ACCOUNT_FILE: &str = "account.json";
 
 pub(crate) const PUBLIC_DIR_MODE: u32 = 0o755;
+/// The state directory itself: no access for others, so nothing under it (accounts, keys of
+/// orders in flight, live keys) is reachable by unrelated users; the group (a web server's
+/// user, for instance) may read.
+pub(crate) const STATE_ROOT_MODE: u32 = 0o750;
 pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
 pub(crate) const PUBLIC_FILE_MODE: u32 = 0o644;
 pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;

@@ -43,7 +43,7 @@ pub use state::{
 };
 
 use crate::atomic::create_dir;
-use crate::layout::{Layout, PRIVATE_DIR_MODE, PUBLIC_DIR_MODE};
+use crate::layout::{Layout, PRIVATE_DIR_MODE, PUBLIC_DIR_MODE, STATE_ROOT_MODE};
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -52,19 +52,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (and, where missing, create) the state directory and its `accounts/` (`0700`),
+    /// Open (and, where missing, create) the state directory (`0750`: nothing for others; an
+    /// existing one is tightened to that) and its `accounts/` (`0700`),
     /// `archive/`, `live/` and `state/` (`0755`) subdirectories. An existing `accounts/` that
     /// group or others can read is tightened to `0700`, since it holds credentials.
     ///
     /// # Errors
     /// [`StoreError::Io`] when a directory cannot be created or inspected.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        if !state_dir.is_dir() {
+        if state_dir.is_dir() {
+            tighten(state_dir, STATE_ROOT_MODE)?;
+        } else {
             fs::DirBuilder::new()
                 .recursive(true)
-                .mode(PUBLIC_DIR_MODE)
+                .mode(STATE_ROOT_MODE)
                 .create(state_dir)
                 .map_err(|err| StoreError::io("create state directory", state_dir, err))?;
+            // The umask may have narrowed it further; that is fine. Never wider.
         }
         let layout = Layout::new(state_dir);
         let accounts = layout.accounts_root();

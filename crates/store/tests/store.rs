@@ -851,3 +851,31 @@ fn pending_order_key_is_private_and_removable() {
         .expect("removing twice is fine");
     assert!(!path.exists());
 }
+
+#[test]
+fn state_dir_is_closed_to_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fresh = dir.path().join("fresh");
+    Store::open(&fresh).expect("open");
+    let mode = std::fs::metadata(&fresh)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode & 0o027,
+        0,
+        "created without group-write or other access: {mode:o}"
+    );
+
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    Store::open(&existing).expect("open");
+    let mode = std::fs::metadata(&existing)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750, "tightened to 0750: {mode:o}");
+}

@@ -154,6 +154,7 @@ async fn attempt(
             error: anyhow::anyhow!("certificate {} refers to unknown CA {}", spec.name, spec.ca),
             retryable: false,
             rate_limited: false,
+            retry_after: None,
         });
     };
     let purpose = if renewal {

@@ -28,6 +28,8 @@ pub enum Failure {
         error: anyhow::Error,
         retryable: bool,
         rate_limited: bool,
+        /// The CA's Retry-After, when it sent one.
+        retry_after: Option<SystemTime>,
     },
 }
 
@@ -42,6 +44,7 @@ impl Failure {
             error: err.into(),
             retryable,
             rate_limited,
+            retry_after: None,
         }
     }
 
@@ -50,7 +53,16 @@ impl Failure {
             error,
             retryable: true,
             rate_limited: false,
+            retry_after: None,
         }
+    }
+
+    /// Attach the CA's Retry-After to a failure.
+    fn with_retry_after(mut self, at: Option<SystemTime>) -> Self {
+        if let (Failure::Failed { retry_after, .. }, Some(at)) = (&mut self, at) {
+            *retry_after = Some(at);
+        }
+        self
     }
 
     pub fn error(&self) -> &anyhow::Error {
@@ -84,7 +96,9 @@ pub async fn obtain(
     })?;
     let (mut placed, key_pem) = match resume(ctx, &account, spec).await {
         Some(resumed) => resumed,
-        None => place(ctx, &account, ca, spec, purpose).await?,
+        None => place(ctx, &account, ca, spec, purpose)
+            .await
+            .map_err(|failure| failure.with_retry_after(account.take_retry_after()))?,
     };
     let chain_pem = match placed
         .complete(&key_pem, &spec.domains, &ctx.tokens, ctx.poll)
@@ -97,7 +111,7 @@ pub async fn obtain(
                 // start over rather than resume it.
                 forget_pending(ctx, spec);
             }
-            return Err(Failure::from_acme(err));
+            return Err(Failure::from_acme(err).with_retry_after(account.take_retry_after()));
         }
     };
     let key_text = std::str::from_utf8(key_pem.expose())
@@ -114,6 +128,7 @@ pub async fn obtain(
                 error,
                 retryable: false,
                 rate_limited: false,
+                retry_after: None,
             }
         })?;
     forget_pending(ctx, spec);
@@ -165,6 +180,7 @@ async fn place<'a>(
             error: err.into(),
             retryable: false,
             rate_limited: false,
+            retry_after: None,
         })?;
     let key_pem =
         certkeeper_acme::keys::generate_key_pem(spec.key_type).map_err(Failure::from_acme)?;
@@ -197,6 +213,7 @@ async fn place<'a>(
             error: anyhow::Error::from(err).context("persisting the new order"),
             retryable: true,
             rate_limited: false,
+            retry_after: None,
         });
     }
     Ok((placed, key_pem))
@@ -246,14 +263,17 @@ pub fn record(
             Err(Failure::Failed {
                 error,
                 rate_limited,
+                retry_after,
                 ..
             }) => {
                 attempts.consecutive_failures = attempts.consecutive_failures.saturating_add(1);
                 attempts.failures_total += 1;
                 attempts.last_failure_at_unix = Some(unix_seconds(now));
                 attempts.last_error = Some(format!("{error:#}"));
-                attempts.retry_not_before_unix =
-                    rate_limited.then(|| unix_seconds(now + RATE_LIMIT_PAUSE));
+                // The CA's own Retry-After wins; a rate limit without one pauses an hour.
+                attempts.retry_not_before_unix = retry_after
+                    .or_else(|| rate_limited.then(|| now + RATE_LIMIT_PAUSE))
+                    .map(unix_seconds);
             }
         }
         store.write_lineage_state(&spec.name, &state)

@@ -80,6 +80,9 @@ mod tests {
             max_concurrent: global,
             admin: None,
             watch_paths: Vec::new(),
+            hooks_dir: None,
+            hook_timeout: Duration::from_secs(60),
+            reload_targets: Vec::new(),
         }
     }
 

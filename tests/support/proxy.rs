@@ -1,0 +1,281 @@
+//! A fault-injecting HTTPS proxy between certkeeper and Pebble, for the faults Pebble has no
+//! knob for: a CA that is down, answers 500/503, rate-limits with 429 + Retry-After, resets
+//! connections mid-request or answers slowly. It terminates TLS with the same test
+//! certificate Pebble uses (so certkeeper's `root_ca_file` trusts it), forwards the `Host`
+//! header unchanged so Pebble builds URLs that point back at the proxy, and counts requests.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::Pebble;
+
+/// What the proxy does with a request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Forward to Pebble.
+    Pass,
+    /// Close every connection as soon as it is accepted (the CA is unreachable).
+    Down,
+    /// Answer with this status and an ACME problem document, with an optional Retry-After.
+    Status {
+        code: u16,
+        problem: &'static str,
+        retry_after: Option<u64>,
+    },
+    /// Read the request, then drop the connection without an answer.
+    Reset,
+    /// Forward after a pause.
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct State {
+    mode: Option<Fault>,
+    next: VecDeque<Fault>,
+    requests: u64,
+    connections_refused: u64,
+}
+
+impl State {
+    fn fault(&mut self) -> Fault {
+        self.next
+            .pop_front()
+            .or_else(|| self.mode.clone())
+            .unwrap_or(Fault::Pass)
+    }
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl FaultProxy {
+    pub fn start(pebble: &Pebble) -> Self {
+        let upstream = pebble.directory_url.trim_end_matches("/dir").to_owned();
+        let port = super::pebble::free_port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let tls = server_config(pebble);
+        let client = upstream_client(pebble);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::clone(&state);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(run(port, tls, client, upstream, shared, stopped, ready_tx));
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            port,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn directory_url(&self) -> String {
+        format!("https://localhost:{}/dir", self.port)
+    }
+
+    /// Apply `fault` to every request from now on.
+    pub fn set(&self, fault: Fault) {
+        self.state.lock().unwrap().mode = Some(fault);
+    }
+
+    /// Apply `fault` to the next `n` requests, then go back to the standing mode.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut state = self.state.lock().unwrap();
+        for _ in 0..n {
+            state.next.push_back(fault.clone());
+        }
+    }
+
+    /// Requests that reached the proxy (including refused connections).
+    pub fn requests(&self) -> u64 {
+        let state = self.state.lock().unwrap();
+        state.requests + state.connections_refused
+    }
+}
+
+type Upstream = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+async fn run(
+    port: u16,
+    tls: Arc<rustls::ServerConfig>,
+    client: Upstream,
+    upstream: String,
+    state: Arc<Mutex<State>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let _ = ready.send(());
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+        };
+        {
+            let mut s = state.lock().unwrap();
+            if matches!(s.mode, Some(Fault::Down)) && s.next.is_empty() {
+                s.connections_refused += 1;
+                drop(stream);
+                continue;
+            }
+        }
+        let acceptor = acceptor.clone();
+        let client = client.clone();
+        let upstream = upstream.clone();
+        let state = Arc::clone(&state);
+        connections.spawn(async move {
+            let Ok(tls_stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = service_fn(move |request: Request<Incoming>| {
+                let client = client.clone();
+                let upstream = upstream.clone();
+                let state = Arc::clone(&state);
+                async move { handle(request, client, upstream, state).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls_stream), service)
+                .await;
+        });
+    }
+    connections.abort_all();
+}
+
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault proxy")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(
+    request: Request<Incoming>,
+    client: Upstream,
+    upstream: String,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let fault = {
+        let mut s = state.lock().unwrap();
+        s.requests += 1;
+        s.fault()
+    };
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    match fault {
+        Fault::Reset | Fault::Down => return Err(Dropped),
+        Fault::Status {
+            code,
+            problem,
+            retry_after,
+        } => {
+            let mut response = Response::builder()
+                .status(StatusCode::from_u16(code).unwrap())
+                .header("Content-Type", "application/problem+json");
+            if let Some(seconds) = retry_after {
+                response = response.header("Retry-After", seconds.to_string());
+            }
+            let document = format!(
+                r#"{{"type":"urn:ietf:params:acme:error:{problem}","detail":"injected by the test proxy","status":{code}}}"#
+            );
+            return Ok(response.body(Full::new(Bytes::from(document))).unwrap());
+        }
+        Fault::Delay(pause) => tokio::time::sleep(pause).await,
+        Fault::Pass => {}
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut forward = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        forward = forward.header(name, value);
+    }
+    let response = client
+        .request(forward.body(Full::new(body)).unwrap())
+        .await
+        .map_err(|_| Dropped)?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+fn server_config(pebble: &Pebble) -> Arc<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pebble.dir.path().join("tls-cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pebble.dir.path().join("tls-key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+fn upstream_client(pebble: &Pebble) -> Upstream {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = fs::read(&pebble.tls_ca_file).unwrap();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
