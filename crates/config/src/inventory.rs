@@ -31,6 +31,10 @@ use toml::de::DeValue;
 use crate::Context;
 use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 use crate::duration::parse_duration;
+use crate::hooks::{
+    self, CERTIFICATE_HOOK_KEYS, HOOK_TIMEOUT_KEY, HOOKS_DIR_KEY, HOOKS_KEY, HookSettings,
+    RELOAD_KEY,
+};
 use crate::include::INCLUDE_KEY;
 use crate::secrets::{self, EAB_KEYS};
 use crate::walk::{Node, Table};
@@ -40,15 +44,19 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 10] = [
+const ROOT_KEYS: [&str; 14] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
     "timezone",
     "window",
     "urgent_before",
+    HOOKS_DIR_KEY,
+    HOOK_TIMEOUT_KEY,
     "http01",
     "admin",
+    HOOKS_KEY,
+    RELOAD_KEY,
     "ca",
     "certificate",
 ];
@@ -64,7 +72,7 @@ const CA_KEYS: [&str; 6] = [
     "root_ca_file",
     "max_concurrent",
 ];
-const CERTIFICATE_KEYS: [&str; 9] = [
+const CERTIFICATE_OWN_KEYS: [&str; 9] = [
     "name",
     "ca",
     "domains",
@@ -124,6 +132,7 @@ pub(crate) fn build(
         .optional("http01", |node| http01(node, diagnostics))
         .map(|spec| spec.unwrap_or_else(default_http01));
     let admin = root.optional("admin", |node| admin(node, diagnostics));
+    let hook_settings = hooks::settings(root, context, diagnostics);
     // Certificates are checked against the defaults even when one of them is broken (that
     // one is reported already, and fails the whole inventory below).
     let defaults = ScheduleDefaults {
@@ -157,7 +166,13 @@ pub(crate) fn build(
         Vec::new();
     for source in &sources {
         for table in entries(&source.root, "certificate", diagnostics) {
-            certificates.push(certificate(&table, &known_cas, &defaults, diagnostics));
+            certificates.push(certificate(
+                &table,
+                &known_cas,
+                &defaults,
+                &hook_settings,
+                diagnostics,
+            ));
         }
     }
     let any_certificate_key = sources
@@ -193,6 +208,9 @@ pub(crate) fn build(
         max_concurrent: max_concurrent?,
         admin: admin?,
         watch_paths: Vec::new(),
+        hooks_dir: hook_settings.hooks_dir?,
+        hook_timeout: hook_settings.timeout?,
+        reload_targets: hook_settings.reload_targets?,
     })
 }
 
@@ -279,7 +297,7 @@ fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
 }
 
 /// A path value; relative paths resolve against the config file's directory.
-fn path(
+pub(crate) fn path(
     node: &Node<'_, '_>,
     context: &Context<'_>,
     diagnostics: &mut Diagnostics<'_>,
@@ -339,7 +357,10 @@ fn positive_integer(
 }
 
 /// A duration string such as `"30d"`; zero is refused.
-fn duration(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Duration, Reported> {
+pub(crate) fn duration(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Duration, Reported> {
     if !node.value().is_str() {
         return Err(node.wrong_type(diagnostics, "a duration string such as \"30d\""));
     }
@@ -549,9 +570,15 @@ fn certificate<'a, 'i>(
     table: &Table<'a, 'i>,
     cas: &KnownCas<'_, '_, '_>,
     defaults: &ScheduleDefaults,
+    hook_settings: &HookSettings<'_>,
     diagnostics: &mut Diagnostics<'_>,
 ) -> (Option<Named<'a, 'i>>, Result<CertificateSpec, Reported>) {
-    table.reject_unknown_keys(&CERTIFICATE_KEYS, diagnostics);
+    let known: Vec<&str> = CERTIFICATE_OWN_KEYS
+        .iter()
+        .chain(&CERTIFICATE_HOOK_KEYS)
+        .copied()
+        .collect();
+    table.reject_unknown_keys(&known, diagnostics);
 
     let name = table.required("name", diagnostics).and_then(|node| {
         node.parse(diagnostics, |name| {
@@ -582,6 +609,7 @@ fn certificate<'a, 'i>(
     // `None`: inherit; `Some(None)`: "none", no window for this certificate.
     let own_window = table.optional("window", |node| window(node, diagnostics));
     let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
+    let hooks = hooks::certificate_hooks(table, hook_settings, diagnostics);
 
     let spec = (|| {
         Ok(CertificateSpec {
@@ -602,6 +630,7 @@ fn certificate<'a, 'i>(
                     }),
                 backoff: Backoff::default(),
             },
+            hooks: hooks?,
         })
     })();
     (Named::of(table), spec)

@@ -19,6 +19,8 @@
 //!   uniqueness and reference checks across entries of all files.
 //! - `secrets`: EAB HMAC key sources (file, environment, systemd credential, inline) and
 //!   base64url decoding, without ever putting key material in a message.
+//! - `hooks`: `hooks_dir`, `hook_timeout`, `[hooks]` defaults, `[reload.NAME]` targets and
+//!   certificates' hook keys; the three forms a hook may take.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
 //!   come from and the local time zone, passed in so that loading is a function of its
@@ -39,6 +41,7 @@
 mod diagnostic;
 mod duration;
 mod environment;
+mod hooks;
 mod include;
 mod inventory;
 mod secrets;

@@ -52,6 +52,27 @@ impl<'a, 'i> Table<'a, 'i> {
         })
     }
 
+    /// Every key and its value, in the order they are written (the map itself is sorted by
+    /// key), for tables whose keys are names chosen by the operator (`[reload.NAME]`).
+    pub(crate) fn entries(&self) -> Vec<(&'a str, Node<'a, 'i>)> {
+        let mut entries: Vec<(&'a str, Node<'a, 'i>)> = self
+            .entries
+            .iter()
+            .map(|(key, value)| {
+                let name: &'a str = key.get_ref();
+                let node = Node {
+                    value: value.get_ref(),
+                    file: self.file,
+                    span: value.span(),
+                    path: child_path(&self.path, name),
+                };
+                (name, node)
+            })
+            .collect();
+        entries.sort_by_key(|(_, node)| node.span.start);
+        entries
+    }
+
     /// The value under `key`; its absence is an error reported at the table's header.
     pub(crate) fn required(
         &self,

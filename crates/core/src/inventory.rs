@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::hooks::{CertHooks, ReloadTarget};
 use crate::lifecycle::LifecycleAction;
 use crate::names::{CaName, CertName, DomainName};
 use crate::schedule::SchedulePolicy;
@@ -29,6 +30,14 @@ pub struct Inventory {
     /// Files the inventory was read from and `include` directories: what the daemon watches
     /// to reload on edits.
     pub watch_paths: Vec<PathBuf>,
+    /// `hooks_dir`: executables in its `pre/`, `deploy/` and `post/` folders run like
+    /// certbot's `renewal-hooks/`, with [`Inventory::hook_timeout`] each.
+    pub hooks_dir: Option<PathBuf>,
+    /// `hook_timeout`: the timeout of hooks that set none, and of `hooks_dir` executables.
+    /// The configured hooks already carry their effective timeout.
+    pub hook_timeout: Duration,
+    /// `[reload.NAME]` targets, in file order; certificates refer to them by name.
+    pub reload_targets: Vec<ReloadTarget>,
 }
 
 /// Default for [`Inventory::max_concurrent`].
@@ -53,6 +62,14 @@ impl Inventory {
         self.certificates
             .iter()
             .find(|cert| cert.name.as_str() == name)
+    }
+
+    /// A reload target by name. Validation guarantees every name a certificate lists exists.
+    #[must_use]
+    pub fn reload_target(&self, name: &str) -> Option<&ReloadTarget> {
+        self.reload_targets
+            .iter()
+            .find(|target| target.name == name)
     }
 }
 
@@ -103,6 +120,9 @@ pub struct CertificateSpec {
     /// Maintenance window, urgency margin and backoff for this certificate (the global
     /// settings, or the certificate's own).
     pub schedule: SchedulePolicy,
+    /// Pre, deploy, post hooks and reload targets (the certificate's own, or the `[hooks]`
+    /// defaults).
+    pub hooks: CertHooks,
 }
 
 /// Private key algorithm for a certificate.

@@ -3,12 +3,14 @@
 //! This crate owns the vocabulary every other crate speaks: the validated inventory
 //! ([`Inventory`], [`CaSpec`], [`CertificateSpec`]), the newtypes that make invalid
 //! inventory unrepresentable ([`CertName`], [`DomainName`], [`KeyType`], ...), the renewal
-//! decision ([`renewal`]) and DigiCert's lifecycle URL rules ([`lifecycle`]).
+//! decision ([`renewal`]), DigiCert's lifecycle URL rules ([`lifecycle`]) and the hook
+//! vocabulary with its environment contract ([`hooks`]).
 //!
 //! It performs no I/O: no files, no sockets, no clock. Time enters as a parameter so the
 //! planning rules are plain functions that tests drive with tables of instants. A test in
 //! the binary crate checks that this crate never links tokio, axum or instant-acme.
 
+pub mod hooks;
 pub mod inventory;
 pub mod lifecycle;
 pub mod names;
@@ -18,6 +20,10 @@ pub mod revocation;
 pub mod schedule;
 pub mod secret;
 
+pub use hooks::{
+    CertHooks, DeployAction, Deployment, Hook, HookCommand, ReloadTarget, deploy_env, post_env,
+    pre_env,
+};
 pub use inventory::{AdminSpec, CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};

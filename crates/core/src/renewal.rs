@@ -158,6 +158,7 @@ mod tests {
             action: LifecycleAction::Auto,
             renew_before,
             schedule: crate::schedule::SchedulePolicy::default(),
+            hooks: crate::hooks::CertHooks::default(),
         }
     }
 

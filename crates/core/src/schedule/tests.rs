@@ -38,6 +38,7 @@ fn spec(cert: &str, renew_before: Option<Duration>) -> CertificateSpec {
         action: LifecycleAction::Auto,
         renew_before,
         schedule: crate::schedule::SchedulePolicy::default(),
+        hooks: crate::hooks::CertHooks::default(),
     }
 }
 
