@@ -301,3 +301,27 @@ fn an_order_interrupted_by_sigkill_is_resumed_not_repeated() {
     );
     assert!(!setup.state_dir.join("state/slow.order-key.pem").exists());
 }
+
+#[test]
+fn files_dropped_into_an_include_directory_are_picked_up() {
+    let setup = Setup::new(PebbleOptions::default());
+    // conf.d does not exist yet: configuration management creates it later.
+    setup.write_config_with("include = [\"conf.d/*.toml\"]\n", &[]);
+    let daemon = setup.spawn_daemon(&[]);
+    daemon.wait_for_log("start", Duration::from_secs(30), |log| {
+        log.contains("certkeeper is running")
+    });
+    let conf_d = setup.dir.path().join("conf.d");
+    fs::create_dir(&conf_d).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    fs::write(
+        conf_d.join("shop.toml"),
+        "[[certificate]]\nname = \"shop\"\ndomains = [\"shop.example.com\"]\n",
+    )
+    .unwrap();
+    daemon.wait_for_log(
+        "the certificate from conf.d/shop.toml",
+        Duration::from_secs(30),
+        |_| setup.live("shop").join("cert.pem").exists(),
+    );
+}
