@@ -1,7 +1,8 @@
 //! certbot's account files: only the contacts are carried over.
 //!
-//! `accounts/<server>/<id>/regr.json` holds the registration the CA returned, with the
-//! account's `contact` URLs in `body`. The key (`private_key.json`) is deliberately not
+//! `accounts/<server>/<id>/regr.json` holds the registration the CA returned; older certbot
+//! versions kept the account's `contact` URLs in its `body`, current ones (1.x and later)
+//! write an empty `body`, so most imports find no contact and leave `contact` out. The key (`private_key.json`) is deliberately not
 //! imported: certkeeper registers its own account, keyed by directory and EAB key id, and a
 //! CA such as DigiCert binds the EAB credential to that account.
 

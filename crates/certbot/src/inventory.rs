@@ -349,10 +349,24 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
             );
         }
         if !cert.hooks.is_empty() {
-            comment(&mut text, &hook_comment(&cert.hooks));
+            comment(
+                &mut text,
+                "certbot's hooks for this lineage, run by /bin/sh -c as certbot ran them. Under\n\
+                 systemd they run as the certkeeper user: `systemctl reload UNIT` works for the\n\
+                 units the packaged polkit rule allows; see the README.",
+            );
+            for (key, hook) in [
+                ("pre_hook", &cert.hooks.pre),
+                ("deploy_hook", &cert.hooks.deploy),
+                ("post_hook", &cert.hooks.post),
+            ] {
+                if let Some(command) = hook {
+                    line(&mut text, &format!("{key} = {}", toml_string(command)));
+                }
+            }
             warnings.push(format!(
-                "{}: certbot ran hooks for this lineage; they are comments in the inventory \
-                 for now, set up the deploy hook by hand",
+                "{}: certbot's hooks are carried over as pre_hook/deploy_hook/post_hook; under \
+                 systemd they run as the certkeeper user, not root",
                 cert.name
             ));
         }
@@ -364,7 +378,8 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
             &mut text,
             &format!(
                 "certbot also ran these hook programs for every lineage:\n{}\n\
-                 certkeeper does not run them; see the hook comments above.",
+                 certkeeper does not run them: add what they do as deploy_hook (or as\n\
+                 deploy_hook in [hooks], for every certificate).",
                 source
                     .directory_hooks
                     .iter()
@@ -384,35 +399,6 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
         to_fill,
         warnings,
     }
-}
-
-/// The comment that carries a lineage's hooks over.
-fn hook_comment(hooks: &Hooks) -> String {
-    let mut text = String::from(
-        "certbot's hooks for this lineage. This inventory format has no hook settings yet, so\n\
-         they are kept as a reminder; certkeeper does not run them:\n",
-    );
-    if let Some(pre) = &hooks.pre {
-        let _ = writeln!(
-            text,
-            "  pre_hook    {pre}\n              (ran before each renewal; certkeeper's own listener \
-             needs no web server stopped\n              when [http01] listens on a free port)"
-        );
-    }
-    if let Some(deploy) = &hooks.deploy {
-        let _ = writeln!(
-            text,
-            "  deploy hook {deploy}\n              (ran after each successful renewal: reload what \
-             uses the certificate)"
-        );
-    }
-    if let Some(post) = &hooks.post {
-        let _ = writeln!(
-            text,
-            "  post_hook   {post}\n              (ran after each renewal)"
-        );
-    }
-    text
 }
 
 /// certbot's lineage name if certkeeper accepts it, else a cleaned-up one (with a note).
@@ -590,8 +576,8 @@ mod tests {
             "eab_kid = \"FILL-ME\"\neab_hmac_key_file = \"FILL-ME\"\n",
             "domains = [\"shop.example.com\", \"checkout.example.com\"]\nkey_type = \"rsa2048\"\norder_id = \"123456789\"\naction = \"renew\"\n",
             "renew_before = \"30d\"\n",
-            "#   deploy hook /usr/local/bin/deploy-shop.sh \"shop, checkout\"\n",
-            "#   pre_hook    systemctl stop nginx\n",
+            "deploy_hook = \"/usr/local/bin/deploy-shop.sh \\\"shop, checkout\\\"\"\n",
+            "pre_hook = \"systemctl stop nginx\"\ndeploy_hook = \"systemctl reload nginx\"\npost_hook = \"systemctl start nginx\"\n",
             "#     /etc/letsencrypt/renewal-hooks/deploy/nginx\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

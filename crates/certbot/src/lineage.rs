@@ -2,9 +2,9 @@
 //! terms.
 //!
 //! The translation keeps what certkeeper can honour (server, order id and action, renewal
-//! margin, HTTP-01 port) and turns everything else into notes for the operator (webroot and
-//! web-server authenticators, hooks, key settings that differ from the live key), because an
-//! import that silently drops a behaviour is worse than one that asks a question.
+//! margin, HTTP-01 port, hooks) and turns everything else into notes for the operator
+//! (webroot and web-server authenticators, key settings that differ from the live key),
+//! because an import that silently drops a behaviour is worse than one that asks a question.
 
 use std::path::PathBuf;
 

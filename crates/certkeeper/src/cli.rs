@@ -55,6 +55,9 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Show every certificate: names, expiry, issuer, serial, state.
     Status(StatusArgs),
+    /// Move from certbot: adopt its lineages into the state directory (nothing is re-issued
+    /// before it is due) and write the equivalent inventory; needs no existing inventory.
+    ImportCertbot(ImportCertbotArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +91,20 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportCertbotArgs {
+    /// certbot's configuration directory (with renewal/, live/, archive/, accounts/).
+    #[arg(long, default_value = "/etc/letsencrypt", value_name = "DIR")]
+    pub certbot_dir: PathBuf,
+    /// Write the inventory to this new file (never overwritten) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// certkeeper's state directory: the lineages are adopted into it, and the inventory's
+    /// `state_dir` names it.
+    #[arg(long, default_value = "/var/lib/certkeeper", value_name = "DIR")]
+    pub state_dir: PathBuf,
 }
 
 fn parse_action(text: &str) -> Result<LifecycleAction, String> {

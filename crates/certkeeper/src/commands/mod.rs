@@ -1,7 +1,8 @@
 //! One module per subcommand. [`run`] loads the inventory (exit 78 when it is invalid) and
-//! hands it to the command.
+//! hands it to the command; `import-certbot`, which writes an inventory, runs without one.
 
 mod check;
+mod import_certbot;
 mod renew;
 mod revoke;
 mod status;
@@ -18,6 +19,9 @@ use crate::exit::Exit;
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Command::ImportCertbot(args) = &cli.command {
+        return import_certbot::run(args);
+    }
     let Some(inventory) = load_inventory(&cli.config) else {
         return Ok(Exit::InvalidConfig);
     };
@@ -31,6 +35,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => status::run(&inventory, &args),
         Command::Renew(args) => runtime()?.block_on(renew::run(&inventory, &args)),
         Command::Revoke(args) => runtime()?.block_on(revoke::run(&inventory, &args)),
+        // Dispatched above, before the inventory is loaded.
+        Command::ImportCertbot(args) => import_certbot::run(&args),
     }
 }
 
