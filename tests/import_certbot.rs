@@ -51,10 +51,7 @@ fn certbot_certonly(setup: &Setup, config_dir: &Path, server: &str, domains: &[&
         .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
         .args(["--key-type", "ecdsa", "--elliptic-curve", "secp384r1"])
         .args(["--http-01-port", &setup.pebble.http01_port.to_string()])
-        .args([
-            "--deploy-hook",
-            "touch deployed-by-hook",
-        ])
+        .args(["--deploy-hook", &deploy_hook(setup)])
         .arg("--config-dir")
         .arg(config_dir)
         .arg("--work-dir")
@@ -77,6 +74,11 @@ fn certbot_certonly(setup: &Setup, config_dir: &Path, server: &str, domains: &[&
         fs::read_to_string(logs.join("letsencrypt.log")).unwrap_or_default(),
         setup.pebble.logs()
     );
+}
+
+/// A harmless deploy hook that leaves a mark in the test's directory.
+fn deploy_hook(setup: &Setup) -> String {
+    format!("touch {}/deployed", setup.dir.path().display())
 }
 
 fn certkeeper(args: &[&str], config: Option<&Path>) -> Output {
@@ -150,7 +152,7 @@ fn adopts_a_certbot_lineage_and_renews_it_only_when_due_or_forced() {
         "domains = [\"shop.example.com\", \"checkout.example.com\"]\n".to_owned(),
         "key_type = \"ecdsa-p384\"\norder_id = \"4242\"\naction = \"renew\"\n".to_owned(),
         format!("listen = [\"[::]:{}\"]\n", setup.pebble.http01_port),
-        "touch deployed-by-hook".to_owned(),
+        format!("deploy_hook = \"{}\"\n", deploy_hook(&setup)),
     ] {
         assert!(text.contains(&expected), "missing {expected:?}");
     }
