@@ -239,6 +239,10 @@ fn hook(
     };
     match node.value() {
         DeValue::Boolean(false) if allow_false => Ok(None),
+        DeValue::Boolean(false) => Err(node.error(
+            diagnostics,
+            "false (no hook) is only accepted in a [[certificate]], to drop a [hooks] default",
+        )),
         DeValue::String(_) | DeValue::Array(_) => Ok(Some(Hook {
             command: command(node, diagnostics)?,
             timeout: default_timeout,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use certkeeper_config::{Environment, load};
 use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
-use certkeeper_core::{AdminSpec, DomainName, KeyType, LifecycleAction};
+use certkeeper_core::{AdminSpec, DomainName, Hook, HookCommand, KeyType, LifecycleAction};
 use jiff::Timestamp;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/certkeeper.toml");
@@ -101,6 +101,76 @@ fn example_config_is_valid_and_means_what_it_says() {
     );
 }
 
+#[test]
+fn example_config_hooks_mean_what_they_say() {
+    let env = Environment::empty().with_var("CERTKEEPER_DIGICERT_HMAC", HMAC_KEY);
+    let inventory = load(Path::new(EXAMPLE), &env)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+        .inventory;
+    let minute = Duration::from_secs(60);
+    let argv = |args: &[&str], timeout: Duration| Hook {
+        command: HookCommand::Argv(args.iter().map(|arg| (*arg).to_owned()).collect()),
+        timeout,
+    };
+    // hooks_dir is shown commented out: a missing directory would be a warning here.
+    assert_eq!(inventory.hooks_dir, None);
+    assert_eq!(inventory.hook_timeout, minute);
+
+    let targets: Vec<(&str, &Hook)> = inventory
+        .reload_targets
+        .iter()
+        .map(|target| (target.name.as_str(), &target.hook))
+        .collect();
+    let nginx = argv(&["systemctl", "reload", "nginx"], Duration::from_secs(30));
+    let postfix = Hook {
+        command: HookCommand::Shell("postfix check && postfix reload".to_owned()),
+        timeout: minute,
+    };
+    assert_eq!(targets, [("nginx", &nginx), ("postfix", &postfix)]);
+
+    let firewall = |flag: &str| {
+        argv(
+            &[
+                "/usr/sbin/iptables",
+                flag,
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "ACCEPT",
+            ],
+            minute,
+        )
+    };
+    let www = &inventory.certificate("www").expect("www lineage").hooks;
+    assert_eq!(www.pre, Some(firewall("-I")));
+    assert_eq!(www.post, Some(firewall("-D")));
+    assert_eq!(
+        www.deploy,
+        Some(argv(
+            &[
+                "install",
+                "-m",
+                "0640",
+                "-g",
+                "app",
+                "/var/lib/certkeeper/live/www/fullchain.pem",
+                "/srv/app/tls/fullchain.pem",
+            ],
+            Duration::from_secs(10),
+        ))
+    );
+    assert_eq!(www.reload, ["nginx"], "the [hooks] default");
+
+    let mail = &inventory.certificate("mail").expect("mail lineage").hooks;
+    assert_eq!(mail.pre, Some(firewall("-I")));
+    assert_eq!(mail.post, Some(firewall("-D")));
+    assert_eq!(mail.deploy, None, "deploy_hook = false drops the default");
+    assert_eq!(mail.reload, ["postfix"]);
+}
+
 fn instant(text: &str) -> SystemTime {
     SystemTime::try_from(text.parse::<Timestamp>().expect("timestamp")).expect("representable")
 }
@@ -149,6 +219,16 @@ fn example_config_documents_every_key() {
         "order_id",
         "action",
         "renew_before",
+        "hooks_dir",
+        "hook_timeout",
+        "[hooks]",
+        "pre_hook",
+        "deploy_hook",
+        "post_hook",
+        "reload",
+        "[reload.",
+        "command",
+        "timeout",
     ];
     for key in keys {
         let written = if key.starts_with('[') {
@@ -169,5 +249,26 @@ fn example_config_documents_every_key() {
     }
     for action in ["auto", "renew", "reissue", "duplicate"] {
         assert!(text.contains(action), "action {action} is not documented");
+    }
+    // The hook environment contract, as the core builds it.
+    for variable in [
+        "RENEWED_LINEAGE",
+        "RENEWED_DOMAINS",
+        "CERTKEEPER_NAME",
+        "CERTKEEPER_DOMAINS",
+        "CERTKEEPER_LIVE_DIR",
+        "CERTKEEPER_CERT",
+        "CERTKEEPER_KEY",
+        "CERTKEEPER_FULLCHAIN",
+        "CERTKEEPER_CHAIN",
+        "CERTKEEPER_SERIAL",
+        "CERTKEEPER_NOT_AFTER",
+        "CERTKEEPER_ACTION",
+        "CERTKEEPER_RENEWED",
+    ] {
+        assert!(
+            text.contains(variable),
+            "hook variable {variable} is not documented"
+        );
     }
 }

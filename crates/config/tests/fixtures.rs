@@ -145,6 +145,13 @@ fn fixtures_cover_every_error_category() {
         "include_unknown_ca",
         "include_unreadable",
         "include_syntax",
+        "bad_hook",
+        "bad_hook_timeout",
+        "unknown_reload_target",
+        "reload_without_targets",
+        "bad_reload_target",
+        "reload_not_a_table",
+        "hooks_dir_not_a_directory",
     ];
     for category in categories {
         let file = Path::new(FIXTURES).join(format!("{category}.toml"));
