@@ -42,6 +42,8 @@ pub enum Fault {
 
 #[derive(Default)]
 struct State {
+    /// Replaces the body of certificate downloads (Pebble serves them under `/certZ/`).
+    certificate: Option<String>,
     mode: Option<Fault>,
     next: VecDeque<Fault>,
     requests: u64,
@@ -113,10 +115,16 @@ impl FaultProxy {
 
     /// Apply `fault` to the next `n` requests, then go back to the standing mode.
     pub fn fail_next(&self, n: usize, fault: Fault) {
-        let mut state = self.state.lock().unwrap();
-        for _ in 0..n {
-            state.next.push_back(fault.clone());
-        }
+        self.state
+            .lock()
+            .unwrap()
+            .next
+            .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Hand out `pem` instead of the certificate Pebble issued (None: stop doing so).
+    pub fn replace_certificates(&self, pem: Option<String>) {
+        self.state.lock().unwrap().certificate = pem;
     }
 
     /// Requests that reached the proxy (including refused connections).
@@ -237,9 +245,17 @@ async fn handle(
         .request(forward.body(Full::new(body)).unwrap())
         .await
         .map_err(|_| Dropped)?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
-    Ok(Response::from_parts(parts, Full::new(body)))
+    let (mut parts_out, body) = response.into_parts();
+    let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let replacement = state.lock().unwrap().certificate.clone();
+    if let Some(pem) = replacement
+        && path.starts_with("/certZ/")
+        && parts_out.status.is_success()
+    {
+        parts_out.headers.remove(hyper::header::CONTENT_LENGTH);
+        body = Bytes::from(pem);
+    }
+    Ok(Response::from_parts(parts_out, Full::new(body)))
 }
 
 fn server_config(pebble: &Pebble) -> Arc<rustls::ServerConfig> {
