@@ -29,9 +29,11 @@ impl Accounts {
         let stored = store
             .read_account(&key)
             .with_context(|| format!("reading the stored account for CA {:?}", ca.name.as_str()))?;
+        let defaults = TransportSettings::default();
         let transport = Transport::new(&TransportSettings {
             root_ca_file: ca.root_ca_file.clone(),
-            ..TransportSettings::default()
+            request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
+            ..defaults
         })?;
         let (account, registered) =
             AcmeAccount::load_or_register(ca, transport, stored.as_deref()).await?;

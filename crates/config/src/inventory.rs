@@ -44,13 +44,15 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 14] = [
+const ROOT_KEYS: [&str; 16] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
     "timezone",
     "window",
     "urgent_before",
+    "retry_initial",
+    "retry_max",
     HOOKS_DIR_KEY,
     HOOK_TIMEOUT_KEY,
     "http01",
@@ -64,13 +66,14 @@ const ROOT_KEYS: [&str; 14] = [
 const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
 const HTTP01_KEYS: [&str; 1] = ["listen"];
 const ADMIN_KEYS: [&str; 1] = ["listen"];
-const CA_KEYS: [&str; 6] = [
+const CA_KEYS: [&str; 7] = [
     "name",
     "directory",
     "terms_of_service_agreed",
     "contact",
     "root_ca_file",
     "max_concurrent",
+    "request_timeout",
 ];
 const CERTIFICATE_OWN_KEYS: [&str; 9] = [
     "name",
@@ -97,6 +100,7 @@ struct ScheduleDefaults {
     window: Option<CronExpr>,
     urgent_before: Option<Duration>,
     timezone: TimeZone,
+    backoff: Backoff,
 }
 
 /// Build the inventory from the main file and the files it includes, recording every
@@ -128,6 +132,7 @@ pub(crate) fn build(
         .optional("window", |node| window(node, diagnostics))
         .map(Option::flatten);
     let urgent_before = root.optional("urgent_before", |node| duration(node, diagnostics));
+    let backoff = retry_backoff(root, diagnostics);
     let http01 = root
         .optional("http01", |node| http01(node, diagnostics))
         .map(|spec| spec.unwrap_or_else(default_http01));
@@ -143,6 +148,7 @@ pub(crate) fn build(
             .ok()
             .flatten()
             .unwrap_or_else(|| context.env.local_timezone.clone()),
+        backoff: backoff.clone().unwrap_or_default(),
     };
 
     let sources: Vec<&Source<'_, '_, '_>> = std::iter::once(main).chain(included).collect();
@@ -199,7 +205,7 @@ pub(crate) fn build(
     }
     // The scheduling defaults reached the certificates through `defaults`; their own
     // failures still refuse the inventory.
-    let (_, _, _) = (timezone?, window?, urgent_before?);
+    let (_, _, _, _) = (timezone?, window?, urgent_before?, backoff?);
     Ok(Inventory {
         state_dir: state_dir?,
         http01: http01?,
@@ -467,6 +473,7 @@ fn ca<'a, 'i>(
     });
     let max_concurrent =
         table.optional("max_concurrent", |node| positive_integer(node, diagnostics));
+    let request_timeout = table.optional("request_timeout", |node| duration(node, diagnostics));
 
     let spec = (|| {
         Ok(CaSpec {
@@ -477,6 +484,7 @@ fn ca<'a, 'i>(
             contact: contact?,
             root_ca_file: root_ca_file?,
             max_concurrent: max_concurrent?,
+            request_timeout: request_timeout?,
         })
     })();
     CaEntry {
@@ -628,12 +636,42 @@ fn certificate<'a, 'i>(
                         cron,
                         tz: defaults.timezone.clone(),
                     }),
-                backoff: Backoff::default(),
+                backoff: defaults.backoff,
             },
             hooks: hooks?,
         })
     })();
     (Named::of(table), spec)
+}
+
+/// `retry_initial` and `retry_max`: the backoff after failures (1 min doubling up to 6 h by
+/// default).
+fn retry_backoff(
+    root: &Table<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Backoff, Reported> {
+    let default = Backoff::default();
+    let initial = root.optional("retry_initial", |node| duration(node, diagnostics));
+    let max = root.optional("retry_max", |node| duration(node, diagnostics));
+    let (initial, max) = (initial?, max?);
+    let backoff = Backoff {
+        initial: initial.unwrap_or(default.initial),
+        cap: max.unwrap_or(default.cap),
+    };
+    if backoff.cap < backoff.initial {
+        let key = if max.is_some() {
+            "retry_max"
+        } else {
+            "retry_initial"
+        };
+        if let Some(node) = root.get(key) {
+            return Err(node.error(
+                diagnostics,
+                "retry_max must not be shorter than retry_initial".to_owned(),
+            ));
+        }
+    }
+    Ok(backoff)
 }
 
 /// The certificate's CA: the one it names, or the only one configured.

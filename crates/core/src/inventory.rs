@@ -93,6 +93,8 @@ pub struct CaSpec {
     pub root_ca_file: Option<PathBuf>,
     /// At most this many orders in flight at this CA; `None`: only the global limit.
     pub max_concurrent: Option<usize>,
+    /// Time allowed for one request to this CA; `None`: the adapter's default (30 s).
+    pub request_timeout: Option<Duration>,
 }
 
 /// External Account Binding credentials (RFC 8555 section 7.3.4).

@@ -75,6 +75,7 @@ mod tests {
                 contact: Vec::new(),
                 root_ca_file: None,
                 max_concurrent: per_ca,
+                request_timeout: None,
             }],
             certificates: Vec::new(),
             max_concurrent: global,
