@@ -148,7 +148,7 @@ pub(crate) fn build(
             .ok()
             .flatten()
             .unwrap_or_else(|| context.env.local_timezone.clone()),
-        backoff: backoff.clone().unwrap_or_default(),
+        backoff: backoff.unwrap_or_default(),
     };
 
     let sources: Vec<&Source<'_, '_, '_>> = std::iter::once(main).chain(included).collect();

@@ -76,7 +76,7 @@ pub struct Loaded {
 /// [`load_str`].
 pub fn load(path: &Path, env: &Environment) -> Result<Loaded, ConfigErrors> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, path, env),
+        Ok(text) => load_text(&text, path, file_mode(path), env),
         Err(err) => Err(ConfigErrors {
             errors: vec![Diagnostic {
                 file: path.to_owned(),
@@ -100,6 +100,23 @@ pub fn load(path: &Path, env: &Environment) -> Result<Loaded, ConfigErrors> {
 /// and position: TOML syntax errors alone when the main text does not parse, otherwise
 /// every unknown key, wrong type, missing key and failed rule in every file.
 pub fn load_str(text: &str, path: &Path, env: &Environment) -> Result<Loaded, ConfigErrors> {
+    load_text(text, path, None, env)
+}
+
+/// The permission bits of a file read from disk.
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| meta.permissions().mode() & 0o777)
+}
+
+fn load_text(
+    text: &str,
+    path: &Path,
+    main_mode: Option<u32>,
+    env: &Environment,
+) -> Result<Loaded, ConfigErrors> {
     let mut diagnostics = diagnostic::Diagnostics::new();
     let main = diagnostics.add_file(path, text);
     let document = match parse(main, text, &mut diagnostics) {
@@ -125,13 +142,13 @@ pub fn load_str(text: &str, path: &Path, env: &Environment) -> Result<Loaded, Co
 
     let main_source = inventory::Source {
         root,
-        context: Context::new(path, env),
+        context: Context::new(path, main_mode, env),
     };
     let included: Vec<inventory::Source<'_, '_, '_>> = documents
         .iter()
         .map(|(id, document, file)| inventory::Source {
             root: Table::root(document, *id),
-            context: Context::new(file, env),
+            context: Context::new(file, file_mode(file), env),
         })
         .collect();
     let result = inventory::build(&main_source, &included, incomplete, &mut diagnostics).map(
@@ -196,14 +213,20 @@ fn watch_paths(main: &Path, includes: &include::Includes) -> Vec<PathBuf> {
 #[derive(Debug)]
 struct Context<'e> {
     base_dir: PathBuf,
+    /// The file being read and its mode when it was read from disk: a secret written into a
+    /// file others can read deserves a louder warning.
+    file: PathBuf,
+    file_mode: Option<u32>,
     env: &'e Environment,
 }
 
 impl<'e> Context<'e> {
     /// The context of the file at `path`.
-    fn new(path: &Path, env: &'e Environment) -> Self {
+    fn new(path: &Path, file_mode: Option<u32>, env: &'e Environment) -> Self {
         Self {
             base_dir: include::directory_of(path),
+            file: path.to_path_buf(),
+            file_mode,
             env,
         }
     }

@@ -216,10 +216,21 @@ pub(crate) fn eab(
         .collect();
     sources.sort_by_key(|(_, node)| node.span().start);
     if let Some((_, inline)) = sources.iter().find(|(source, _)| *source == Source::Inline) {
+        // Worse when anyone on the machine can read the file.
+        let exposed = context
+            .file_mode
+            .filter(|mode| mode & 0o077 != 0)
+            .map(|mode| {
+                format!(
+                    ", which group or others can read (mode {mode:04o}; chmod 600 {})",
+                    context.file.display()
+                )
+            })
+            .unwrap_or_default();
         inline.warning(
             diagnostics,
             format!(
-                "the HMAC key is stored in the config file; keep it out of the file with {RECOMMENDED_SOURCES}"
+                "the HMAC key is stored in the config file{exposed}; keep it out of the file with {RECOMMENDED_SOURCES}"
             ),
         );
     }

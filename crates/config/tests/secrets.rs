@@ -117,7 +117,7 @@ fn warnings_survive_when_other_errors_refuse_the_config() {
     assert_eq!(errors.warnings.len(), 1, "{errors}");
     assert_eq!(
         errors.to_string(),
-        "c.toml:7:1: ca[0].unknown: unknown key; expected one of: name, directory, terms_of_service_agreed, contact, root_ca_file, max_concurrent, eab_kid, eab_hmac_key_file, eab_hmac_key_env, eab_hmac_key_credential, eab_hmac_key\n\
+        "c.toml:7:1: ca[0].unknown: unknown key; expected one of: name, directory, terms_of_service_agreed, contact, root_ca_file, max_concurrent, request_timeout, eab_kid, eab_hmac_key_file, eab_hmac_key_env, eab_hmac_key_credential, eab_hmac_key\n\
          warning: c.toml:6:16: ca[0].eab_hmac_key: the HMAC key is stored in the config file; keep it out of the file with eab_hmac_key_file, eab_hmac_key_env or eab_hmac_key_credential"
     );
     let shown = format!("{errors}\n{errors:?}");
@@ -198,4 +198,23 @@ fn environment_variable_and_credential_sources() {
             && message.ends_with("No such file or directory (os error 2)"),
         "{message}"
     );
+}
+
+#[test]
+fn inline_key_in_a_file_others_can_read_gets_a_louder_warning() {
+    let source = format!(r#"eab_hmac_key = "{SECRET_TEXT}""#);
+    let (_dir, config) = setup(&source, 0o600);
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let loaded = load(&config, &Environment::empty()).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let shown = loaded.warnings[0].to_string();
+    assert!(
+        shown.contains("which group or others can read (mode 0644; chmod 600"),
+        "{shown}"
+    );
+    assert_no_secret(&loaded);
+
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let loaded = load(&config, &Environment::empty()).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(!loaded.warnings[0].to_string().contains("others can read"));
 }
