@@ -4,6 +4,8 @@
 mod accounts;
 mod cli;
 mod commands;
+#[cfg(test)]
+mod docs;
 mod engine;
 mod exit;
 mod logging;
