@@ -10,6 +10,7 @@ packages=()
 command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || packages+=(pebble)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
+command -v certbot >/dev/null 2>&1 || packages+=(certbot)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -25,6 +26,8 @@ echo "==> demo (quick run, so the README's demo cannot rot)"
 DEMO_SECONDS=40 ./tests/demo.sh >/tmp/certkeeper-demo.log 2>&1 || { cat /tmp/certkeeper-demo.log; exit 1; }
 grep -q "certificate installed cert=shop" /tmp/certkeeper-demo.log
 echo "demo OK"
+echo "==> Debian package (build with cargo-deb, install, check, purge)"
+./tests/packaging.sh
 echo "==> cargo test"
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
