@@ -24,7 +24,10 @@ pub async fn run(inventory: &Inventory, args: &RevokeArgs) -> anyhow::Result<Exi
     let live = store
         .read_live(&spec.name)?
         .with_context(|| format!("{} has no certificate to revoke", spec.name))?;
-    let account = Accounts::default().get(&store, ca).await?;
+    let account = Accounts::default()
+        .get(&store, ca)
+        .await
+        .map_err(|failure| failure.error)?;
     account.revoke(&live.leaf_der, args.reason).await?;
 
     let mut state = store.read_lineage_state(&spec.name)?;

@@ -302,12 +302,34 @@ impl Daemon {
                 retryable,
                 ..
             }) => {
-                // `error` is for what a human must fix: a problem that will not go away by
-                // itself, or a certificate running out of time.
-                if urgent || !retryable {
-                    tracing::error!(cert = %spec.name, error = %format!("{err:#}"), "renewal failed and the certificate is close to expiry");
-                } else {
-                    tracing::warn!(cert = %spec.name, error = %format!("{err:#}"), "renewal failed; will retry with backoff");
+                // `error` is for what a human must act on: a problem that will not go away by
+                // itself, or a certificate running out of time (or missing).
+                let error = format!("{err:#}");
+                let has_cert = self
+                    .views
+                    .get(&spec.name)
+                    .is_some_and(|v| v.observed.is_some());
+                match (urgent, retryable, has_cert) {
+                    (_, false, _) => tracing::error!(
+                        cert = %spec.name,
+                        error,
+                        "attempt failed and will not succeed by itself; fix the cause (will retry with backoff)"
+                    ),
+                    (true, true, false) => tracing::error!(
+                        cert = %spec.name,
+                        error,
+                        "certificate could not be issued; will retry with backoff"
+                    ),
+                    (true, true, true) => tracing::error!(
+                        cert = %spec.name,
+                        error,
+                        "renewal failed close to expiry; will retry with backoff"
+                    ),
+                    (false, true, _) => tracing::warn!(
+                        cert = %spec.name,
+                        error,
+                        "renewal failed; the certificate is still valid; will retry with backoff"
+                    ),
                 }
             }
         }
@@ -401,8 +423,7 @@ impl Daemon {
                 self.inventory = Arc::new(inventory);
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
-                let accounts = self.ctx.accounts.clone();
-                tokio::spawn(async move { accounts.clear().await });
+                self.ctx.accounts.clear();
                 self.refresh_all_views();
             }
         }

@@ -15,7 +15,7 @@ use certkeeper_core::lifecycle::order_directory_url;
 use certkeeper_core::{CaSpec, CertificateSpec, OrderPurpose, Secret};
 use certkeeper_store::{LiveCert, PendingOrder, Store, unix_seconds};
 
-use crate::accounts::Accounts;
+use crate::accounts::{AccountError, Accounts};
 
 /// How an attempt ended when it did not install a certificate.
 #[derive(Debug)]
@@ -88,12 +88,17 @@ pub async fn obtain(
     spec: &CertificateSpec,
     purpose: OrderPurpose,
 ) -> Result<LiveCert, Failure> {
-    let account = ctx.accounts.get(&ctx.store, ca).await.map_err(|err| {
-        match err.downcast::<AcmeError>() {
-            Ok(acme) => Failure::from_acme(acme),
-            Err(other) => Failure::other(other),
-        }
-    })?;
+    let account =
+        ctx.accounts
+            .get(&ctx.store, ca)
+            .await
+            .map_err(|AccountError { error, retry_after }| {
+                match error.downcast::<AcmeError>() {
+                    Ok(acme) => Failure::from_acme(acme),
+                    Err(other) => Failure::other(other),
+                }
+                .with_retry_after(retry_after)
+            })?;
     let (mut placed, key_pem) = match resume(ctx, &account, spec).await {
         Some(resumed) => resumed,
         None => place(ctx, &account, ca, spec, purpose)
