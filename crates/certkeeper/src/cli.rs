@@ -71,6 +71,9 @@ pub struct RenewArgs {
     /// DigiCert lifecycle action for these renewals, overriding each certificate's `action`.
     #[arg(long, value_parser = parse_action)]
     pub action: Option<LifecycleAction>,
+    /// Run no hooks (pre, deploy, reload, post) in this pass.
+    #[arg(long)]
+    pub no_hooks: bool,
     /// Give up waiting for the CA on one order after this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub timeout: u64,

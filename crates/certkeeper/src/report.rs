@@ -36,6 +36,19 @@ pub fn short_duration(span: Duration) -> String {
     }
 }
 
+/// An error and its causes on one line, `outer: cause: root cause`, for errors held by
+/// reference (owned ones go through `anyhow` and `{:#}`).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
+use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::renewal::{Decision, decide};
 use certkeeper_core::{CertificateSpec, Inventory, OrderPurpose};
+use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer};
 use certkeeper_store::LiveCert;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -20,6 +22,7 @@ use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::cli::RenewArgs;
+use crate::engine::deploy;
 use crate::engine::job::{self, Failure, JobContext};
 use crate::engine::limits::Limits;
 use crate::exit::Exit;
@@ -34,6 +37,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
 
     let mut failed = 0usize;
     let mut jobs = Vec::new();
+    let mut redeploys = Vec::new();
     for spec in selected {
         let live = match store.read_live(&spec.name) {
             Ok(live) => live,
@@ -45,6 +49,11 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         };
         match decide(spec, live.as_ref().map(|l| &l.observed), now, args.force) {
             Decision::NotDue { due_at } => {
+                if !args.no_hooks
+                    && let Some(live) = deploy::pending_deploy(&store, spec)
+                {
+                    redeploys.push((spec, live));
+                }
                 let wait = due_at.duration_since(now).unwrap_or_default();
                 println!(
                     "{}: not due (renewal in {}, at {})",
@@ -64,8 +73,24 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             }
         }
     }
+    let reloads = ReloadCoalescer::new(inventory.reload_targets.clone(), DEFAULT_QUIET);
+    // Deploy hooks that failed earlier run again for certificates that are not re-ordered.
+    for (spec, live) in &redeploys {
+        match deploy::deploy(inventory, &store, &reloads, spec, live, DeployAction::Renew).await {
+            Ok(()) => println!("{}: deploy hooks succeeded on retry", spec.name),
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {}: deploy hook failed again: {err}", spec.name);
+            }
+        }
+    }
     if jobs.is_empty() {
-        return Ok(Exit::Success);
+        failed += finish_hooks(inventory, &store, &reloads, &[]).await;
+        return Ok(if failed == 0 {
+            Exit::Success
+        } else {
+            Exit::Failure
+        });
     }
 
     let tokens = ChallengeTokens::new();
@@ -107,16 +132,32 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             .instrument(span)
         })
         .collect();
+    let mut renewed = Vec::new();
     while let Some((spec, renewal, outcome)) = running.next().await {
         job::record(&store, spec, &outcome, SystemTime::now());
         match outcome {
-            Ok(installed) => println!(
-                "{}: {} (serial {}, expires {})",
-                spec.name,
-                if renewal { "renewed" } else { "issued" },
-                installed.serial_hex,
-                timestamp(installed.observed.not_after)
-            ),
+            Ok(installed) => {
+                println!(
+                    "{}: {} (serial {}, expires {})",
+                    spec.name,
+                    if renewal { "renewed" } else { "issued" },
+                    installed.serial_hex,
+                    timestamp(installed.observed.not_after)
+                );
+                if !args.no_hooks {
+                    let action = deploy::deploy_action(purpose(spec, renewal, args));
+                    if let Err(err) =
+                        deploy::deploy(inventory, &store, &reloads, spec, &installed, action).await
+                    {
+                        failed += 1;
+                        eprintln!(
+                            "error: {}: deploy hook failed (the certificate is installed): {err}",
+                            spec.name
+                        );
+                    }
+                }
+                renewed.push(spec);
+            }
             Err(failure) => {
                 failed += 1;
                 let err = failure.error();
@@ -126,6 +167,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         }
     }
     drop(running);
+    failed += finish_hooks(inventory, &store, &reloads, &renewed).await;
 
     // The challenge listener stops last, once no order can still be validated.
     stop.cancel();
@@ -157,12 +199,17 @@ async fn attempt(
             retry_after: None,
         });
     };
-    let purpose = if renewal {
-        OrderPurpose::Renewal(args.action.unwrap_or(spec.action))
-    } else {
-        OrderPurpose::FirstIssuance
-    };
-    let installed = job::obtain(ctx, ca, spec, purpose).await?;
+    if !args.no_hooks
+        && let Err(err) = deploy::pre(inventory, spec).await
+    {
+        return Err(Failure::Failed {
+            error: anyhow::anyhow!("pre hook failed, so no order was placed: {err}"),
+            retryable: true,
+            rate_limited: false,
+            retry_after: None,
+        });
+    }
+    let installed = job::obtain(ctx, ca, spec, purpose(spec, renewal, args)).await?;
     tracing::info!(
         cert = %spec.name,
         serial = %installed.serial_hex,
@@ -171,6 +218,38 @@ async fn attempt(
         "certificate installed"
     );
     Ok(installed)
+}
+
+/// A renewal when a certificate is live (with `--action` overriding the configured one),
+/// else a first issuance.
+fn purpose(spec: &CertificateSpec, renewal: bool, args: &RenewArgs) -> OrderPurpose {
+    if renewal {
+        OrderPurpose::Renewal(args.action.unwrap_or(spec.action))
+    } else {
+        OrderPurpose::FirstIssuance
+    }
+}
+
+/// After the batch: run the reload targets now (once each) and the post hooks; returns how
+/// many reloads failed.
+async fn finish_hooks(
+    inventory: &Inventory,
+    store: &certkeeper_store::Store,
+    reloads: &ReloadCoalescer,
+    renewed: &[&CertificateSpec],
+) -> usize {
+    let outcomes = reloads.flush().await;
+    deploy::record_reloads(store, &outcomes);
+    let failed = outcomes.iter().filter(|o| !o.succeeded()).count();
+    for outcome in outcomes.iter().filter(|o| !o.succeeded()) {
+        eprintln!(
+            "error: reload {} failed for {}; it runs again on the next pass",
+            outcome.target,
+            outcome.certificates.join(" ")
+        );
+    }
+    deploy::post(inventory, renewed).await;
+    failed
 }
 
 /// The certificates named on the command line (all when none), refusing unknown names.

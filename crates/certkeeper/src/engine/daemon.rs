@@ -20,8 +20,10 @@ use std::time::{Duration, SystemTime};
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
+use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
 use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
+use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
 use certkeeper_store::{
     AttemptRecord, LineageState, LiveCert, Store, StoreLock, from_unix_seconds, unix_seconds,
 };
@@ -33,6 +35,7 @@ use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
+use crate::engine::deploy;
 use crate::engine::job::{self, Failure, JobContext};
 use crate::engine::limits::Limits;
 use crate::engine::watch::ConfigWatcher;
@@ -60,12 +63,24 @@ struct View {
     urgent: bool,
 }
 
-/// Result of one attempt task.
-struct Finished {
-    spec: CertificateSpec,
-    urgent: bool,
-    outcome: Result<LiveCert, Failure>,
+/// What a task of the loop's [`JoinSet`] finished.
+enum Done {
+    /// An order attempt (with its deploy hooks when it installed a certificate).
+    Attempt {
+        spec: CertificateSpec,
+        urgent: bool,
+        outcome: Result<LiveCert, Failure>,
+    },
+    /// Deploy hooks retried for a certificate already installed.
+    Redeploy { spec: CertificateSpec },
+    /// A batch of reload targets ran.
+    Reloads(Vec<ReloadOutcome>),
+    /// Post hooks ran after a batch of renewals.
+    Post,
 }
+
+/// How long a failed deploy hook waits before it runs again.
+const DEPLOY_RETRY: Duration = Duration::from_secs(60);
 
 pub struct Daemon {
     config_path: PathBuf,
@@ -77,8 +92,13 @@ pub struct Daemon {
     notifier: Notifier,
     views: HashMap<CertName, View>,
     in_flight: HashSet<CertName>,
-    tasks: JoinSet<Finished>,
+    tasks: JoinSet<Done>,
     limits: Limits,
+    reloads: Arc<ReloadCoalescer>,
+    /// Certificates installed since the post hooks last ran.
+    renewed_since_post: Vec<CertificateSpec>,
+    /// When each failed deploy runs again.
+    redeploy_at: HashMap<CertName, SystemTime>,
     reload_error: Option<String>,
     snapshot: SharedSnapshot,
 }
@@ -130,6 +150,12 @@ impl Daemon {
             config_path,
             env,
             limits: Limits::new(&inventory),
+            reloads: Arc::new(ReloadCoalescer::new(
+                inventory.reload_targets.clone(),
+                DEFAULT_QUIET,
+            )),
+            renewed_since_post: Vec::new(),
+            redeploy_at: HashMap::new(),
             inventory: Arc::new(inventory),
             ctx: JobContext {
                 store: store.clone(),
@@ -187,13 +213,17 @@ impl Daemon {
             let sleep = wake_at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
+            let reloads = Arc::clone(&self.reloads);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 Some(finished) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match finished {
-                        Ok(finished) => self.finish(finished),
+                        Ok(done) => self.finish(done),
                         Err(err) => tracing::error!(error = %err, "an attempt task panicked"),
                     }
+                }
+                batch = reloads.quiet_batch() => {
+                    self.tasks.spawn(async move { Done::Reloads(batch.run().await) });
                 }
                 _ = hangup.recv() => self.reload("SIGHUP", &mut watcher),
                 Some(()) = changes.recv() => {
@@ -219,6 +249,16 @@ impl Daemon {
                 continue;
             }
             let view = self.views.entry(spec.name.clone()).or_default().clone();
+            if view.record.pending_deploy && view.observed.is_some() {
+                let due = self.redeploy_at.get(&spec.name).copied().unwrap_or(now);
+                if due <= now {
+                    self.redeploy_at
+                        .insert(spec.name.clone(), now + DEPLOY_RETRY);
+                    self.spawn_redeploy(spec);
+                    continue;
+                }
+                upcoming.push(due);
+            }
             let Some(planned) = plan_certificate(
                 &spec.name,
                 spec,
@@ -254,6 +294,8 @@ impl Daemon {
         let ctx = self.ctx.clone();
         let spec = spec.clone();
         let urgent = planned.urgent;
+        let inventory = Arc::clone(&self.inventory);
+        let reloads = Arc::clone(&self.reloads);
         let span = tracing::info_span!(
             "attempt",
             cert = %spec.name,
@@ -266,8 +308,35 @@ impl Daemon {
             async move {
                 let _slots = limits.acquire(&ca.name).await;
                 tracing::info!("starting attempt");
-                let outcome = job::obtain(&ctx, &ca, &spec, purpose).await;
-                Finished {
+                let outcome = match deploy::pre(&inventory, &spec).await {
+                    Ok(()) => job::obtain(&ctx, &ca, &spec, purpose).await,
+                    Err(err) => Err(Failure::Failed {
+                        error: anyhow::anyhow!("pre hook failed, so no order was placed: {err}"),
+                        retryable: true,
+                        rate_limited: false,
+                        retry_after: None,
+                    }),
+                };
+                job::record(&ctx.store, &spec, &outcome, SystemTime::now());
+                if let Ok(installed) = &outcome {
+                    tracing::info!(
+                        cert = %spec.name,
+                        serial = %installed.serial_hex,
+                        not_after = %crate::report::timestamp(installed.observed.not_after),
+                        "certificate installed"
+                    );
+                    // A failure is recorded (pending_deploy) and retried by the loop.
+                    let _ = deploy::deploy(
+                        &inventory,
+                        &ctx.store,
+                        &reloads,
+                        &spec,
+                        installed,
+                        deploy::deploy_action(purpose),
+                    )
+                    .await;
+                }
+                Done::Attempt {
                     spec,
                     urgent,
                     outcome,
@@ -277,21 +346,78 @@ impl Daemon {
         );
     }
 
-    fn finish(&mut self, finished: Finished) {
-        let Finished {
-            spec,
-            urgent,
-            outcome,
-        } = finished;
+    /// Start the deploy hooks of an installed certificate again.
+    fn spawn_redeploy(&mut self, spec: &CertificateSpec) {
+        let inventory = Arc::clone(&self.inventory);
+        let reloads = Arc::clone(&self.reloads);
+        let store = self.store.clone();
+        let spec = spec.clone();
+        self.in_flight.insert(spec.name.clone());
+        let span = tracing::info_span!("redeploy", cert = %spec.name);
+        self.tasks.spawn(
+            async move {
+                if let Some(live) = deploy::pending_deploy(&store, &spec) {
+                    tracing::info!("running the deploy hooks again");
+                    let _ = deploy::deploy(
+                        &inventory,
+                        &store,
+                        &reloads,
+                        &spec,
+                        &live,
+                        DeployAction::Renew,
+                    )
+                    .await;
+                }
+                Done::Redeploy { spec }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Attempt {
+                spec,
+                urgent,
+                outcome,
+            } => self.finish_attempt(&spec, urgent, &outcome),
+            Done::Redeploy { spec } => {
+                self.in_flight.remove(&spec.name);
+                self.refresh_view(&spec.name);
+            }
+            Done::Reloads(outcomes) => {
+                deploy::record_reloads(&self.store, &outcomes);
+                for outcome in &outcomes {
+                    for name in &outcome.certificates {
+                        if let Ok(name) = CertName::new(name) {
+                            self.refresh_view(&name);
+                        }
+                    }
+                }
+            }
+            Done::Post => {}
+        }
+        // A burst of renewals is over: the post hooks run once for all of it.
+        if self.in_flight.is_empty() && !self.renewed_since_post.is_empty() {
+            let renewed = std::mem::take(&mut self.renewed_since_post);
+            let inventory = Arc::clone(&self.inventory);
+            self.tasks.spawn(async move {
+                let specs: Vec<&CertificateSpec> = renewed.iter().collect();
+                deploy::post(&inventory, &specs).await;
+                Done::Post
+            });
+        }
+    }
+
+    fn finish_attempt(
+        &mut self,
+        spec: &CertificateSpec,
+        urgent: bool,
+        outcome: &Result<LiveCert, Failure>,
+    ) {
         self.in_flight.remove(&spec.name);
-        job::record(&self.store, &spec, &outcome, SystemTime::now());
-        match &outcome {
-            Ok(installed) => tracing::info!(
-                cert = %spec.name,
-                serial = %installed.serial_hex,
-                not_after = %crate::report::timestamp(installed.observed.not_after),
-                "certificate installed"
-            ),
+        match outcome {
+            Ok(_) => self.renewed_since_post.push(spec.clone()),
             Err(Failure::StillWaiting(err)) => tracing::info!(
                 cert = %spec.name,
                 error = %format!("{err:#}"),
@@ -420,6 +546,7 @@ impl Daemon {
                 );
                 // Orders in flight keep the slots they hold; new ones follow the new limits.
                 self.limits = Limits::new(&inventory);
+                self.reloads.set_targets(inventory.reload_targets.clone());
                 self.inventory = Arc::new(inventory);
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
@@ -466,6 +593,9 @@ impl Daemon {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        // Certificates installed just now still get their reload.
+        let outcomes = self.reloads.flush().await;
+        deploy::record_reloads(&self.store, &outcomes);
         Exit::Success
     }
 

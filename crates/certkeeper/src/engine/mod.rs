@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod daemon;
+pub mod deploy;
 pub mod job;
 pub mod limits;
 pub mod watch;

@@ -1,0 +1,198 @@
+//! Hooks around an attempt, shared by `certkeeper renew` and the daemon: `pre_hook` before an
+//! order, `deploy_hook` (and `hooks_dir/deploy/*`) once a certificate is live, reload targets
+//! coalesced into one run per batch, `post_hook` (and `hooks_dir/post/*`) after a batch.
+//!
+//! A failed deploy hook or reload never un-installs a certificate: the lineage is marked
+//! `pending_deploy` and the hooks run again on the next pass until they succeed, without a new
+//! order. A failed pre hook skips the order and counts as a failed attempt (with backoff).
+
+use certkeeper_core::hooks::{
+    DeployAction, Deployment, Hook, deploy_env, distinct_post_hooks, post_env, pre_env,
+};
+use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
+use certkeeper_hooks::{HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run};
+use certkeeper_store::{LiveCert, Store};
+
+/// Run `hooks` in order; the first failure is described.
+async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for (label, hook) in hooks {
+        match run(HookRun::new(label, hook, env)).await {
+            Ok(outcome) if outcome.success => {}
+            Ok(outcome) => failures.push(format!("hook {label} {outcome}")),
+            Err(err) => failures.push(format!("{:#}", anyhow::Error::from(err))),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The certificate's own hook for a phase (labelled) followed by the `hooks_dir` executables.
+fn phase_hooks(
+    inventory: &Inventory,
+    own: Option<&Hook>,
+    label: &str,
+    phase: Phase,
+) -> Result<Vec<(String, Hook)>, String> {
+    let mut hooks: Vec<(String, Hook)> = own
+        .map(|hook| (label.to_owned(), hook.clone()))
+        .into_iter()
+        .collect();
+    if let Some(dir) = &inventory.hooks_dir {
+        hooks.extend(
+            dir_hooks(dir, phase, inventory.hook_timeout)
+                .map_err(|err| format!("{:#}", anyhow::Error::from(err)))?,
+        );
+    }
+    Ok(hooks)
+}
+
+/// Before an order: the certificate's `pre_hook` and `hooks_dir/pre/*`.
+pub async fn pre(inventory: &Inventory, spec: &CertificateSpec) -> Result<(), String> {
+    let hooks = phase_hooks(
+        inventory,
+        spec.hooks.pre.as_ref(),
+        &format!("pre:{}", spec.name),
+        Phase::Pre,
+    )?;
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    run_all(&hooks, &pre_env(&spec.name, &spec.domains)).await
+}
+
+/// What a deploy hook is told about how the certificate came to be.
+pub fn deploy_action(purpose: OrderPurpose) -> DeployAction {
+    match purpose {
+        OrderPurpose::FirstIssuance => DeployAction::Issue,
+        OrderPurpose::Renewal(LifecycleAction::Reissue) => DeployAction::Reissue,
+        OrderPurpose::Renewal(_) => DeployAction::Renew,
+    }
+}
+
+/// After a certificate went live: its `deploy_hook` and `hooks_dir/deploy/*`, then its
+/// reload targets are requested from `reloads`. The outcome is recorded in the lineage state.
+pub async fn deploy(
+    inventory: &Inventory,
+    store: &Store,
+    reloads: &ReloadCoalescer,
+    spec: &CertificateSpec,
+    live: &LiveCert,
+    action: DeployAction,
+) -> Result<(), String> {
+    let hooks = phase_hooks(
+        inventory,
+        spec.hooks.deploy.as_ref(),
+        &format!("deploy:{}", spec.name),
+        Phase::Deploy,
+    );
+    let result = match hooks {
+        Ok(hooks) if hooks.is_empty() => Ok(()),
+        Ok(hooks) => {
+            let env = deploy_env(&Deployment {
+                name: &spec.name,
+                domains: &spec.domains,
+                live_dir: &live.live_dir,
+                serial: &live.serial_hex,
+                not_after: live.observed.not_after,
+                action,
+            });
+            run_all(&hooks, &env).await
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = reloads.request(spec.name.as_str(), &spec.hooks.reload) {
+        // Targets are checked when the config loads; a race with a reload is all that is left.
+        tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "reload target not configured");
+    }
+    record_deploy(
+        store,
+        spec.name.as_str(),
+        result.as_ref().err().map(String::as_str),
+    );
+    if let Err(err) = &result {
+        tracing::error!(cert = %spec.name, error = %err, "deploy hook failed; the certificate is installed, the hook will be retried");
+    }
+    result
+}
+
+/// The reload targets' outcomes: a failed target marks every certificate that asked for it.
+pub fn record_reloads(store: &Store, outcomes: &[ReloadOutcome]) {
+    certkeeper_hooks::log_outcomes(outcomes);
+    for outcome in outcomes.iter().filter(|o| !o.succeeded()) {
+        let why = match &outcome.result {
+            Ok(hook) => format!("reload {} {hook}", outcome.target),
+            Err(err) => crate::report::error_chain(err),
+        };
+        for cert in &outcome.certificates {
+            record_deploy(store, cert, Some(&why));
+        }
+    }
+}
+
+/// After a batch of renewals: the distinct `post_hook`s and `hooks_dir/post/*`, with the
+/// names renewed.
+pub async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
+    if renewed.is_empty() {
+        return;
+    }
+    let mut hooks: Vec<(String, Hook)> =
+        distinct_post_hooks(renewed.iter().map(|spec| &spec.hooks))
+            .into_iter()
+            .enumerate()
+            .map(|(index, hook)| (format!("post:{index}"), hook.clone()))
+            .collect();
+    if let Some(dir) = &inventory.hooks_dir {
+        match dir_hooks(dir, Phase::Post, inventory.hook_timeout) {
+            Ok(found) => hooks.extend(found),
+            Err(err) => {
+                tracing::error!(error = %format!("{:#}", anyhow::Error::from(err)), "cannot list post hooks");
+            }
+        }
+    }
+    if hooks.is_empty() {
+        return;
+    }
+    let env = post_env(renewed.iter().map(|spec| spec.name.as_str()));
+    if let Err(err) = run_all(&hooks, &env).await {
+        tracing::error!(error = %err, "post hook failed");
+    }
+}
+
+/// Note a deploy or reload outcome for `name`: a failure keeps `pending_deploy` set (with the
+/// error shown by `status`), a success clears it.
+fn record_deploy(store: &Store, name: &str, failure: Option<&str>) {
+    let Ok(name) = certkeeper_core::CertName::new(name) else {
+        return;
+    };
+    let updated = store.read_lineage_state(&name).and_then(|mut state| {
+        match failure {
+            Some(why) => {
+                state.attempts.pending_deploy = true;
+                state.attempts.last_error = Some(format!("deploy: {why}"));
+            }
+            None => {
+                if state.attempts.pending_deploy {
+                    state.attempts.last_error = None;
+                }
+                state.attempts.pending_deploy = false;
+            }
+        }
+        store.write_lineage_state(&name, &state)
+    });
+    if let Err(err) = updated {
+        tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
+    }
+}
+
+/// The live certificate of a lineage whose deploy must be retried.
+pub fn pending_deploy(store: &Store, spec: &CertificateSpec) -> Option<LiveCert> {
+    let state = store.read_lineage_state(&spec.name).ok()?;
+    if !state.attempts.pending_deploy {
+        return None;
+    }
+    store.read_live(&spec.name).ok().flatten()
+}
