@@ -25,7 +25,7 @@ struct Row {
     days_left: Option<i64>,
     issuer: Option<String>,
     serial: Option<String>,
-    /// valid, due, missing, revoked, failing, unreadable
+    /// valid, due, missing, revoked, failing, deploy failing, unreadable
     state: String,
     /// issue, renew or none, and when
     next_action: String,
@@ -50,9 +50,12 @@ pub fn run(inventory: &Inventory, args: &StatusArgs) -> anyhow::Result<Exit> {
     } else {
         print_table(&rows);
     }
-    let unwell = rows
-        .iter()
-        .any(|r| r.urgent || r.consecutive_failures > 0 || r.state == "unreadable");
+    let unwell = rows.iter().any(|r| {
+        r.urgent
+            || r.consecutive_failures > 0
+            || r.state == "unreadable"
+            || r.state == "deploy failing"
+    });
     Ok(if unwell { Exit::Failure } else { Exit::Success })
 }
 
@@ -71,6 +74,7 @@ fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
         (Some(_), _, _) => "unreadable",
         (None, Some(o), _) if o.revoked => "revoked",
         _ if attempts.consecutive_failures > 0 => "failing",
+        _ if state.attempts.pending_deploy => "deploy failing",
         (None, None, _) => "missing",
         (None, Some(_), Some(p)) if p.at <= now => "due",
         _ => "valid",

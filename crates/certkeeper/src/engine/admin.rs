@@ -26,6 +26,8 @@ pub struct CertMetrics {
     pub failures_total: u64,
     /// Failing and inside its urgent threshold (or missing).
     pub urgent_failing: bool,
+    /// A deploy hook or reload has to succeed yet.
+    pub deploy_pending: bool,
 }
 
 /// The daemon's state as the admin endpoints show it.
@@ -161,6 +163,14 @@ pub fn render(snapshot: &Snapshot) -> String {
             .map(|c| (Some(c.name.as_str()), c.failures_total.to_string())),
     );
     family(
+        "certkeeper_certificate_deploy_pending",
+        "gauge",
+        "1 while a deploy hook or reload of the live certificate has yet to succeed.",
+        &mut certs
+            .iter()
+            .map(|c| (Some(c.name.as_str()), u8::from(c.deploy_pending).to_string())),
+    );
+    family(
         "certkeeper_orders_in_flight",
         "gauge",
         "Orders being processed right now.",
@@ -194,6 +204,7 @@ mod tests {
                     successes_total: 3,
                     failures_total: 1,
                     urgent_failing: false,
+                    deploy_pending: true,
                 },
                 CertMetrics {
                     name: "mail".to_owned(),
@@ -211,6 +222,8 @@ mod tests {
             "certkeeper_renewals_total{cert=\"www\"} 3",
             "certkeeper_failures_total{cert=\"mail\"} 2",
             "certkeeper_orders_in_flight 1",
+            "certkeeper_certificate_deploy_pending{cert=\"www\"} 1",
+            "certkeeper_certificate_deploy_pending{cert=\"mail\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -615,6 +615,7 @@ impl Daemon {
                     successes_total: view.record.successes_total,
                     failures_total: view.record.failures_total,
                     urgent_failing: view.urgent && view.record.consecutive_failures > 0,
+                    deploy_pending: view.record.pending_deploy,
                 }
             })
             .collect();
