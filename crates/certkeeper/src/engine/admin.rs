@@ -166,9 +166,12 @@ pub fn render(snapshot: &Snapshot) -> String {
         "certkeeper_certificate_deploy_pending",
         "gauge",
         "1 while a deploy hook or reload of the live certificate has yet to succeed.",
-        &mut certs
-            .iter()
-            .map(|c| (Some(c.name.as_str()), u8::from(c.deploy_pending).to_string())),
+        &mut certs.iter().map(|c| {
+            (
+                Some(c.name.as_str()),
+                u8::from(c.deploy_pending).to_string(),
+            )
+        }),
     );
     family(
         "certkeeper_orders_in_flight",
