@@ -17,20 +17,6 @@ use std::time::Duration;
 use rustix::process::Signal;
 use support::{Cert, PebbleOptions, Setup, key_matches};
 
-fn versions(setup: &Setup, name: &str) -> usize {
-    fs::read_dir(setup.state_dir.join("archive").join(name)).map_or(0, |entries| {
-        entries
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('v')
-            })
-            .count()
-    })
-}
-
 /// A fake systemd notify socket collecting every datagram.
 struct NotifySocket {
     path: std::path::PathBuf,
@@ -101,13 +87,13 @@ fn renews_every_certificate_at_least_twice_with_nobody_watching() {
 
     let mut daemon = setup.spawn_daemon(&[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
-    while names.iter().any(|name| versions(&setup, name) < 3) {
+    while names.iter().any(|name| setup.versions(name).len() < 3) {
         assert!(
             std::time::Instant::now() < deadline,
             "not every certificate was renewed twice; versions: {:?}\n{}",
             names
                 .iter()
-                .map(|n| (n, versions(&setup, n)))
+                .map(|n| (n, setup.versions(n).len()))
                 .collect::<Vec<_>>(),
             daemon.log_text()
         );
@@ -268,7 +254,7 @@ fn an_order_interrupted_by_sigkill_is_resumed_not_repeated() {
         .unwrap()
         .to_owned();
     assert!(
-        !setup.live("slow").exists() || versions(&setup, "slow") == 0,
+        !setup.live("slow").exists() || setup.versions("slow").is_empty(),
         "killed before installing"
     );
 
@@ -287,7 +273,7 @@ fn an_order_interrupted_by_sigkill_is_resumed_not_repeated() {
         !log.contains("order created"),
         "no second order was placed:\n{log}"
     );
-    assert_eq!(versions(&setup, "slow"), 1);
+    assert_eq!(setup.versions("slow").len(), 1);
     let live = setup.live("slow");
     assert!(key_matches(
         &live.join("cert.pem"),

@@ -28,20 +28,6 @@ fn executable(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn versions(setup: &Setup, name: &str) -> usize {
-    fs::read_dir(setup.state_dir.join("archive").join(name)).map_or(0, |entries| {
-        entries
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('v')
-            })
-            .count()
-    })
-}
-
 fn write_root(setup: &Setup) -> std::path::PathBuf {
     let root = setup.dir.path().join("pebble-root.pem");
     fs::write(&root, setup.pebble.issuing_root_pem()).unwrap();
@@ -230,7 +216,7 @@ fn failing_and_hanging_deploy_hooks_are_retried_without_a_new_order() {
     assert!(stdout(&output).contains("failing: deploy hooks succeeded on retry"));
     assert!(stdout(&output).contains("hanging: deploy hooks succeeded on retry"));
     for name in ["failing", "hanging"] {
-        assert_eq!(versions(&setup, name), 1, "{name} was not re-ordered");
+        assert_eq!(setup.versions(name).len(), 1, "{name} was not re-ordered");
     }
     let status = setup.certkeeper(&["status", "--json"]);
     assert_eq!(status.status.code(), Some(0));

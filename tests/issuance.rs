@@ -15,19 +15,6 @@ use support::{
     stdout,
 };
 
-/// Archive versions of a lineage, sorted.
-fn versions(setup: &Setup, name: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(setup.state_dir.join("archive").join(name))
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     if let Ok(entries) = fs::read_dir(dir) {
@@ -129,7 +116,7 @@ fn issues_a_two_name_certificate_for_every_key_type() {
             stdout(&again).contains(&format!("{name}: not due")),
             "{name}"
         );
-        assert_eq!(versions(&setup, name).len(), 1, "{name}: no second version");
+        assert_eq!(setup.versions(name).len(), 1, "{name}: no second version");
     }
 }
 
@@ -178,7 +165,7 @@ fn already_valid_authorizations_need_no_challenge() {
         "renewal with a reused authorization"
     );
     assert!(stderr(&output).contains("no challenge needed"));
-    assert_eq!(versions(&setup, "first").len(), 2);
+    assert_eq!(setup.versions("first").len(), 2);
 }
 
 #[test]
@@ -223,7 +210,7 @@ fn reissue_uses_the_lifecycle_url_and_swaps_atomically() {
         "no lifecycle query on first issuance"
     );
     let old_serial = serial(&setup.live("shop").join("cert.pem"));
-    let old_version = versions(&setup, "shop");
+    let old_version = setup.versions("shop");
 
     let second = setup.certkeeper(&["renew", "--force"]);
     assert!(second.status.success());
@@ -254,7 +241,7 @@ fn reissue_uses_the_lifecycle_url_and_swaps_atomically() {
         &live.join("privkey.pem")
     ));
     // live/shop switched as a whole to the new version; the old one is kept intact.
-    let versions_now = versions(&setup, "shop");
+    let versions_now = setup.versions("shop");
     assert_eq!(versions_now.len(), 2);
     assert!(
         fs::symlink_metadata(&live)

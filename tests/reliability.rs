@@ -23,20 +23,6 @@ use support::{Cert, PebbleOptions, Setup, key_matches, serial, stderr, stdout};
 /// Quick retries so outages play out in seconds; production defaults are 1 min to 6 h.
 const FAST_RETRY: &str = "retry_initial = \"2s\"\nretry_max = \"8s\"\n";
 
-fn versions(setup: &Setup, name: &str) -> usize {
-    fs::read_dir(setup.state_dir.join("archive").join(name)).map_or(0, |entries| {
-        entries
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('v')
-            })
-            .count()
-    })
-}
-
 /// Point the CA entry of the written config at `url`.
 fn route_through(setup: &Setup, url: &str) {
     let text = fs::read_to_string(&setup.config).unwrap();
@@ -172,7 +158,7 @@ fn server_errors_resets_and_slow_answers_are_retried_without_duplicates() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        versions(&setup, "www"),
+        setup.versions("www").len(),
         1,
         "exactly one certificate installed"
     );
@@ -485,6 +471,6 @@ fn a_certificate_that_does_not_match_is_never_installed() {
         "{err}"
     );
     assert_eq!(serial(&www.join("cert.pem")), before, "nothing installed");
-    assert_eq!(versions(&setup, "www"), 1);
+    assert_eq!(setup.versions("www").len(), 1);
     assert!(stdout(&output).is_empty() || !stdout(&output).contains("www: renewed"));
 }

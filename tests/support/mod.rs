@@ -150,6 +150,20 @@ root_ca_file = "{root}"
         Daemon { child, log }
     }
 
+    /// The archive versions of a lineage (`v0001`, ...), sorted: one per installed certificate.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        let mut versions: Vec<String> = fs::read_dir(self.state_dir.join("archive").join(name))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with('v'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        versions.sort();
+        versions
+    }
+
     pub fn live(&self, name: &str) -> PathBuf {
         self.state_dir.join("live").join(name)
     }
