@@ -159,7 +159,7 @@ async fn slow_and_surplus_connections_cannot_starve_real_challenges() {
     let (status, body) = raw(server.addr, &get("/.well-known/acme-challenge/real-token")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
     );
