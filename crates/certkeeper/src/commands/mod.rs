@@ -68,8 +68,10 @@ fn load_inventory(path: &Path) -> Option<Inventory> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: certkeeper's work is waiting on the network and on child processes, and a
+    // single-threaded runtime keeps memory and wake-ups down (a daemon at rest should cost
+    // next to nothing). Key generation is the only CPU-bound step and takes milliseconds.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")

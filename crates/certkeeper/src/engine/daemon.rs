@@ -63,6 +63,14 @@ struct View {
     urgent: bool,
 }
 
+/// The outcome of one planning pass.
+struct Plan {
+    /// When the loop must wake up next.
+    wake_at: SystemTime,
+    /// The earliest planned attempt that is not due yet.
+    next: Option<(SystemTime, CertName)>,
+}
+
 /// What a task of the loop's [`JoinSet`] finished.
 enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
@@ -196,20 +204,31 @@ impl Daemon {
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let mut first = true;
+        // Re-plan after anything that can change a plan; a watchdog tick or a reload batch
+        // being started changes none, so those only do their one thing (at rest, the daemon's
+        // only periodic work is petting the watchdog).
+        let mut replan = true;
+        let mut wake_at = SystemTime::now();
+        let mut last_status = String::new();
         loop {
-            let wake_at = self.start_due_attempts();
-            let status = self.status_line(wake_at);
-            self.publish_snapshot();
-            if first {
-                tracing::info!(
-                    certificates = self.inventory.certificates.len(),
-                    "certkeeper is running"
-                );
-                self.notifier.ready(&status);
-                first = false;
-            } else {
-                self.notifier.status(&status);
+            if replan {
+                let plan = self.start_due_attempts();
+                wake_at = plan.wake_at;
+                let status = self.status_line(&plan);
+                self.publish_snapshot();
+                if first {
+                    tracing::info!(
+                        certificates = self.inventory.certificates.len(),
+                        "certkeeper is running"
+                    );
+                    self.notifier.ready(&status);
+                    first = false;
+                } else if status != last_status {
+                    self.notifier.status(&status);
+                }
+                last_status = status;
             }
+            replan = true;
             let sleep = wake_at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
@@ -224,6 +243,7 @@ impl Daemon {
                 }
                 batch = reloads.quiet_batch() => {
                     self.tasks.spawn(async move { Done::Reloads(batch.run().await) });
+                    replan = false;
                 }
                 _ = hangup.recv() => self.reload("SIGHUP", &mut watcher),
                 Some(()) = changes.recv() => {
@@ -232,18 +252,22 @@ impl Daemon {
                     while changes.try_recv().is_ok() {}
                     self.reload("configuration change", &mut watcher);
                 }
-                _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
+                _ = watchdog.tick(), if watchdog_every.is_some() => {
+                    self.notifier.watchdog();
+                    replan = false;
+                }
                 _ = terminate.recv() => return Ok(self.shutdown("SIGTERM", &mut terminate, &mut interrupt).await),
                 _ = interrupt.recv() => return Ok(self.shutdown("SIGINT", &mut terminate, &mut interrupt).await),
             }
         }
     }
 
-    /// Plan every certificate, start the due ones, and return when to wake next.
-    fn start_due_attempts(&mut self) -> SystemTime {
+    /// Plan every certificate, start the due ones, and say when to wake next.
+    fn start_due_attempts(&mut self) -> Plan {
         let now = SystemTime::now();
         let inventory = Arc::clone(&self.inventory);
         let mut upcoming = Vec::new();
+        let mut next: Option<(SystemTime, CertName)> = None;
         for spec in &inventory.certificates {
             if self.in_flight.contains(&spec.name) {
                 continue;
@@ -276,9 +300,15 @@ impl Daemon {
                 self.spawn_attempt(spec, &planned, view.observed.is_some());
             } else {
                 upcoming.push(planned.at);
+                if next.as_ref().is_none_or(|(at, _)| planned.at < *at) {
+                    next = Some((planned.at, spec.name.clone()));
+                }
             }
         }
-        next_wake(upcoming, now, IDLE_RECHECK)
+        Plan {
+            wake_at: next_wake(upcoming, now, IDLE_RECHECK),
+            next,
+        }
     }
 
     fn spawn_attempt(&mut self, spec: &CertificateSpec, planned: &Planned, renewal: bool) {
@@ -554,7 +584,10 @@ impl Daemon {
                 self.refresh_all_views();
             }
         }
-        let status = self.status_line(SystemTime::now() + IDLE_RECHECK);
+        let status = self.status_line(&Plan {
+            wake_at: SystemTime::now() + IDLE_RECHECK,
+            next: None,
+        });
         self.notifier.ready(&status);
     }
 
@@ -637,31 +670,15 @@ impl Daemon {
     }
 
     /// `12 certificates, next: www in 3d 4h, 0 failing` (plus what is running or wrong).
-    fn status_line(&self, wake_at: SystemTime) -> String {
+    fn status_line(&self, plan: &Plan) -> String {
         let now = SystemTime::now();
         let failing = self
             .views
             .values()
             .filter(|v| v.attempts.consecutive_failures > 0)
             .count();
-        let next = self
-            .inventory
-            .certificates
-            .iter()
-            .filter(|spec| !self.in_flight.contains(&spec.name))
-            .filter_map(|spec| {
-                let view = self.views.get(&spec.name)?;
-                let planned = plan_certificate(
-                    &spec.name,
-                    spec,
-                    view.observed.as_ref(),
-                    &view.attempts,
-                    &spec.schedule,
-                    now,
-                )?;
-                Some((planned.at, spec.name.clone()))
-            })
-            .min();
+        let next = plan.next.clone();
+        let wake_at = plan.wake_at;
         let mut line = format!("{} certificates", self.inventory.certificates.len());
         if !self.in_flight.is_empty() {
             line.push_str(&format!(", {} renewing", self.in_flight.len()));
