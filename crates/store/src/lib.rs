@@ -126,7 +126,20 @@ impl Store {
     /// state file is invalid.
     pub fn read_live(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
         let state = self.read_lineage_state(name)?;
-        live::read_live(&self.layout, name, &state)
+        live::read_live(&self.layout, name, &state, live::Check::Pair)
+    }
+
+    /// Like [`Store::read_live`], reading the certificate only: what planning needs, fast
+    /// for large fleets (parsing an RSA key costs far more than the certificate). The pair
+    /// was verified when it was installed and archive versions are never rewritten, so
+    /// only a hand-edited key would go unnoticed here; [`Store::read_live`] (used by
+    /// `status`) still checks it.
+    ///
+    /// # Errors
+    /// As [`Store::read_live`], without the key checks.
+    pub fn read_live_certificate(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
+        let state = self.read_lineage_state(name)?;
+        live::read_live(&self.layout, name, &state, live::Check::CertificateOnly)
     }
 
     /// Verify and install a new certificate for `name`, then make it live.
@@ -159,10 +172,12 @@ impl Store {
         // while nothing is written, rather than failing the read-back after the swap.
         let state = self.read_lineage_state(name)?;
         install::install(&self.layout, name, &issue)?;
-        live::read_live(&self.layout, name, &state)?.ok_or_else(|| StoreError::Io {
-            action: "read back the installed certificate",
-            path: self.live_dir(name),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        live::read_live(&self.layout, name, &state, live::Check::Pair)?.ok_or_else(|| {
+            StoreError::Io {
+                action: "read back the installed certificate",
+                path: self.live_dir(name),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }
         })
     }
 

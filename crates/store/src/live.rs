@@ -63,10 +63,22 @@ impl LiveCert {
     }
 }
 
+/// How much of a live pair to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Read and parse the key too, and check it matches the certificate.
+    Pair,
+    /// The certificate alone: enough to plan with. The pair was verified when it was
+    /// installed and version directories are never written again, so skipping the key (the
+    /// costly part for RSA) loses nothing but the detection of hand edits.
+    CertificateOnly,
+}
+
 pub(crate) fn read_live(
     layout: &Layout,
     name: &CertName,
     state: &LineageState,
+    check: Check,
 ) -> Result<Option<LiveCert>, StoreError> {
     let link = layout.live_link(name);
     let meta = match fs::symlink_metadata(&link) {
@@ -87,7 +99,7 @@ pub(crate) fn read_live(
     } else {
         return Err(StoreError::LiveNotSymlink { path: link });
     };
-    read_version(name, &dir, version, link, state).map(Some)
+    read_version(name, &dir, version, link, state, check).map(Some)
 }
 
 fn read_version(
@@ -96,11 +108,11 @@ fn read_version(
     version: String,
     live_dir: PathBuf,
     state: &LineageState,
+    check: Check,
 ) -> Result<LiveCert, StoreError> {
     let cert_path = dir.join(CERT_FILE);
     let key_path = dir.join(PRIVKEY_FILE);
     let cert_pem = read_text(&cert_path)?;
-    let key_pem = read_text(&key_path)?;
     let corrupt = |path: &Path, problem: VerifyProblem| StoreError::Corrupt {
         name: name.clone(),
         path: path.to_path_buf(),
@@ -114,9 +126,12 @@ fn read_version(
         .ok_or_else(|| corrupt(&cert_path, VerifyProblem::NoCertificate))?;
     let leaf =
         parse_certificate(&leaf_der, "leaf certificate").map_err(|p| corrupt(&cert_path, p))?;
-    let key = parse_private_key(&key_pem).map_err(|p| corrupt(&key_path, p))?;
-    if !key_matches(&key, leaf.public_key()) {
-        return Err(corrupt(dir, VerifyProblem::KeyMismatch));
+    if check == Check::Pair {
+        let key_pem = read_text(&key_path)?;
+        let key = parse_private_key(&key_pem).map_err(|p| corrupt(&key_path, p))?;
+        if !key_matches(&key, leaf.public_key()) {
+            return Err(corrupt(dir, VerifyProblem::KeyMismatch));
+        }
     }
     let info = leaf_info(&leaf).map_err(|p| corrupt(&cert_path, p))?;
     drop(leaf);

@@ -620,6 +620,14 @@ fn a_hand_broken_lineage_is_reported_not_trusted() {
         "{err:?}"
     );
     assert_eq!(store.read_live(&name("absent")).expect("absent"), None);
+    // Planning reads the certificate only: it still sees what is live (status, which uses
+    // the full read, is where a hand-edited key shows).
+    let planned = store
+        .read_live_certificate(&lineage)
+        .expect("certificate readable")
+        .expect("present");
+    assert_eq!(planned.serial_hex, live.serial_hex);
+    assert_eq!(planned.observed, live.observed);
 }
 
 #[test]

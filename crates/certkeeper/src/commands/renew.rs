@@ -39,7 +39,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut jobs = Vec::new();
     let mut redeploys = Vec::new();
     for spec in selected {
-        let live = match store.read_live(&spec.name) {
+        let live = match store.read_live_certificate(&spec.name) {
             Ok(live) => live,
             Err(err) => {
                 // An unreadable lineage is re-issued rather than trusted.

@@ -506,7 +506,7 @@ impl Daemon {
     }
 
     fn refresh_view(&mut self, name: &CertName) {
-        let observed = match self.store.read_live(name) {
+        let observed = match self.store.read_live_certificate(name) {
             Ok(live) => live.map(|live| live.observed),
             Err(err) => {
                 tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "live certificate unreadable; it will be replaced");

@@ -194,5 +194,5 @@ pub fn pending_deploy(store: &Store, spec: &CertificateSpec) -> Option<LiveCert>
     if !state.attempts.pending_deploy {
         return None;
     }
-    store.read_live(&spec.name).ok().flatten()
+    store.read_live_certificate(&spec.name).ok().flatten()
 }
