@@ -96,7 +96,7 @@ impl Http01Responder for ChallengeTokens {
 
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen for HTTP-01 challenges on {addr}: {source}{hint}")]
+#[error("cannot listen for HTTP-01 challenges on {addr}{hint}")]
 pub struct BindError {
     pub addr: SocketAddr,
     #[source]
