@@ -29,6 +29,7 @@ grep -q "certificate installed cert=shop" /tmp/certkeeper-demo.log
 echo "demo OK"
 echo "==> Debian package (build with cargo-deb, install, check, purge)"
 ./tests/packaging.sh
+echo "==> benchmark, quick variant (bench/run --quick, so it cannot rot; writes target/bench-quick.md)"; bench/run --quick >/tmp/certkeeper-bench.log 2>&1 || { cat /tmp/certkeeper-bench.log; exit 1; }
 echo "==> cargo test"
 log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"

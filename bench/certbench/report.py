@@ -1,0 +1,424 @@
+"""docs/benchmarks.md from the results: tables with median and spread, the targets with
+what was measured against them, and the method, commands and machine so anyone can rerun it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from .measure import Sample
+from .scenarios import Plan, Results, Row
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.0f} s"
+
+
+def fmt_mib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def spread(values: list[float], fmt) -> str:
+    """`median (min–max)`, or the single value."""
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}–{fmt(max(values))})"
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def sample_cells(samples: list[Sample]) -> list[str]:
+    return [
+        spread([s.wall for s in samples], fmt_time),
+        spread([s.cpu for s in samples], fmt_time),
+        spread([s.rss_kib for s in samples], fmt_mib),
+        spread([float(s.requests or 0) for s in samples], lambda v: f"{v:.0f}"),
+        str(len(samples)),
+    ]
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "n/a"
+
+
+def headline(results: Results, plan: Plan) -> dict:
+    """The numbers the README quotes (largest fleet, largest nothing-due inventory)."""
+    n = max(plan.fleet_sizes)
+    get = lambda tool, how: results.find("fleet", n, tool, how)
+    ck = get("certkeeper", "renew --force")
+    ckd = get("certkeeper", "run (daemon) from an empty state dir")
+    cb_renew = get("certbot", "renew --force-renewal")
+    cb_each = get("certbot", "certonly, one process per certificate")
+    lego = get("lego", "run, one process per certificate")
+    w = lambda row: med([s.wall for s in row.samples])
+    r = lambda row: med([s.rss_kib for s in row.samples])
+    out = {
+        "n": n,
+        "vs_renew": w(cb_renew) / w(ck),
+        "vs_each": w(cb_each) / w(ck),
+        "vs_lego": w(lego) / w(ck),
+        "daemon_vs_each": w(cb_each) / w(ckd),
+        "rss_fraction": r(ck) / max(r(cb_renew), r(cb_each)),
+        "ck_wall": w(ck), "cb_renew_wall": w(cb_renew), "cb_each_wall": w(cb_each),
+        "ck_rss": r(ck), "cb_rss": max(r(cb_renew), r(cb_each)), "lego_wall": w(lego),
+        "daemon_wall": w(ckd),
+    }
+    m = max(plan.idle_sizes)
+    idle = results.find("idle", m, "certkeeper", "renew")
+    out["idle_n"] = m
+    out["idle_wall"] = med([s.wall for s in idle.samples])
+    out["idle_requests"] = max(s.requests or 0 for s in idle.samples)
+    out["idle_certbot"] = med([s.wall for s in results.find("idle", m, "certbot", "renew").samples])
+    lego_idle = [r for r in results.rows if r.scenario == "idle" and r.size == m and r.tool == "lego"][0]
+    out["idle_lego"] = med([s.wall for s in lego_idle.samples])
+    out["idle_lego_requests"] = med([s.requests or 0 for s in lego_idle.samples])
+    return out
+
+
+def targets(results: Results, plan: Plan, h: dict) -> list[list[str]]:
+    rest = results.rest
+    hours = rest["seconds"] / 3600
+    cpu_per_hour = rest["cpu_s"] / hours
+    wake_per_hour = rest["wakeups"] / hours
+    pets_per_hour = rest["watchdog_pets"] / hours
+    rss = rest["rss_max_kib"]
+    mark = lambda ok: "met" if ok else "**missed**"
+    rows = [
+        [f"fleet N = {h['n']}: ≥10x faster than `certbot renew --force-renewal`",
+         f"{ratio(h['cb_renew_wall'], h['ck_wall'])} ({fmt_time(h['cb_renew_wall'])} vs {fmt_time(h['ck_wall'])})",
+         mark(h["vs_renew"] >= 10)],
+        [f"fleet N = {h['n']}: ≥10x faster than one certbot per certificate",
+         f"{ratio(h['cb_each_wall'], h['ck_wall'])} ({fmt_time(h['cb_each_wall'])} vs {fmt_time(h['ck_wall'])})",
+         mark(h["vs_each"] >= 10)],
+        [f"fleet N = {h['n']}: ≤ 1/4 of certbot's peak RSS",
+         f"{h['rss_fraction']:.2f} ({fmt_mib(h['ck_rss'])} vs {fmt_mib(h['cb_rss'])})",
+         mark(h["rss_fraction"] <= 0.25)],
+        [f"nothing due over {h['idle_n']}: under 50 ms",
+         f"{fmt_time(h['idle_wall'])} (median wall)", mark(h["idle_wall"] < 0.050)],
+        [f"nothing due over {h['idle_n']}: no request to the CA",
+         f"{h['idle_requests']} requests", mark(h["idle_requests"] == 0)],
+        [f"at rest with {rest['certificates']}: under 15 MiB RSS",
+         f"{fmt_mib(rss)} (largest VmRSS seen)", mark(rss < 15 * 1024)],
+        [f"at rest with {rest['certificates']}: under 0.1 s CPU per hour",
+         f"{cpu_per_hour:.4f} s/h ({rest['cpu_s'] * 1000:.2f} ms in {rest['seconds']:.0f} s)",
+         mark(cpu_per_hour < 0.1)],
+        [f"at rest: no wake-ups more often than the watchdog needs (WatchdogSec={rest['watchdog_usec'] // 1_000_000}, pets every {rest['watchdog_usec'] // 2_000_000} s)",
+         f"woke in {rest['active_seconds']} of {rest['seconds']:.0f} s for {rest['watchdog_pets']} "
+         f"pets ({wake_per_hour:.0f} thread wake-ups/h, {rest['wakeups'] / max(rest['watchdog_pets'], 1):.1f} per pet); "
+         f"without a watchdog {rest['quiet']['wakeups']} wake-ups in {rest['quiet']['seconds']:.0f} s",
+         mark(rest["quiet"]["wakeups"] == 0 and rest["active_seconds"] <= 3 * rest["watchdog_pets"] + 2)],
+    ]
+    return rows
+
+
+def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
+    h = headline(results, plan)
+    L: list[str] = []
+    title = "certkeeper benchmarks" + (" (quick run: small sizes, one repetition; not for publishing)" if plan.quick else "")
+    L += [f"# {title}", ""]
+    L += [
+        "certkeeper side by side with certbot and lego, on one machine against one local Pebble.",
+        f"Generated by `bench/run{' --quick' if plan.quick else ''}` on {meta['date']} "
+        f"(took {meta['duration']}); rerun it to regenerate this file. Every number is measured; "
+        "nothing is asserted.",
+        "",
+        "## Headline",
+        "",
+        f"- **Fleet issuance, {h['n']} certificates:** `certkeeper renew --force` took "
+        f"{fmt_time(h['ck_wall'])}, `certbot renew --force-renewal` {fmt_time(h['cb_renew_wall'])} "
+        f"(**{h['vs_renew']:.0f}x**), one `certbot certonly` per certificate "
+        f"{fmt_time(h['cb_each_wall'])} (**{h['vs_each']:.0f}x**), one `lego run` per certificate "
+        f"{fmt_time(h['lego_wall'])} ({h['vs_lego']:.0f}x). The daemon, from an empty state "
+        f"directory, had all {h['n']} installed after {fmt_time(h['daemon_wall'])}. Peak RSS "
+        f"{fmt_mib(h['ck_rss'])} against certbot's {fmt_mib(h['cb_rss'])} "
+        f"({h['rss_fraction']:.2f} of it).",
+        f"- **Nothing due, {h['idle_n']} certificates:** `certkeeper renew` {fmt_time(h['idle_wall'])} "
+        f"and {h['idle_requests']} requests to the CA; `certbot renew` {fmt_time(h['idle_certbot'])}; "
+        f"lego, one `renew` per certificate, {fmt_time(h['idle_lego'])} and {h['idle_lego_requests']:.0f} requests.",
+    ]
+    rest = results.rest
+    hours = rest["seconds"] / 3600
+    L += [
+        f"- **Daemon at rest, {rest['certificates']} certificates:** "
+        f"{fmt_mib(rest['rss_max_kib'])} RSS, {rest['cpu_s'] / hours:.4f} s CPU per hour, "
+        f"{rest['wakeups'] / hours:.0f} thread wake-ups per hour with the watchdog petted "
+        f"{rest['watchdog_pets'] / hours:.0f} times per hour; READY=1 after "
+        f"{fmt_time(med([s['ready_s'] for s in results.startup]))}.",
+        "",
+        "## Targets",
+        "",
+    ]
+    L += table(["target", "measured", ""], targets(results, plan, h))
+    L += [""]
+
+    L += ["## Machine and versions", ""]
+    L += table(["", ""], [[k, f"{v}"] for k, v in meta["machine"].items()] +
+               [[k, f"`{v}`"] for k, v in meta["versions"].items()])
+    L += [""]
+
+    L += method(results, plan, meta)
+
+    # 1
+    L += ["## 1. Fleet issuance", "",
+          "N single-name certificates from nothing (first issuance) or from existing lineages "
+          "(forced renewal). Wall, CPU (user + system of the whole process tree) and peak RSS; "
+          "for one-process-per-certificate loops wall and CPU are the loop's totals and RSS the "
+          "largest process. \"CA requests\" are all requests Pebble handled during the run. "
+          "certkeeper runs orders concurrently, at most `max_concurrent` at a time: the default, "
+          "4, unless the row says otherwise. Cells are median (min–max) over n runs.", ""]
+    for n in plan.fleet_sizes:
+        L += [f"### N = {n}", ""]
+        rows = [r for r in results.rows if r.scenario == "fleet" and r.size == n]
+        L += table(["tool", "how", "wall", "CPU", "peak RSS", "CA requests", "n"],
+                   [[r.tool, r.how, *sample_cells(r.samples)] for r in rows])
+        base = results.find("fleet", n, "certkeeper", "renew --force")
+        L += ["", "Wall time relative to `certkeeper renew --force`: " + ", ".join(
+            f"{r.tool} {r.how}: {med([s.wall for s in r.samples]) / med([s.wall for s in base.samples]):.1f}x"
+            for r in rows if r is not base) + ".", ""]
+    n = max(plan.fleet_sizes)
+    L += [f"Peak RSS split (N = {n}; the largest RssAnon and RssFile sampled every 10 ms from "
+          "/proc/PID/status, so a little under GNU time's figure): anonymous memory is the "
+          "process's own (heap, stacks), file-backed is the executable and shared libraries "
+          "paged in.", ""]
+    split_rows = []
+    for r in [r for r in results.rows if r.scenario == "fleet" and r.size == n]:
+        peaks = [s.extra.get("rss_peaks") for s in r.samples if s.extra.get("rss_peaks")]
+        if peaks:
+            split_rows.append([f"{r.tool} {r.how}",
+                               spread([p["RssAnon"] for p in peaks], fmt_mib),
+                               spread([p["RssFile"] for p in peaks], fmt_mib)])
+    L += table(["run", "anonymous", "file-backed"], split_rows)
+    L += [""]
+    L += ["Requests per certificate (one run; certbot and lego register their account on "
+          "the first certificate of a fresh directory, certkeeper on its first order):", ""]
+    L += table(["run", "requests by kind"],
+               [[k, ", ".join(f"{p} {c}" for p, c in sorted(v.items()))]
+                for k, v in results.requests_per_cert.items()])
+    L += [""]
+
+    # 2
+    L += ["## 2. Nothing due", "",
+          "Every certificate valid for 90 days: none of the tools should renew or contact the "
+          "CA. lego renews one certificate per invocation, so it runs once per certificate "
+          "(`lego ... --domains NAME renew --days 30` in a loop); certbot and certkeeper run once.",
+          ""]
+    L += table(["N", "tool", "how", "wall", "CPU", "peak RSS", "CA requests", "n"],
+               [[str(r.size), r.tool, r.how, *sample_cells(r.samples)]
+                for r in results.rows if r.scenario == "idle"])
+    notes_idle = [f"N = {r.size}: {r.note}" for r in results.rows
+                  if r.scenario == "idle" and r.tool == "certkeeper" and r.note]
+    if notes_idle:
+        L += ["", "certkeeper's output: " + "; ".join(notes_idle) + "."]
+    s = results.setup.get("certkeeper first issuance")
+    if s:
+        L += ["", f"Setting up: certkeeper issued its {s['size']} lineages with one "
+              f"`certkeeper renew` (first issuance, max_concurrent = 4) in "
+              f"{fmt_time(s['sample'].wall)}, {fmt_time(s['sample'].cpu)} CPU, "
+              f"{fmt_mib(s['sample'].rss_kib)} peak RSS, {s['sample'].requests} requests."]
+    L += [""]
+
+    # 3
+    L += ["## 3. The daemon at rest", ""]
+    st = results.startup
+    L += [f"`certkeeper run` with {rest['certificates']} certificates in the inventory, all "
+          "valid, started with `NOTIFY_SOCKET` pointing at a Unix datagram socket the benchmark "
+          "reads. Start-up is spawn to the `READY=1` datagram; RSS is VmRSS at READY=1 and one "
+          "second later.", ""]
+    L += table(["", "median (min–max)", "n"], [
+        ["spawn to READY=1", spread([x["ready_s"] for x in st], fmt_time), str(len(st))],
+        ["CPU until READY=1", spread([x["cpu_to_ready_s"] for x in st], fmt_time), str(len(st))],
+        ["VmRSS at READY=1", spread([x["rss_ready_kib"] for x in st], fmt_mib), str(len(st))],
+        ["VmRSS 1 s later", spread([x["rss_1s_kib"] for x in st], fmt_mib), str(len(st))],
+        ["VmHWM (peak) 1 s later", spread([x["hwm_kib"] for x in st], fmt_mib), str(len(st))],
+        ["of VmRSS 1 s later: anonymous", spread([x["anon_1s_kib"] for x in st], fmt_mib), str(len(st))],
+        ["of VmRSS 1 s later: file-backed (executable, libraries)", spread([x["file_1s_kib"] for x in st], fmt_mib), str(len(st))],
+        ["threads", spread([x["threads"] for x in st], lambda v: f"{v:.0f}"), str(len(st))],
+    ])
+    L += ["", f"Then {rest['seconds']:.0f} s at rest (measured from 2 s after READY=1), with "
+          f"`WATCHDOG_USEC={rest['watchdog_usec']}` as systemd sets it for "
+          f"`WatchdogSec={rest['watchdog_usec'] // 1_000_000}`"
+          + (" (the shipped unit's value)" if rest["watchdog_usec"] == 60_000_000 else "") + ":", ""]
+    L += table(["", "over the period", "per hour"], [
+        ["CPU (schedstat, all threads)", f"{rest['cpu_s'] * 1000:.3f} ms", f"{rest['cpu_s'] / hours:.4f} s"],
+        ["CPU (utime + stime, clock ticks)", f"{rest['ticks_s']:.2f} s", f"{rest['ticks_s'] / hours:.2f} s"],
+        ["thread wake-ups (schedstat timeslices)", str(rest["wakeups"]), f"{rest['wakeups'] / hours:.0f}"],
+        ["voluntary context switches", str(rest["voluntary"]), f"{rest['voluntary'] / hours:.0f}"],
+        ["involuntary context switches", str(rest["involuntary"]), f"{rest['involuntary'] / hours:.0f}"],
+        ["WATCHDOG=1 received", str(rest["watchdog_pets"]), f"{rest['watchdog_pets'] / hours:.0f}"],
+        ["STATUS= messages received", str(rest.get("status_messages", "-")),
+         f"{rest.get('status_messages', 0) / hours:.0f}"],
+        ["CPU per watchdog pet", f"{rest['cpu_s'] * 1e6 / max(rest['watchdog_pets'], 1):.0f} µs", ""],
+        ["VmRSS at start / end / largest", f"{fmt_mib(rest['rss_start_kib'])} / {fmt_mib(rest['rss_end_kib'])} / {fmt_mib(rest['rss_max_kib'])}", ""],
+        ["of which anonymous / file-backed (end)", f"{fmt_mib(rest['anon_kib'])} / {fmt_mib(rest['file_kib'])}", ""],
+    ])
+    L += ["", "Where the resident memory is at the end of the period (`/proc/PID/smaps`, Rss per mapping):", ""]
+    L += table(["mapping", "resident"], [[k, fmt_mib(v)] for k, v in rest["by_mapping"].items() if v >= 64])
+    if rest.get("active_seconds") is not None:
+        gap = rest.get("median_gap_s")
+        L += ["", f"Sampled every second, some thread of the daemon ran in {rest['active_seconds']} "
+              f"of the {rest['seconds']:.0f} seconds"
+              + (f"; the median gap between those seconds was {gap:.0f} s and the shortest "
+                 f"{rest['min_gap_s']:.0f} s" if gap is not None else "") + "."]
+    q = rest["quiet"]
+    L += ["", f"The same daemon started again without `WATCHDOG_USEC` and watched for "
+          f"{q['seconds']:.0f} s: {q['wakeups']} thread wake-ups, {q['voluntary']} voluntary "
+          f"context switches, {q['cpu_s'] * 1e6:.0f} µs CPU."]
+    L += ["", "Per thread over the period:", ""]
+    L += table(["thread", "CPU", "wake-ups"],
+               [[k, f"{v['cpu_ns'] / 1e6:.3f} ms", str(v["wakeups"])] for k, v in rest["per_thread"].items()])
+    if rest["threads_gone"]:
+        L += ["", f"Threads that ended during the period (their CPU is only in the clock-tick row): {rest['threads_gone']}."]
+    L += [""]
+
+    # 4
+    L += ["## 4. Planner scale", ""]
+    if results.criterion:
+        L += ["Criterion, `crates/core/benches/planner.rs`: `plan_certificate` for each of "
+              "10,000 in-memory inventory entries (varied lifetimes and ages, some missing, "
+              "renamed or failing) and `next_wake` over the results, i.e. one daemon wake-up. "
+              f"Median with Criterion's 95% confidence interval{' (quick: dev profile, tiny sample)' if plan.quick else ''}.", ""]
+        L += table(["benchmark", "time per pass", "per certificate", "certificates/s"], [
+            [c["name"],
+             f"{fmt_time(c['median_ns'] / 1e9)} ({fmt_time(c['low_ns'] / 1e9)}–{fmt_time(c['high_ns'] / 1e9)})",
+             f"{c['median_ns'] / (c['elements'] or 1):.0f} ns",
+             f"{(c['elements'] or 0) / (c['median_ns'] / 1e9):,.0f}"]
+            for c in results.criterion])
+        L += [""]
+    L += [f"End to end over {plan.status_entries:,} inventory entries (one TOML file). "
+          "\"Without certificates\": an empty state directory, so every entry is missing. "
+          "\"Every certificate live\": a synthetic state directory written by the benchmark in "
+          "certkeeper's layout (`archive/NAME/v0001/{cert,chain,fullchain,privkey}.pem`, "
+          "`live/NAME -> ../archive/NAME/v0001`), one fresh P-256 key and 90-day certificate "
+          "per name from a local CA.", ""]
+    L += table(["how", "wall", "CPU", "peak RSS", "CA requests", "n"],
+               [[r.how, *sample_cells(r.samples)] for r in results.rows if r.scenario == "status"])
+    L += [""]
+
+    # 5
+    L += ["## 5. HTTP-01 responder under hostile load", ""]
+    L += ["During an issuance (`certkeeper renew --force` of one certificate), a relay on "
+          "Pebble's `httpPort` holds Pebble's validation request, so the token stays published. "
+          f"`wrk` floods an unknown token path with N keep-alive connections for "
+          f"{plan.flood_seconds + 4:g} s; during the first {plan.flood_seconds:g} s a probe "
+          "fetches the real challenge path with 4 concurrent clients and a new connection per "
+          "request (`Connection: close`, as a CA's validator connects); then, with the flood "
+          "still running, the relay lets Pebble's own validation request through to certkeeper "
+          "on a new connection. Both wrk processes run on the same 2 cores as certkeeper. The "
+          "responder serves at most 512 connections at once (its `max_connections`) and closes "
+          "any connection beyond that as soon as it is accepted.", ""]
+    rows = []
+    for f in results.flood:
+        p = f["probe"]
+        errs = sum(p["errors"].values()) if p["errors"] else 0
+        failed = p["non2xx"] + errs
+        fl = f["flood"]
+        v = f.get("validation") or {}
+        if v.get("status"):
+            validation = f"{v['status'].replace('HTTP/1.1 ', '')} after {fmt_time(v['seconds'])}"
+        else:
+            validation = f"**no answer** ({v.get('error', 'not seen')})"
+        rows.append([
+            str(f["level"]),
+            f"{p['rps']:.0f}" if p["rps"] is not None else "-",
+            fmt_time(p["latency"].get("50", float("nan"))),
+            fmt_time(p["latency"].get("99", float("nan"))),
+            f"{failed} of {p['requests'] + errs}" if failed else "0",
+            f"{fl['rps']:.0f}" if fl and fl["rps"] is not None else "-",
+            f"{f['certkeeper_cpu_s'] / f.get('probe_seconds', plan.flood_seconds):.2f}",
+            validation,
+            "yes" if f["issued"] else "**no**",
+        ])
+    L += table(["flood connections", "challenge answers/s", "p50", "p99", "failed fetches",
+                "flood req/s", "certkeeper CPU (cores)", "Pebble's validation during the flood",
+                "issued"], rows)
+    L += ["", "Latency percentiles are wrk's, over the answered fetches; failed fetches are "
+          "non-200 answers plus connections closed or refused."]
+    L += [""]
+
+    load = meta.get("load") or []
+    if load:
+        L += ["## Other activity on the machine", "",
+              "The benchmark shares the machine with whatever else runs on it. CPU the whole "
+              "machine used per phase (`/proc/stat`), and the part that was not the benchmark's "
+              "(its own processes, Pebble included), as a share of one core:", ""]
+        L += table(["phase", "wall", "machine CPU", "benchmark", "other processes"], [
+            [p["phase"], fmt_time(p["wall"]), f"{p['busy']:.1f} s", f"{p['ours']:.1f} s",
+             f"{p['others']:.1f} s ({100 * p['others'] / p['wall']:.0f}% of a core)"]
+            for p in load])
+        L += [""]
+
+    if notes.strip():
+        L += [notes.strip(), ""]
+    return "\n".join(L) + "\n"
+
+
+def method(results: Results, plan: Plan, meta: dict) -> list[str]:
+    c = results.commands
+    L = ["## How it was run", ""]
+    L += [
+        "- **CA**: Debian's Pebble with `externalAccountBindingRequired`, certificates valid 90 "
+        "days, `PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0` (no random "
+        "validation delay, no rejected nonces, every order validates its name), and "
+        "pebble-challtestsrv as its DNS server answering 127.0.0.1 for every name. Every tool "
+        "answers HTTP-01 itself on the port Pebble validates (`httpPort`) and trusts Pebble's "
+        "HTTPS through its own setting: certbot `REQUESTS_CA_BUNDLE`, lego "
+        "`LEGO_CA_CERTIFICATES`, certkeeper `root_ca_file`. All three use ECDSA P-256 keys (their "
+        "default). Lineage `cNNNN` is the name `cNNNN.bench.example.com`.",
+        "- **Measuring**: each tool runs alone under GNU time (`/usr/bin/time -f %M`) so its peak "
+        "RSS is its own; CPU is user + system from wait4(2) at microsecond resolution; wall is "
+        "the monotonic clock from spawn to exit. CA requests are counted from Pebble's log, which "
+        "has one line per request. The daemon at rest is read from `/proc/PID/task/*/schedstat` "
+        "(time on CPU, times scheduled in), `/proc/PID/task/*/status` (context switches) and "
+        "`/proc/PID/status` (VmRSS, VmHWM).",
+        "- **certbot** runs with `--no-random-sleep-on-renew` (without a terminal, `certbot "
+        "renew` otherwise first sleeps a random 1–480 s) and its own `--config-dir`, "
+        "`--work-dir` and `--logs-dir`.",
+        f"- **Lineages for \"nothing due\"**: certbot and lego use the {min(plan.fleet_sizes)} "
+        f"lineages they issued in scenario 1; for {max(plan.idle_sizes):,}, lineage c0000 is "
+        "copied under the other names: certbot's `archive/NAME/{cert,chain,fullchain,privkey}1.pem`, "
+        "`live/NAME/*.pem` symlinks and `renewal/NAME.conf` (c0000's, with NAME's paths); lego's "
+        "`certificates/NAME.bench.example.com.{crt,key,issuer.crt,json}`. Neither tool compares "
+        "names when deciding not to renew, so the copies cost them what real lineages would. "
+        f"certkeeper's {max(plan.idle_sizes):,} are real: issued from Pebble by one "
+        "`certkeeper renew` (it compares the configured names with the certificate's, so a copy "
+        "would be due).",
+    ]
+    if not plan.quick:
+        L += ["- **Overlap**: the 10-minute rest period of scenario 3 ran while lego issued "
+              f"its N = {max(plan.fleet_sizes)} certificates (lego spends that time waiting: it "
+              "sleeps 5 s before polling each authorization and uses about 0.03 s CPU per "
+              "certificate). The resting daemon listens on a port of its own, so nothing lego "
+              "or Pebble does can wake it; everything else ran alone."]
+    L += ["", "Commands, with `$W` the work directory, `$ACME_PORT` Pebble's ACME port, "
+          "`$HTTP01_PORT` Pebble's `httpPort` and `$EAB_HMAC` the EAB key:", "", "```sh"]
+    for k in ["certbot certonly", "certbot renew --force-renewal", "lego run", "certkeeper run",
+              "certkeeper renew --force"]:
+        if k in c:
+            L.append(c[k])
+    for r in results.rows:
+        if r.scenario in ("idle",) and r.command and r.size == max(plan.idle_sizes):
+            L.append(r.command)
+    for k in ["certkeeper run (rest)", "criterion", "flood", "probe"]:
+        if k in c:
+            L.append(c[k])
+    L += ["```", "", "The inventory certkeeper reads (one `[[certificate]]` per lineage):", "",
+          "```toml", meta["inventory_example"], "```", ""]
+    return L
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
