@@ -399,9 +399,10 @@ def method(results: Results, plan: Plan, meta: dict) -> list[str]:
     if not plan.quick:
         L += ["- **Overlap**: the 10-minute rest period of scenario 3 ran while lego issued "
               f"its N = {max(plan.fleet_sizes)} certificates (lego spends that time waiting: it "
-              "sleeps 5 s before polling each authorization and uses about 0.03 s CPU per "
+              "sleeps 5 s before polling each authorization and uses about 0.02 s CPU per "
               "certificate). The resting daemon listens on a port of its own, so nothing lego "
-              "or Pebble does can wake it; everything else ran alone."]
+              "or Pebble does can wake it. Every other measurement ran with no other benchmark "
+              "process active (what else the machine was doing is in the last table)."]
     L += ["", "Commands, with `$W` the work directory, `$ACME_PORT` Pebble's ACME port, "
           "`$HTTP01_PORT` Pebble's `httpPort` and `$EAB_HMAC` the EAB key:", "", "```sh"]
     for k in ["certbot certonly", "certbot renew --force-renewal", "lego run", "certkeeper run",
@@ -413,10 +414,17 @@ def method(results: Results, plan: Plan, meta: dict) -> list[str]:
             L.append(r.command)
     for k in ["certkeeper run (rest)", "criterion", "flood", "probe"]:
         if k in c:
-            L.append(c[k])
+            L.append(c[k].removesuffix(" --"))
     L += ["```", "", "The inventory certkeeper reads (one `[[certificate]]` per lineage):", "",
-          "```toml", meta["inventory_example"], "```", ""]
+          "```toml", _ports_as_variables(meta["inventory_example"]), "```", ""]
     return L
+
+
+def _ports_as_variables(toml: str) -> str:
+    import re
+
+    toml = re.sub(r"localhost:\d+/dir", "localhost:$ACME_PORT/dir", toml)
+    return re.sub(r'"127\.0\.0\.1:\d+"', '"127.0.0.1:$HTTP01_PORT"', toml)
 
 
 def write(path: Path, text: str) -> None:

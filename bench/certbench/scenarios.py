@@ -359,7 +359,8 @@ class Bench:
         argv = ["cargo", "bench", "--locked", "-p", "certkeeper-core", "--bench", "planner"]
         if profile != "release":
             argv += ["--profile", profile]
-        argv += ["--", *self.plan.criterion_args]
+        if self.plan.criterion_args:
+            argv += ["--", *self.plan.criterion_args]
         self.say("planner: " + " ".join(argv))
         measure.run(argv, env=env, log=self.logs / "criterion.log", cwd=self.repo)
         self.results.commands["criterion"] = " ".join(argv)
