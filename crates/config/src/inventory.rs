@@ -31,12 +31,12 @@ use toml::de::DeValue;
 use crate::Context;
 use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 use crate::duration::parse_duration;
+use crate::eab::{self, EAB_KEYS};
 use crate::hooks::{
     self, CERTIFICATE_HOOK_KEYS, HOOK_TIMEOUT_KEY, HOOKS_DIR_KEY, HOOKS_KEY, HookSettings,
     RELOAD_KEY,
 };
 use crate::include::INCLUDE_KEY;
-use crate::secrets::{self, EAB_KEYS};
 use crate::walk::{Node, Table};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
@@ -452,7 +452,7 @@ fn ca<'a, 'i>(
                 .map_err(|err| err.to_string())
         })
     });
-    let eab = secrets::eab(table, context, diagnostics);
+    let eab = eab::binding(table, context, diagnostics);
     let terms_of_service_agreed = table
         .optional("terms_of_service_agreed", |node| node.bool(diagnostics))
         .map(Option::unwrap_or_default);

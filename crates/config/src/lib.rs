@@ -17,8 +17,11 @@
 //!   and which directories the daemon watches for new ones.
 //! - `inventory`: the TOML contract itself (every key, default and rule) and the
 //!   uniqueness and reference checks across entries of all files.
-//! - `secrets`: EAB HMAC key sources (file, environment, systemd credential, inline) and
-//!   base64url decoding, without ever putting key material in a message.
+//! - `secrets`: where a secret comes from (`*_file`, `*_env`, `*_credential` or inline) and
+//!   the crate's rule for these keys' values: one is quoted in a message only when it has
+//!   the shape its key expects and does not look like key material.
+//! - `eab`: External Account Binding, `eab_kid` and the `eab_hmac_key` secret, base64url
+//!   decoded.
 //! - `hooks`: `hooks_dir`, `hook_timeout`, `[hooks]` defaults, `[reload.NAME]` targets and
 //!   certificates' hook keys; the three forms a hook may take.
 //! - `duration`: `"1d12h"`-style durations.
@@ -40,6 +43,7 @@
 
 mod diagnostic;
 mod duration;
+mod eab;
 mod environment;
 mod hooks;
 mod include;

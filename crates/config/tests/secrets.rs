@@ -181,9 +181,11 @@ fn environment_variable_and_credential_sources() {
         &env,
     )
     .expect_err("not a plain name");
+    // Not the shape of a credential name, so not shown (a secret pasted here would not be
+    // either); the message says what a name looks like instead.
     assert_eq!(
         errors.to_string(),
-        "c.toml:6:27: ca[0].eab_hmac_key_credential: credential name \"../digicert-hmac\" must be a plain file name"
+        "c.toml:6:27: ca[0].eab_hmac_key_credential: eab_hmac_key_credential names a systemd credential that holds the HMAC key, e.g. digicert-hmac (LoadCredential=digicert-hmac:/etc/certkeeper/digicert.hmac); the value given is not a credential name (a file name without '/', ':', spaces or control characters), so it is not shown; load the HMAC key as a credential and give its name here, or use eab_hmac_key_file"
     );
 
     let errors = load_str(
