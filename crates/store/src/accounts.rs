@@ -3,15 +3,16 @@
 //! The two components come from `certkeeper_core::lifecycle::account_storage_key`, which
 //! already sanitises them; they are checked again here because they become path components
 //! and a slip must not write credentials outside `accounts/`. Directories are `0700` and the
-//! file `0600` from creation: the JSON holds the account's private key.
+//! file `0600` from creation: the JSON holds the account's private key. Each directory is
+//! opened from the one above without following symlinks, and a stored account is only read
+//! back if it is a regular file of ours that others cannot read.
 
-use std::fs;
-use std::io::ErrorKind;
 use std::path::PathBuf;
 
-use crate::atomic::{create_dir, write_file_atomic};
+use crate::atomic::write_atomic_at;
 use crate::error::StoreError;
-use crate::layout::{ACCOUNT_FILE, Layout, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::layout::{ACCOUNT_FILE, ACCOUNTS_DIR, Layout, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::nofollow::{DirFd, Secrecy};
 
 /// `(server, kid)` as produced by `account_storage_key`.
 pub type AccountKey = (String, String);
@@ -26,22 +27,36 @@ pub(crate) fn account_path(layout: &Layout, key: &AccountKey) -> Result<PathBuf,
         .join(ACCOUNT_FILE))
 }
 
-pub(crate) fn read(layout: &Layout, key: &AccountKey) -> Result<Option<Vec<u8>>, StoreError> {
-    let path = account_path(layout, key)?;
-    match fs::read(&path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(StoreError::io("read account", path, err)),
-    }
+pub(crate) fn read(
+    root: &DirFd,
+    layout: &Layout,
+    key: &AccountKey,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    account_path(layout, key)?;
+    let Some(accounts) = root.open_dir(ACCOUNTS_DIR)? else {
+        return Ok(None);
+    };
+    let Some(server) = accounts.open_dir(&key.0)? else {
+        return Ok(None);
+    };
+    let Some(kid) = server.open_dir(&key.1)? else {
+        return Ok(None);
+    };
+    kid.read_file(ACCOUNT_FILE, Secrecy::Secret, "read account")
 }
 
-pub(crate) fn write(layout: &Layout, key: &AccountKey, json: &[u8]) -> Result<PathBuf, StoreError> {
+pub(crate) fn write(
+    root: &DirFd,
+    layout: &Layout,
+    key: &AccountKey,
+    json: &[u8],
+) -> Result<PathBuf, StoreError> {
     let path = account_path(layout, key)?;
-    let server_dir = layout.accounts_root().join(&key.0);
-    create_dir(&layout.accounts_root(), PRIVATE_DIR_MODE)?;
-    create_dir(&server_dir, PRIVATE_DIR_MODE)?;
-    create_dir(&server_dir.join(&key.1), PRIVATE_DIR_MODE)?;
-    write_file_atomic(&path, json, PRIVATE_FILE_MODE)?;
+    let kid = root
+        .ensure_dir(ACCOUNTS_DIR, PRIVATE_DIR_MODE)?
+        .ensure_dir(&key.0, PRIVATE_DIR_MODE)?
+        .ensure_dir(&key.1, PRIVATE_DIR_MODE)?;
+    write_atomic_at(&kid, ACCOUNT_FILE, json, PRIVATE_FILE_MODE)?;
     Ok(path)
 }
 

@@ -4,7 +4,13 @@
 //! and is written as a sentence about *what* failed; the underlying cause, when there is one,
 //! is the error's `source()` and is not repeated in the message, so printing the chain with
 //! `{:#}` shows each piece once. No variant ever holds private key or account material.
+//!
+//! [`StoreError::Unsafe`] is the refusal of something in the state directory that certkeeper
+//! did not make (a symlink, a file of another owner, a secret others can read). It is typed
+//! ([`UnsafeProblem`]) so tests and callers can tell the cases apart, and its message says
+//! what to do, because reaching it usually means someone tampered with the directory.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
@@ -31,6 +37,72 @@ pub enum VerifyProblem {
         expected: Vec<String>,
         found: Vec<String>,
     },
+}
+
+/// What kind of entry was found in the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    RegularFile,
+    Symlink,
+    /// A device, socket or FIFO: nothing certkeeper ever makes.
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Directory => "a directory",
+            FileKind::RegularFile => "a regular file",
+            FileKind::Symlink => "a symlink",
+            FileKind::Other => "a device, socket or FIFO",
+        })
+    }
+}
+
+/// Why an entry of the state directory was refused (see [`StoreError::Unsafe`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UnsafeProblem {
+    /// A symlink where certkeeper expects a file or directory of its own. `target` is what
+    /// it points to, when it could be read.
+    #[error("it is a symlink{}", target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default())]
+    Symlink { target: Option<PathBuf> },
+    /// An entry of another kind than expected.
+    #[error("it is {found} where {expected} was expected")]
+    WrongType { expected: FileKind, found: FileKind },
+    /// An entry not owned by the user certkeeper runs as.
+    #[error("it is owned by uid {uid}, not by uid {expected} that certkeeper runs as")]
+    WrongOwner { uid: u32, expected: u32 },
+    /// A `live/NAME` symlink pointing anywhere but `../archive/NAME/vNNNN`.
+    #[error("it points to {}, not to a version of its own lineage (../archive/NAME/vNNNN)", target.display())]
+    LinkTarget { target: PathBuf },
+    /// A file with more than one hard link: it may be another file's name too.
+    #[error("it has {links} hard links where certkeeper's files have one")]
+    TooManyLinks { links: u64 },
+    /// A secret (private key, account credentials) with group or other permission bits.
+    #[error("it holds a secret but its mode {mode:04o} opens it to others")]
+    OpenToOthers { mode: u32 },
+}
+
+impl UnsafeProblem {
+    /// What the operator should do about it.
+    fn advice(&self) -> &'static str {
+        match self {
+            UnsafeProblem::Symlink { .. } | UnsafeProblem::LinkTarget { .. } => {
+                "certkeeper never follows symlinks in its state directory (its own live/NAME -> ../archive/NAME/vNNNN links aside): remove it (a certbot lineage is adopted with `certkeeper import-certbot`); if nobody you trust made it, the account owning the state directory may have been compromised"
+            }
+            UnsafeProblem::WrongType { .. } => "move it aside",
+            UnsafeProblem::WrongOwner { .. } => {
+                "certkeeper only uses what the user it runs as made: chown it to that user if it is yours, remove it otherwise"
+            }
+            UnsafeProblem::TooManyLinks { .. } => {
+                "remove it (certkeeper recreates it), and check who made the other link"
+            }
+            UnsafeProblem::OpenToOthers { .. } => {
+                "treat the secret as leaked: replace it (reissue the certificate or re-register the account), or if you are sure it was not read, chmod 600 it"
+            }
+        }
+    }
 }
 
 /// Everything that can go wrong in the store.
@@ -73,6 +145,26 @@ pub enum StoreError {
         path.display()
     )]
     LiveNotSymlink { path: PathBuf },
+    /// An entry of the state directory is not what certkeeper made: a symlink, the wrong kind
+    /// of file, another user's file, a secret open to others. It was not used, and nothing
+    /// was written through it.
+    #[error("refusing {}: {problem}; {}", path.display(), problem.advice())]
+    Unsafe {
+        path: PathBuf,
+        problem: UnsafeProblem,
+    },
+    /// The state directory belongs to another user than the one certkeeper runs as. Whoever
+    /// owns it controls every entry in it, so certkeeper must run as that user, not act there
+    /// with its own (possibly root) rights.
+    #[error(
+        "the state directory {} belongs to uid {owner}, not to uid {running_as} that certkeeper runs as; run certkeeper as that user: runuser -u \"$(id -nu {owner})\" -- certkeeper ...",
+        path.display()
+    )]
+    StateDirNotOwned {
+        path: PathBuf,
+        owner: u32,
+        running_as: u32,
+    },
     /// A lineage state file does not parse.
     #[error("the lineage state file {} is not valid; fix it or delete it to start over", path.display())]
     State {

@@ -17,25 +17,32 @@
 //! a key from one issuance with a certificate from another, because the whole directory
 //! switches. Versions are never modified or deleted after publication.
 //!
+//! Every step works on directory descriptors reached from the state directory's, one
+//! component at a time and without following symlinks: `archive/NAME` is opened (or
+//! created) with `O_NOFOLLOW` and tightened to `0750`, the staging directory is created and
+//! opened the same way, files are created `O_EXCL | O_NOFOLLOW`, and the renames and the
+//! symlink are `renameat`/`symlinkat` relative to those descriptors. A symlink planted at
+//! `archive/NAME` is refused before anything is written, so an install never writes outside
+//! the state directory.
+//!
 //! The brief for this crate described writing each file through temp-and-rename inside the
 //! version directory; assembling the version under a staging name and renaming the directory
 //! gives the same crash safety and a stronger invariant (a `vNNNN` directory is never partial).
 
-use std::fs;
-use std::io::{self, ErrorKind};
-use std::path::Path;
+use std::ffi::OsStr;
+use std::io::ErrorKind;
 
 use certkeeper_core::CertName;
-use rustix::fs::{CWD, RenameFlags, renameat_with};
 use rustix::io::Errno;
 
-use crate::atomic::{create_dir, fsync_dir, unique_suffix, write_new_file};
-use crate::error::StoreError;
+use crate::atomic::{unique_suffix, write_new_file};
+use crate::error::{FileKind, StoreError};
 use crate::layout::{
-    CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, Layout, PRIVATE_FILE_MODE, PRIVKEY_FILE,
-    PUBLIC_DIR_MODE, PUBLIC_FILE_MODE, STAGING_PREFIX, highest_version, remove_leftovers,
-    version_name,
+    ARCHIVE_DIR, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, GROUP_DIR_MODE, LIVE_DIR, Layout,
+    PRIVATE_FILE_MODE, PRIVKEY_FILE, PUBLIC_FILE_MODE, STAGING_PREFIX, highest_version,
+    remove_leftovers, version_name,
 };
+use crate::nofollow::DirFd;
 use crate::verify::VerifiedIssue;
 
 /// How many version numbers to try when a concurrent install takes ours.
@@ -43,126 +50,125 @@ const VERSION_ATTEMPTS: u32 = 32;
 
 /// Write `issue` as a new version of `name` and make it live. Returns the version name.
 pub(crate) fn install(
+    root: &DirFd,
     layout: &Layout,
     name: &CertName,
     issue: &VerifiedIssue,
 ) -> Result<String, StoreError> {
-    let live_link = layout.live_link(name);
-    check_swappable(&live_link)?;
+    let live = root.ensure_dir(LIVE_DIR, GROUP_DIR_MODE)?;
+    check_swappable(&live, layout, name)?;
 
-    let archive = layout.archive_dir(name);
-    create_dir(&archive, PUBLIC_DIR_MODE)?;
+    let archive = root
+        .ensure_dir(ARCHIVE_DIR, GROUP_DIR_MODE)?
+        .ensure_dir(name.as_str(), GROUP_DIR_MODE)?;
     remove_leftovers(&archive, STAGING_PREFIX)?;
-    remove_leftovers(&layout.live_root(), &Layout::live_temp_prefix(name))?;
+    remove_leftovers(&live, &Layout::live_temp_prefix(name))?;
 
-    let staging = archive.join(format!("{STAGING_PREFIX}{}", unique_suffix()));
-    create_dir(&staging, PUBLIC_DIR_MODE)?;
-    let version = fill_staging(&staging, issue).and_then(|()| publish(&archive, &staging));
+    let staging_name = format!("{STAGING_PREFIX}{}", unique_suffix());
+    let staging = archive.create_dir(&staging_name, GROUP_DIR_MODE)?;
+    let version = fill_staging(&staging, issue).and_then(|()| publish(&archive, &staging_name));
+    drop(staging);
     let version = match version {
         Ok(version) => version,
         Err(err) => {
-            let _ = fs::remove_dir_all(&staging);
+            let _ = archive.remove_entry(OsStr::new(&staging_name));
             return Err(err);
         }
     };
-    swap_live(layout, name, &version)?;
+    swap_live(&live, layout, name, &version)?;
     Ok(version)
 }
 
-fn check_swappable(live_link: &Path) -> Result<(), StoreError> {
-    match fs::symlink_metadata(live_link) {
-        Ok(meta) if meta.file_type().is_symlink() => Ok(()),
-        Ok(_) => Err(StoreError::LiveNotSymlink {
-            path: live_link.to_path_buf(),
+/// `live/NAME` must be absent or a symlink (which the swap replaces as a link, never
+/// following it).
+fn check_swappable(live: &DirFd, layout: &Layout, name: &CertName) -> Result<(), StoreError> {
+    match live.kind_of(name.as_str())? {
+        None | Some(FileKind::Symlink) => Ok(()),
+        Some(_) => Err(StoreError::LiveNotSymlink {
+            path: layout.live_link(name),
         }),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(StoreError::io("inspect", live_link, err)),
     }
 }
 
-fn fill_staging(staging: &Path, issue: &VerifiedIssue) -> Result<(), StoreError> {
+fn fill_staging(staging: &DirFd, issue: &VerifiedIssue) -> Result<(), StoreError> {
     // The key first: should anything below fail, no certificate exists without its key.
     write_new_file(
-        &staging.join(PRIVKEY_FILE),
+        staging,
+        PRIVKEY_FILE,
         issue.key.to_pem().as_bytes(),
         PRIVATE_FILE_MODE,
     )?;
     write_new_file(
-        &staging.join(CERT_FILE),
+        staging,
+        CERT_FILE,
         issue.cert_pem().as_bytes(),
         PUBLIC_FILE_MODE,
     )?;
     write_new_file(
-        &staging.join(CHAIN_FILE),
+        staging,
+        CHAIN_FILE,
         issue.chain_pem().as_bytes(),
         PUBLIC_FILE_MODE,
     )?;
     write_new_file(
-        &staging.join(FULLCHAIN_FILE),
+        staging,
+        FULLCHAIN_FILE,
         issue.fullchain_pem().as_bytes(),
         PUBLIC_FILE_MODE,
     )?;
-    fsync_dir(staging)
+    staging.fsync()
 }
 
 /// Rename the staging directory to the next free version name.
-fn publish(archive: &Path, staging: &Path) -> Result<String, StoreError> {
+fn publish(archive: &DirFd, staging: &str) -> Result<String, StoreError> {
     let mut number = highest_version(archive)?.saturating_add(1);
     for _ in 0..VERSION_ATTEMPTS {
         let version = version_name(number);
-        let target = archive.join(&version);
-        match rename_noreplace(staging, &target) {
+        match archive.rename_noreplace(staging, &version) {
             Ok(()) => {
-                fsync_dir(archive)?;
+                archive.fsync()?;
                 return Ok(version);
             }
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
                 number = number.saturating_add(1);
             }
-            Err(err) => return Err(StoreError::io("publish the new version as", target, err)),
+            Err(err) => {
+                return Err(StoreError::io(
+                    "publish the new version as",
+                    archive.child(&version),
+                    err,
+                ));
+            }
         }
     }
     Err(StoreError::NoFreeVersion {
-        dir: archive.to_path_buf(),
+        dir: archive.path().to_path_buf(),
     })
 }
 
-/// `rename` that fails with `AlreadyExists` instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        // A file system without RENAME_NOREPLACE: check, then rename. The store lock keeps
-        // other certkeepers out, so the check is not racing anyone in practice.
-        Err(errno) if errno == Errno::INVAL || errno == Errno::NOSYS => {
-            if fs::symlink_metadata(to).is_ok() {
-                Err(io::Error::from(ErrorKind::AlreadyExists))
-            } else {
-                fs::rename(from, to)
-            }
-        }
-        Err(errno) => Err(errno.into()),
-    }
-}
-
 /// Point `live/NAME` at `version` with one atomic rename.
-fn swap_live(layout: &Layout, name: &CertName, version: &str) -> Result<(), StoreError> {
-    let live_root = layout.live_root();
+fn swap_live(
+    live: &DirFd,
+    layout: &Layout,
+    name: &CertName,
+    version: &str,
+) -> Result<(), StoreError> {
     let live_link = layout.live_link(name);
     let target = Layout::live_target(name, version);
     let prefix = Layout::live_temp_prefix(name);
     let mut attempts = 0;
     let temp = loop {
-        let temp = live_root.join(format!("{prefix}{}", unique_suffix()));
-        match std::os::unix::fs::symlink(&target, &temp) {
+        let temp = format!("{prefix}{}", unique_suffix());
+        match live.symlink(&target, &temp) {
             Ok(()) => break temp,
             Err(err) if err.kind() == ErrorKind::AlreadyExists && attempts < VERSION_ATTEMPTS => {
                 attempts += 1;
             }
-            Err(err) => return Err(StoreError::io("create symlink", temp, err)),
+            Err(err) => return Err(StoreError::io("create symlink", live.child(&temp), err)),
         }
     };
-    if let Err(err) = fs::rename(&temp, &live_link) {
-        let _ = fs::remove_file(&temp);
+    if let Err(err) = live.rename(&temp, name.as_str()) {
+        let _ = live.remove_entry(OsStr::new(&temp));
         // A directory appeared at live/NAME since the check at the start.
         if matches!(
             err.raw_os_error().map(Errno::from_raw_os_error),
@@ -172,5 +178,5 @@ fn swap_live(layout: &Layout, name: &CertName, version: &str) -> Result<(), Stor
         }
         return Err(StoreError::io("swap the live symlink", live_link, err));
     }
-    fsync_dir(&live_root)
+    live.fsync()
 }

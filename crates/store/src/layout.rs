@@ -1,40 +1,52 @@
 //! Where everything lives under the state directory, and the modes it gets.
 //!
 //! ```text
-//! state_dir/                                    0755
+//! state_dir/                                    0750  owned by the user certkeeper runs as
 //!   lock                                        0644  flock(2) of the running certkeeper
 //!   accounts/                                   0700  ACME account credentials
 //!     <server>/<kid>/account.json               0700 dirs, 0600 file
-//!   archive/                                    0755
-//!     NAME/                                     0755
-//!       v0001/ v0002/ ...                       0755  one per issuance, never modified
+//!   archive/                                    0750
+//!     NAME/                                     0750
+//!       v0001/ v0002/ ...                       0750  one per issuance, never modified
 //!         cert.pem chain.pem fullchain.pem      0644
 //!         privkey.pem                           0600
 //!       .staging-*                                    an install in progress (or interrupted)
-//!   live/                                       0755
+//!   live/                                       0750
 //!     NAME -> ../archive/NAME/v0002                   swapped atomically by rename(2)
 //!     .NAME.tmp-*                                     a swap in progress (or interrupted)
-//!   state/                                      0755
+//!   state/                                      0700
 //!     NAME.json                                 0644  lineage state
+//!     NAME.order-key.pem                        0600  key of the order in flight
 //! ```
 //!
 //! `live/NAME/fullchain.pem` and friends are certbot's paths, so web server configs written
-//! for certbot keep working. The archive and version directories are world-searchable on
-//! purpose: a web server worker or a hook running as another user may need the certificate
-//! files, and the private key is protected by its own `0600` mode, which it has from the
-//! moment it is created. The accounts tree is `0700` because everything in it is secret.
+//! for certbot keep working. Every directory is closed to others and writable by its owner
+//! only. Writable by the owner only, because a group member who can create entries can plant
+//! a symlink or a file where certkeeper will write next (the key of the next order, say);
+//! closed to others, because nothing here is for unrelated users. A web server or hook that
+//! needs the certificates gets them through the group: `archive/` and `live/` are `0750`, and
+//! the private key keeps its own `0600` from the moment it is created (the web server reads it
+//! as root before dropping privileges, as with certbot). `accounts/` and `state/` hold
+//! credentials and the keys of orders in flight, and nobody but certkeeper needs them:
+//! `0700`. [`Store::open`](crate::Store::open) tightens directories that are wider than this
+//! (older certkeepers made `archive/`, `live/` and `state/` `0755`), clearing setuid, setgid
+//! and sticky bits too; it never widens.
+//!
+//! Everything under the state directory is reached through the descriptor of the state
+//! directory, one component at a time and never through a symlink (module `nofollow`); the
+//! paths below are for messages and hook environments only.
 //!
 //! Version names are `v` and at least four digits; the next one is the highest existing
 //! number plus one, so names never repeat even after gaps, and anything that does not look
 //! like a version (junk, staging leftovers) is ignored when numbering.
 
-use std::fs;
-use std::io::ErrorKind;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use certkeeper_core::CertName;
 
 use crate::error::StoreError;
+use crate::nofollow::DirFd;
 
 pub(crate) const LOCK_FILE: &str = "lock";
 pub(crate) const ACCOUNTS_DIR: &str = "accounts";
@@ -53,11 +65,13 @@ pub const PRIVKEY_FILE: &str = "privkey.pem";
 /// An ACME account's credentials (`0600`).
 pub const ACCOUNT_FILE: &str = "account.json";
 
-pub(crate) const PUBLIC_DIR_MODE: u32 = 0o755;
+/// `archive/`, `live/` and the lineage and version directories: the group (a web server's
+/// user, for instance) may read certificates; nobody but the owner may create entries.
+pub(crate) const GROUP_DIR_MODE: u32 = 0o750;
 /// The state directory itself: no access for others, so nothing under it (accounts, keys of
-/// orders in flight, live keys) is reachable by unrelated users; the group (a web server's
-/// user, for instance) may read.
+/// orders in flight, live keys) is reachable by unrelated users; the group may read.
 pub(crate) const STATE_ROOT_MODE: u32 = 0o750;
+/// `accounts/` (and each account's directories) and `state/`: the owner only.
 pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
 pub(crate) const PUBLIC_FILE_MODE: u32 = 0o644;
 pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
@@ -80,10 +94,6 @@ impl Layout {
 
     pub(crate) fn root(&self) -> &Path {
         &self.root
-    }
-
-    pub(crate) fn lock_file(&self) -> PathBuf {
-        self.root.join(LOCK_FILE)
     }
 
     pub(crate) fn accounts_root(&self) -> PathBuf {
@@ -111,12 +121,10 @@ impl Layout {
     }
 
     /// Where `live/NAME` points for `version`, relative to `live/` so the state directory can
-    /// be moved or bind-mounted elsewhere without breaking the links.
+    /// be moved or bind-mounted elsewhere without breaking the links. The only form of link
+    /// certkeeper makes, and the only one it reads (see [`parse_live_target`]).
     pub(crate) fn live_target(name: &CertName, version: &str) -> PathBuf {
-        Path::new("..")
-            .join(ARCHIVE_DIR)
-            .join(name.as_str())
-            .join(version)
+        PathBuf::from(format!("../{ARCHIVE_DIR}/{}/{version}", name.as_str()))
     }
 
     /// Prefix of the temporary symlink made while swapping `live/NAME`.
@@ -124,14 +132,33 @@ impl Layout {
         format!(".{}.tmp-", name.as_str())
     }
 
-    /// Private key of an order in flight, kept so a restart can finalize the same order.
-    pub(crate) fn pending_key_file(&self, name: &CertName) -> PathBuf {
-        self.state_root().join(format!("{name}.order-key.pem"))
-    }
-
     pub(crate) fn state_file(&self, name: &CertName) -> PathBuf {
-        self.state_root().join(format!("{}.json", name.as_str()))
+        self.state_root().join(state_file_name(name))
     }
+}
+
+/// Private key of an order in flight (in `state/`), kept so a restart can finalize the same
+/// order.
+pub(crate) fn pending_key_file_name(name: &CertName) -> String {
+    format!("{}.order-key.pem", name.as_str())
+}
+
+/// The lineage state file (in `state/`).
+pub(crate) fn state_file_name(name: &CertName) -> String {
+    format!("{}.json", name.as_str())
+}
+
+/// The version a `live/NAME` link target names, when it is exactly what certkeeper makes:
+/// `../archive/NAME/vNNNN`, relative, for this very lineage. `None` for anything else (an
+/// absolute path, `..` escapes, another lineage, extra or missing components), which is then
+/// never followed. Compared as a string, not as path components, so spellings such as
+/// `..//archive/./NAME/v0001` are refused too.
+pub(crate) fn parse_live_target(name: &CertName, target: &Path) -> Option<String> {
+    let target = target.to_str()?;
+    let prefix = format!("../{ARCHIVE_DIR}/{}/", name.as_str());
+    let version = target.strip_prefix(&prefix)?;
+    parse_version(version)?;
+    Some(version.to_owned())
 }
 
 /// The directory name of version `number`.
@@ -149,9 +176,9 @@ pub(crate) fn parse_version(name: &str) -> Option<u64> {
 }
 
 /// The highest version number in `archive_dir` (0 when there is none).
-pub(crate) fn highest_version(archive_dir: &Path) -> Result<u64, StoreError> {
+pub(crate) fn highest_version(archive_dir: &DirFd) -> Result<u64, StoreError> {
     let mut highest = 0;
-    for name in entry_names(archive_dir)? {
+    for name in archive_dir.entry_names()? {
         if let Some(number) = parse_version(&name) {
             highest = highest.max(number);
         }
@@ -161,8 +188,9 @@ pub(crate) fn highest_version(archive_dir: &Path) -> Result<u64, StoreError> {
 
 /// Lineage names present under `live/`, sorted; hidden entries and names that are not valid
 /// lineage names are skipped.
-pub(crate) fn lineages(live_root: &Path) -> Result<Vec<CertName>, StoreError> {
-    let mut names: Vec<CertName> = entry_names(live_root)?
+pub(crate) fn lineages(live_root: &DirFd) -> Result<Vec<CertName>, StoreError> {
+    let mut names: Vec<CertName> = live_root
+        .entry_names()?
         .into_iter()
         .filter(|name| !name.starts_with('.'))
         .filter_map(|name| CertName::new(&name).ok())
@@ -172,49 +200,21 @@ pub(crate) fn lineages(live_root: &Path) -> Result<Vec<CertName>, StoreError> {
 }
 
 /// Remove entries of `dir` whose names start with `prefix` (leftovers of an interrupted
-/// install). Directories are removed recursively.
-pub(crate) fn remove_leftovers(dir: &Path, prefix: &str) -> Result<(), StoreError> {
-    for name in entry_names(dir)? {
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let path = dir.join(&name);
-        let is_dir = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir());
-        let removed = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Ok(()) => {}
-            Err(err) if err.kind() == ErrorKind::NotFound => {}
-            Err(err) => return Err(StoreError::io("remove leftover", path, err)),
+/// install). Directories are removed recursively, never following a symlink: a link is
+/// removed as a link, its target untouched.
+pub(crate) fn remove_leftovers(dir: &DirFd, prefix: &str) -> Result<(), StoreError> {
+    for name in dir.entry_names()? {
+        if name.starts_with(prefix) {
+            dir.remove_entry(OsStr::new(&name))?;
         }
     }
     Ok(())
 }
 
-/// Names of the entries of `dir` (empty when `dir` does not exist). Names that are not UTF-8
-/// are skipped: certkeeper never creates them.
-fn entry_names(dir: &Path) -> Result<Vec<String>, StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(StoreError::io("list directory", dir, err)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| StoreError::io("list directory", dir, err))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn version_names_sort_and_parse() {
@@ -231,15 +231,13 @@ mod tests {
     #[test]
     fn highest_version_tolerates_gaps_and_junk() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(
-            highest_version(&dir.path().join("absent")).expect("absent"),
-            0
-        );
+        let handle = DirFd::open_trusted(dir.path()).expect("open");
+        assert_eq!(highest_version(&handle).expect("empty"), 0);
         for name in ["v0001", "v0007", "vjunk", ".staging-3-1-ab", "v0003"] {
             fs::create_dir(dir.path().join(name)).expect("mkdir");
         }
         fs::write(dir.path().join("v0100.txt"), "").expect("junk file");
-        assert_eq!(highest_version(dir.path()).expect("list"), 7);
+        assert_eq!(highest_version(&handle).expect("list"), 7);
     }
 
     #[test]
@@ -248,11 +246,67 @@ mod tests {
         for name in ["www", "api.example", ".www.tmp-1", "bad name"] {
             fs::create_dir(dir.path().join(name)).expect("mkdir");
         }
-        let names: Vec<String> = lineages(dir.path())
+        let handle = DirFd::open_trusted(dir.path()).expect("open");
+        let names: Vec<String> = lineages(&handle)
             .expect("list")
             .iter()
             .map(|n| n.as_str().to_owned())
             .collect();
         assert_eq!(names, ["api.example", "www"]);
+    }
+
+    #[test]
+    fn only_certkeepers_own_link_form_is_accepted() {
+        let www = CertName::new("www").expect("name");
+        let accept = |target: &str| parse_live_target(&www, Path::new(target));
+        assert_eq!(accept("../archive/www/v0001").as_deref(), Some("v0001"));
+        assert_eq!(accept("../archive/www/v12345").as_deref(), Some("v12345"));
+        assert_eq!(
+            Layout::live_target(&www, "v0002"),
+            Path::new("../archive/www/v0002")
+        );
+        for refused in [
+            "/srv/www/v0001",
+            "/var/lib/certkeeper/archive/www/v0001",
+            "../../outside",
+            "../archive/other/v0001",
+            "../archive/www/v0001/..",
+            "../archive/www/../other/v0001",
+            "../archive/www/vjunk",
+            "../archive/www/v0001/",
+            "../archive/www",
+            "..//archive/www/v0001",
+            "../archive/./www/v0001",
+            "./../archive/www/v0001",
+            "archive/www/v0001",
+            "../archive/www/.staging-1",
+        ] {
+            assert_eq!(accept(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn leftovers_are_removed_without_following_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir outside");
+        fs::write(outside.join("precious"), "keep").expect("victim");
+        let archive = dir.path().join("archive");
+        let staging = archive.join(".staging-1");
+        fs::create_dir_all(staging.join("nested")).expect("mkdir staging");
+        fs::write(staging.join("privkey.pem"), "key").expect("file");
+        std::os::unix::fs::symlink(&outside, staging.join("link")).expect("link");
+        std::os::unix::fs::symlink(&outside, archive.join(".staging-2")).expect("link");
+        fs::write(archive.join("v0001"), "kept").expect("kept");
+
+        let handle = DirFd::open_trusted(&archive).expect("open");
+        remove_leftovers(&handle, STAGING_PREFIX).expect("remove");
+
+        let left: Vec<String> = handle.entry_names().expect("list");
+        assert_eq!(left, ["v0001"]);
+        assert_eq!(
+            fs::read_to_string(outside.join("precious")).expect("victim"),
+            "keep"
+        );
     }
 }

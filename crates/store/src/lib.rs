@@ -13,6 +13,12 @@
 //!   a mix.
 //! * **Secrets are private from their first byte.** Private keys and account credentials are
 //!   created `0600` (under `0700` for accounts), never widened later, never printed.
+//! * **Nothing in the state directory steers certkeeper elsewhere.** The state directory is
+//!   opened once and kept open; everything under it is reached from that descriptor without
+//!   following symlinks, and checked to be the kind of entry expected, owned by the user
+//!   certkeeper runs as (module `nofollow`). A planted symlink, a hard-linked lock file or a
+//!   foreign file is refused with [`StoreError::Unsafe`] naming it, never followed; the only
+//!   links read are certkeeper's own `live/NAME -> ../archive/NAME/vNNNN` (module `live`).
 //!
 //! The layout, with modes, is documented in [`layout`]. One certkeeper runs per state
 //! directory, enforced by [`Store::lock`] (module `lock`).
@@ -24,61 +30,65 @@ mod install;
 pub mod layout;
 mod live;
 mod lock;
+mod nofollow;
 mod state;
 mod verify;
 
-use std::fs::{self, Permissions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use certkeeper_core::{CertName, DomainName};
 
 pub use accounts::AccountKey;
 pub use atomic::write_file_atomic;
-pub use error::{StoreError, VerifyProblem};
+pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 pub use live::LiveCert;
 pub use lock::StoreLock;
 pub use state::{
     AttemptRecord, LineageState, PendingOrder, RevokedRecord, from_unix_seconds, unix_seconds,
 };
 
-use crate::atomic::create_dir;
-use crate::layout::{Layout, PRIVATE_DIR_MODE, PUBLIC_DIR_MODE, STATE_ROOT_MODE};
+use crate::layout::{
+    ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, PRIVATE_DIR_MODE, STATE_DIR,
+    STATE_ROOT_MODE,
+};
+use crate::nofollow::DirFd;
 
-/// The state directory.
+/// The state directory, held open: every operation goes through its descriptor, so moving
+/// or replacing the path after [`Store::open`] cannot redirect the store.
 #[derive(Debug, Clone)]
 pub struct Store {
     layout: Layout,
+    root: Arc<DirFd>,
 }
 
 impl Store {
-    /// Open (and, where missing, create) the state directory (`0750`: nothing for others; an
-    /// existing one is tightened to that) and its `accounts/` (`0700`),
-    /// `archive/`, `live/` and `state/` (`0755`) subdirectories. An existing `accounts/` that
-    /// group or others can read is tightened to `0700`, since it holds credentials.
+    /// Open (and, where missing, create) the state directory and its `accounts/` and
+    /// `state/` (`0700`), `archive/` and `live/` (`0750`) subdirectories. The state directory
+    /// is `0750`. Existing directories wider than that are tightened (see [`layout`]).
+    ///
+    /// The state directory's own path is trusted up to its last component, which must not be
+    /// a symlink; it must be owned by the user certkeeper runs as (the effective uid), and so
+    /// must every subdirectory, none of which may be a symlink.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when a directory cannot be created or inspected.
+    /// [`StoreError::StateDirNotOwned`] when the state directory belongs to another user;
+    /// [`StoreError::Unsafe`] when it or a subdirectory is a symlink, not a directory or
+    /// another user's; [`StoreError::Io`] when a directory cannot be created or inspected.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        if state_dir.is_dir() {
-            tighten(state_dir, STATE_ROOT_MODE)?;
-        } else {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(STATE_ROOT_MODE)
-                .create(state_dir)
-                .map_err(|err| StoreError::io("create state directory", state_dir, err))?;
-            // The umask may have narrowed it further; that is fine. Never wider.
+        let root = DirFd::open_root(state_dir, STATE_ROOT_MODE)?;
+        for (sub, mode) in [
+            (ACCOUNTS_DIR, PRIVATE_DIR_MODE),
+            (ARCHIVE_DIR, GROUP_DIR_MODE),
+            (LIVE_DIR, GROUP_DIR_MODE),
+            (STATE_DIR, PRIVATE_DIR_MODE),
+        ] {
+            root.ensure_dir(sub, mode)?;
         }
-        let layout = Layout::new(state_dir);
-        let accounts = layout.accounts_root();
-        if !create_dir(&accounts, PRIVATE_DIR_MODE)? {
-            tighten(&accounts, PRIVATE_DIR_MODE)?;
-        }
-        create_dir(&layout.archive_root(), PUBLIC_DIR_MODE)?;
-        create_dir(&layout.live_root(), PUBLIC_DIR_MODE)?;
-        create_dir(&layout.state_root(), PUBLIC_DIR_MODE)?;
-        Ok(Store { layout })
+        Ok(Store {
+            layout: Layout::new(state_dir),
+            root: Arc::new(root),
+        })
     }
 
     /// The state directory.
@@ -90,11 +100,15 @@ impl Store {
     /// Take the exclusive, non-blocking lock on `state_dir/lock`, held until the returned
     /// guard is dropped.
     ///
+    /// The lock file must be a regular file of certkeeper's own with one link (or absent):
+    /// it is truncated to write the holder's pid.
+    ///
     /// # Errors
     /// [`StoreError::Locked`] when another process (or another open of this store in this
-    /// process) holds it; [`StoreError::Io`] when the lock file cannot be opened.
+    /// process) holds it; [`StoreError::Unsafe`] when `lock` is a symlink, not a regular
+    /// file, another user's or hard-linked; [`StoreError::Io`] when it cannot be opened.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
-        lock::acquire(&self.layout.lock_file())
+        lock::acquire(&self.root)
     }
 
     /// `state_dir/live/NAME`, the certbot-compatible directory holding `cert.pem`,
@@ -122,11 +136,13 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when the files are unparsable or the key does not match;
+    /// [`StoreError::Unsafe`] when `live/NAME` points anywhere but `../archive/NAME/vNNNN`,
+    /// or an entry on the way is a symlink, another user's, or (the key) open to others;
     /// [`StoreError::Io`] when they cannot be read; [`StoreError::State`] when the lineage
     /// state file is invalid.
     pub fn read_live(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
         let state = self.read_lineage_state(name)?;
-        live::read_live(&self.layout, name, &state, live::Check::Pair)
+        live::read_live(&self.root, &self.layout, name, &state, live::Check::Pair)
     }
 
     /// Like [`Store::read_live`], reading the certificate only: what planning needs, fast
@@ -139,7 +155,13 @@ impl Store {
     /// As [`Store::read_live`], without the key checks.
     pub fn read_live_certificate(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
         let state = self.read_lineage_state(name)?;
-        live::read_live(&self.layout, name, &state, live::Check::CertificateOnly)
+        live::read_live(
+            &self.root,
+            &self.layout,
+            name,
+            &state,
+            live::Check::CertificateOnly,
+        )
     }
 
     /// Verify and install a new certificate for `name`, then make it live.
@@ -154,7 +176,9 @@ impl Store {
     /// [`StoreError::Verify`] (nothing written) when the inputs do not check out;
     /// [`StoreError::LiveNotSymlink`] or [`StoreError::State`] (nothing written) when
     /// `live/NAME` is a real directory or the lineage state file is damaged;
-    /// [`StoreError::Io`] when writing fails (the previous certificate stays live).
+    /// [`StoreError::Unsafe`] (nothing written) when `archive/NAME` or a directory above it
+    /// is a symlink or another user's; [`StoreError::Io`] when writing fails (the previous
+    /// certificate stays live).
     pub fn install(
         &self,
         name: &CertName,
@@ -171,74 +195,64 @@ impl Store {
         // Read the lineage state before writing, so a damaged state file stops the install
         // while nothing is written, rather than failing the read-back after the swap.
         let state = self.read_lineage_state(name)?;
-        install::install(&self.layout, name, &issue)?;
-        live::read_live(&self.layout, name, &state, live::Check::Pair)?.ok_or_else(|| {
-            StoreError::Io {
+        install::install(&self.root, &self.layout, name, &issue)?;
+        live::read_live(&self.root, &self.layout, name, &state, live::Check::Pair)?.ok_or_else(
+            || StoreError::Io {
                 action: "read back the installed certificate",
                 path: self.live_dir(name),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }
-        })
+            },
+        )
     }
 
     /// The lineage state, or the default when there is none yet.
     ///
     /// # Errors
-    /// [`StoreError::State`] when the file is not valid; [`StoreError::Io`] when it cannot be
-    /// read.
+    /// [`StoreError::State`] when the file is not valid; [`StoreError::Unsafe`] when it is a
+    /// symlink or not certkeeper's; [`StoreError::Io`] when it cannot be read.
     pub fn read_lineage_state(&self, name: &CertName) -> Result<LineageState, StoreError> {
-        state::read(&self.layout.state_file(name))
+        state::read(&self.root, name)
     }
 
     /// Replace the lineage state atomically.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when it cannot be written.
+    /// [`StoreError::Unsafe`] when `state/` or the file is a symlink; [`StoreError::Io`]
+    /// when it cannot be written.
     pub fn write_lineage_state(
         &self,
         name: &CertName,
         state: &LineageState,
     ) -> Result<(), StoreError> {
-        state::write(&self.layout.state_file(name), state)
+        state::write(&self.root, name, state)
     }
 
     /// Keep the private key of an order in flight (`0600` from creation), so a restart can
     /// finalize the same order instead of placing a new one.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when it cannot be written.
+    /// [`StoreError::Unsafe`] when `state/` or the file is a symlink; [`StoreError::Io`]
+    /// when it cannot be written.
     pub fn write_pending_key(&self, name: &CertName, key_pem: &[u8]) -> Result<(), StoreError> {
-        write_file_atomic(
-            &self.layout.pending_key_file(name),
-            key_pem,
-            layout::PRIVATE_FILE_MODE,
-        )
+        state::write_pending_key(&self.root, name, key_pem)
     }
 
     /// The key of the order in flight, if one was kept.
     ///
     /// # Errors
+    /// [`StoreError::Unsafe`] when it is a symlink, not certkeeper's or open to others;
     /// [`StoreError::Io`] when it exists but cannot be read.
     pub fn read_pending_key(&self, name: &CertName) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.layout.pending_key_file(name);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(StoreError::io("read the pending order key", path, err)),
-        }
+        state::read_pending_key(&self.root, name)
     }
 
     /// Forget the key of the order in flight (after install, or when the order is dead).
     ///
     /// # Errors
-    /// [`StoreError::Io`] when it exists but cannot be removed.
+    /// [`StoreError::Unsafe`] when it is a symlink or a directory; [`StoreError::Io`] when it
+    /// exists but cannot be removed.
     pub fn remove_pending_key(&self, name: &CertName) -> Result<(), StoreError> {
-        let path = self.layout.pending_key_file(name);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(StoreError::io("remove the pending order key", path, err)),
-        }
+        state::remove_pending_key(&self.root, name)
     }
 
     /// Where the account for `key` is stored.
@@ -253,36 +267,33 @@ impl Store {
     /// `certkeeper_core::lifecycle::account_storage_key`), or `None` when there is none.
     ///
     /// # Errors
-    /// [`StoreError::InvalidAccountKey`], or [`StoreError::Io`] when it cannot be read.
+    /// [`StoreError::InvalidAccountKey`]; [`StoreError::Unsafe`] when a directory on the way
+    /// or the file is a symlink or not certkeeper's, or the file is open to others;
+    /// [`StoreError::Io`] when it cannot be read.
     pub fn read_account(&self, key: &AccountKey) -> Result<Option<Vec<u8>>, StoreError> {
-        accounts::read(&self.layout, key)
+        accounts::read(&self.root, &self.layout, key)
     }
 
     /// Store account JSON for `key` atomically, `0600` from creation under `0700`
     /// directories. Returns the file's path.
     ///
     /// # Errors
-    /// [`StoreError::InvalidAccountKey`], or [`StoreError::Io`] when it cannot be written.
+    /// [`StoreError::InvalidAccountKey`]; [`StoreError::Unsafe`] when a directory on the way
+    /// or the file is a symlink or not certkeeper's; [`StoreError::Io`] when it cannot be
+    /// written.
     pub fn write_account(&self, key: &AccountKey, json: &[u8]) -> Result<PathBuf, StoreError> {
-        accounts::write(&self.layout, key, json)
+        accounts::write(&self.root, &self.layout, key, json)
     }
 
     /// Lineage names present under `live/`, sorted.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when `live/` cannot be listed.
+    /// [`StoreError::Unsafe`] when `live/` is a symlink or not certkeeper's;
+    /// [`StoreError::Io`] when it cannot be listed.
     pub fn lineages(&self) -> Result<Vec<CertName>, StoreError> {
-        layout::lineages(&self.layout.live_root())
+        match self.root.open_dir(LIVE_DIR)? {
+            Some(live) => layout::lineages(&live),
+            None => Ok(Vec::new()),
+        }
     }
-}
-
-/// Remove group and other permission bits beyond `mode` from an existing directory.
-fn tighten(dir: &Path, mode: u32) -> Result<(), StoreError> {
-    let meta = fs::metadata(dir).map_err(|err| StoreError::io("inspect", dir, err))?;
-    let current = meta.permissions().mode() & 0o7777;
-    if current & !mode != 0 {
-        fs::set_permissions(dir, Permissions::from_mode(current & mode))
-            .map_err(|err| StoreError::io("restrict the mode of", dir, err))?;
-    }
-    Ok(())
 }

@@ -5,15 +5,27 @@
 //! two reads cannot hand back a certificate from one issuance and a key from another. The
 //! pair read is checked to match, so a hand-edited or damaged lineage is reported as
 //! [`StoreError::Corrupt`] instead of being reported as healthy.
+//!
+//! The link is never resolved by the kernel. Its target is read with `readlinkat` and must be
+//! exactly `../archive/NAME/vNNNN` (see `layout::parse_live_target`): certkeeper's own form.
+//! The version directory is then reached from the state directory's descriptor, `archive` ->
+//! `NAME` -> `vNNNN`, each opened without following symlinks, and the files in it likewise.
+//! Any other link (absolute, escaping with `..`, into another lineage) is refused with
+//! [`StoreError::Unsafe`], so a planted `live/NAME` cannot make certkeeper report, or hand to
+//! hooks, a certificate and key from elsewhere. A real directory at `live/NAME` (made by hand
+//! or by certbot) is still read, its files opened without following symlinks: certbot's
+//! per-file links to `../../archive/` are refused, with a message naming the link.
 
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use certkeeper_core::{CertName, ObservedCert};
 
-use crate::error::{StoreError, VerifyProblem};
-use crate::layout::{CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, Layout, PRIVKEY_FILE};
+use crate::error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
+use crate::layout::{
+    ARCHIVE_DIR, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, LIVE_DIR, Layout, PRIVKEY_FILE,
+    parse_live_target,
+};
+use crate::nofollow::{DirFd, Secrecy};
 use crate::state::LineageState;
 use crate::verify::{key_matches, leaf_info, parse_certificate, parse_chain, parse_private_key};
 
@@ -75,44 +87,49 @@ pub(crate) enum Check {
 }
 
 pub(crate) fn read_live(
+    root: &DirFd,
     layout: &Layout,
     name: &CertName,
     state: &LineageState,
     check: Check,
 ) -> Result<Option<LiveCert>, StoreError> {
     let link = layout.live_link(name);
-    let meta = match fs::symlink_metadata(&link) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(StoreError::io("inspect", link, err)),
+    let Some(live) = root.open_dir(LIVE_DIR)? else {
+        return Ok(None);
     };
-    let (dir, version) = if meta.file_type().is_symlink() {
-        let target =
-            fs::read_link(&link).map_err(|err| StoreError::io("read symlink", &link, err))?;
-        let version = target
-            .file_name()
-            .map(|v| v.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (layout.live_root().join(target), version)
-    } else if meta.is_dir() {
-        (link.clone(), String::new())
-    } else {
-        return Err(StoreError::LiveNotSymlink { path: link });
+    let (dir, version) = match live.kind_of(name.as_str())? {
+        None => return Ok(None),
+        Some(FileKind::Symlink) => {
+            let target = live.read_link(name.as_str())?;
+            let Some(version) = parse_live_target(name, &target) else {
+                return Err(StoreError::Unsafe {
+                    path: link,
+                    problem: UnsafeProblem::LinkTarget { target },
+                });
+            };
+            let dir = root
+                .require_dir(ARCHIVE_DIR)?
+                .require_dir(name.as_str())?
+                .require_dir(&version)?;
+            (dir, version)
+        }
+        Some(FileKind::Directory) => (live.require_dir(name.as_str())?, String::new()),
+        Some(_) => return Err(StoreError::LiveNotSymlink { path: link }),
     };
     read_version(name, &dir, version, link, state, check).map(Some)
 }
 
 fn read_version(
     name: &CertName,
-    dir: &Path,
+    dir: &DirFd,
     version: String,
     live_dir: PathBuf,
     state: &LineageState,
     check: Check,
 ) -> Result<LiveCert, StoreError> {
-    let cert_path = dir.join(CERT_FILE);
-    let key_path = dir.join(PRIVKEY_FILE);
-    let cert_pem = read_text(&cert_path)?;
+    let cert_path = dir.child(CERT_FILE);
+    let key_path = dir.child(PRIVKEY_FILE);
+    let cert_pem = read_text(dir, CERT_FILE, Secrecy::Public)?;
     let corrupt = |path: &Path, problem: VerifyProblem| StoreError::Corrupt {
         name: name.clone(),
         path: path.to_path_buf(),
@@ -127,10 +144,10 @@ fn read_version(
     let leaf =
         parse_certificate(&leaf_der, "leaf certificate").map_err(|p| corrupt(&cert_path, p))?;
     if check == Check::Pair {
-        let key_pem = read_text(&key_path)?;
+        let key_pem = read_text(dir, PRIVKEY_FILE, Secrecy::Secret)?;
         let key = parse_private_key(&key_pem).map_err(|p| corrupt(&key_path, p))?;
         if !key_matches(&key, leaf.public_key()) {
-            return Err(corrupt(dir, VerifyProblem::KeyMismatch));
+            return Err(corrupt(dir.path(), VerifyProblem::KeyMismatch));
         }
     }
     let info = leaf_info(&leaf).map_err(|p| corrupt(&cert_path, p))?;
@@ -152,6 +169,21 @@ fn read_version(
     })
 }
 
-fn read_text(path: &Path) -> Result<String, StoreError> {
-    fs::read_to_string(path).map_err(|err| StoreError::io("read", path, err))
+/// The file `name` of `dir` as text; its absence is an error (a version always has it).
+fn read_text(dir: &DirFd, name: &str, secrecy: Secrecy) -> Result<String, StoreError> {
+    let path = dir.child(name);
+    let bytes = dir.read_file(name, secrecy, "read")?.ok_or_else(|| {
+        StoreError::io(
+            "read",
+            &path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|err| {
+        StoreError::io(
+            "read",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+        )
+    })
 }

@@ -2,20 +2,25 @@
 //!
 //! The operator's revocation record, the history of attempts the scheduler plans backoff
 //! from, and the order in flight (so a restart resumes it instead of ordering again). The file is serde JSON written with
-//! [`write_file_atomic`](crate::write_file_atomic), and every field is `#[serde(default)]`
+//! the crate's atomic writes, and every field is `#[serde(default)]`
 //! so a newer certkeeper can add fields that an older file simply lacks (and unknown fields
 //! from a newer file are ignored by an older one).
+//!
+//! `state/` also holds the private key of an order in flight (`NAME.order-key.pem`, `0600`),
+//! which is why `state/` is `0700` and every file in it is opened without following
+//! symlinks: a planted `state/NAME.order-key.pem` link would otherwise receive the next key.
 
-use std::fs;
-use std::io::ErrorKind;
-use std::path::Path;
 use std::time::SystemTime;
 
-use certkeeper_core::RevocationReason;
+use certkeeper_core::{CertName, RevocationReason};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_file_atomic;
+use crate::atomic::write_atomic_at;
 use crate::error::StoreError;
+use crate::layout::{
+    PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, STATE_DIR, pending_key_file_name, state_file_name,
+};
+use crate::nofollow::{DirFd, Secrecy};
 
 /// Mode of lineage state files: nothing secret in them.
 const STATE_FILE_MODE: u32 = 0o644;
@@ -122,25 +127,65 @@ impl RevokedRecord {
     }
 }
 
-pub(crate) fn read(path: &Path) -> Result<LineageState, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(LineageState::default()),
-        Err(err) => return Err(StoreError::io("read lineage state", path, err)),
+pub(crate) fn read(root: &DirFd, name: &CertName) -> Result<LineageState, StoreError> {
+    let Some(dir) = root.open_dir(STATE_DIR)? else {
+        return Ok(LineageState::default());
+    };
+    let file = state_file_name(name);
+    let Some(bytes) = dir.read_file(&file, Secrecy::Public, "read lineage state")? else {
+        return Ok(LineageState::default());
     };
     serde_json::from_slice(&bytes).map_err(|source| StoreError::State {
-        path: path.to_path_buf(),
+        path: dir.child(&file),
         source,
     })
 }
 
-pub(crate) fn write(path: &Path, state: &LineageState) -> Result<(), StoreError> {
+pub(crate) fn write(root: &DirFd, name: &CertName, state: &LineageState) -> Result<(), StoreError> {
+    let dir = root.ensure_dir(STATE_DIR, PRIVATE_DIR_MODE)?;
+    let file = state_file_name(name);
     let mut json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::State {
-        path: path.to_path_buf(),
+        path: dir.child(&file),
         source,
     })?;
     json.push(b'\n');
-    write_file_atomic(path, &json, STATE_FILE_MODE)
+    write_atomic_at(&dir, &file, &json, STATE_FILE_MODE)
+}
+
+pub(crate) fn write_pending_key(
+    root: &DirFd,
+    name: &CertName,
+    key_pem: &[u8],
+) -> Result<(), StoreError> {
+    let dir = root.ensure_dir(STATE_DIR, PRIVATE_DIR_MODE)?;
+    write_atomic_at(
+        &dir,
+        &pending_key_file_name(name),
+        key_pem,
+        PRIVATE_FILE_MODE,
+    )
+}
+
+pub(crate) fn read_pending_key(
+    root: &DirFd,
+    name: &CertName,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(dir) = root.open_dir(STATE_DIR)? else {
+        return Ok(None);
+    };
+    dir.read_file(
+        &pending_key_file_name(name),
+        Secrecy::Secret,
+        "read the pending order key",
+    )
+}
+
+pub(crate) fn remove_pending_key(root: &DirFd, name: &CertName) -> Result<(), StoreError> {
+    let Some(dir) = root.open_dir(STATE_DIR)? else {
+        return Ok(());
+    };
+    dir.remove_file(&pending_key_file_name(name), "remove the pending order key")?;
+    dir.fsync()
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use certkeeper_core::{CertName, DomainName, KeyType, RevocationReason};
 use certkeeper_store::layout::{CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, PRIVKEY_FILE};
-use certkeeper_store::{LineageState, RevokedRecord, Store, StoreError, VerifyProblem};
+use certkeeper_store::{
+    LineageState, RevokedRecord, Store, StoreError, UnsafeProblem, VerifyProblem,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData, RsaKeySize,
     SerialNumber, date_time_ymd,
@@ -150,14 +152,23 @@ fn open_creates_the_layout_with_its_modes() {
     let root = dir.path().join("nested").join("state");
     let store = Store::open(&root).expect("open");
     assert_eq!(store.root(), root);
-    assert_eq!(mode(&root.join("accounts")), 0o700);
-    for sub in ["archive", "live", "state"] {
-        assert_eq!(mode(&root.join(sub)), 0o755, "{sub}");
+    let expected = [
+        ("accounts", 0o700),
+        ("archive", 0o750),
+        ("live", 0o750),
+        ("state", 0o700),
+    ];
+    for (sub, want) in expected {
+        assert_eq!(mode(&root.join(sub)), want, "{sub}");
     }
-    // Opening again is fine, and a loosened accounts/ is tightened.
-    fs::set_permissions(root.join("accounts"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Opening again is fine, and loosened directories are tightened (never widened).
+    for (sub, _) in expected {
+        fs::set_permissions(root.join(sub), fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     Store::open(&root).expect("reopen");
-    assert_eq!(mode(&root.join("accounts")), 0o700);
+    for (sub, want) in expected {
+        assert_eq!(mode(&root.join(sub)), want, "{sub}");
+    }
 }
 
 #[test]
@@ -232,7 +243,8 @@ fn install_then_read_live_for_each_key_type() {
         for file in [CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE] {
             assert_eq!(mode(&link.join(file)), 0o644, "{file}");
         }
-        assert_eq!(mode(&store.root().join("archive/www/v0001")), 0o755);
+        assert_eq!(mode(&store.root().join("archive/www")), 0o750);
+        assert_eq!(mode(&store.root().join("archive/www/v0001")), 0o750);
         let read = |file: &str| fs::read_to_string(link.join(file)).expect("read file");
         assert_eq!(
             pem_ders(&read(CERT_FILE)),
@@ -645,6 +657,18 @@ fn a_certbot_directory_in_live_is_read_but_not_replaced() {
     fs::create_dir(&dir).expect("mkdir");
     fs::write(dir.join(CERT_FILE), &issued.chain_pem).expect("cert");
     fs::write(dir.join(PRIVKEY_FILE), &issued.key_pem).expect("key");
+    // A key others may read is refused (it may have leaked); private, it is read.
+    fs::set_permissions(dir.join(PRIVKEY_FILE), fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = store.read_live(&lineage).expect_err("key open to others");
+    assert!(
+        matches!(
+            &err,
+            StoreError::Unsafe { path, problem: UnsafeProblem::OpenToOthers { mode: 0o644 } }
+                if *path == dir.join(PRIVKEY_FILE)
+        ),
+        "{err:?}"
+    );
+    fs::set_permissions(dir.join(PRIVKEY_FILE), fs::Permissions::from_mode(0o600)).expect("chmod");
 
     let live = store.read_live(&lineage).expect("read").expect("live");
     assert_eq!(live.version, "");
@@ -661,6 +685,32 @@ fn a_certbot_directory_in_live_is_read_but_not_replaced() {
         .expect_err("cannot swap a directory");
     assert!(matches!(err, StoreError::LiveNotSymlink { .. }), "{err:?}");
     assert_eq!(snapshot(store.root()), before, "nothing may be written");
+
+    // certbot's own layout links each file into ../../archive/NAME/: such links are not
+    // followed, and the error names the link so the operator can import the lineage instead.
+    let certbot = name("certbot");
+    let archived = store.root().join("archive/certbot");
+    fs::create_dir(&archived).expect("mkdir archive");
+    fs::write(archived.join("cert1.pem"), &issued.chain_pem).expect("cert");
+    let dir = store.root().join("live/certbot");
+    fs::create_dir(&dir).expect("mkdir live");
+    std::os::unix::fs::symlink("../../archive/certbot/cert1.pem", dir.join(CERT_FILE))
+        .expect("symlink");
+    let err = store
+        .read_live_certificate(&certbot)
+        .expect_err("per-file symlink");
+    assert!(
+        matches!(
+            &err,
+            StoreError::Unsafe { path, problem: UnsafeProblem::Symlink { target: Some(target) } }
+                if *path == dir.join(CERT_FILE)
+                    && *target == Path::new("../../archive/certbot/cert1.pem")
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("live/certbot/cert.pem"), "{message}");
+    assert!(message.contains("never follows symlinks"), "{message}");
 }
 
 #[test]
