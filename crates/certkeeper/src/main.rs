@@ -9,6 +9,7 @@ mod docs;
 mod engine;
 mod exit;
 mod logging;
+mod privilege;
 mod report;
 mod systemd;
 
@@ -18,6 +19,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Before anything else, while the process has one thread: every thread and every hook
+    // inherits a non-dumpable process and an empty ambient capability set.
+    if let Err(err) = privilege::harden_process() {
+        eprintln!("error: {:#}", anyhow::Error::from(err));
+        return exit::Exit::Failure.into();
+    }
     raise_open_file_limit();
     logging::init(cli.log_level.as_deref(), cli.log_format);
     match commands::run(cli) {

@@ -16,6 +16,7 @@ use certkeeper_store::{Store, StoreError};
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
+use crate::privilege;
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -25,6 +26,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Some(inventory) = load_inventory(&cli.config) else {
         return Ok(Exit::InvalidConfig);
     };
+    // The inventory and its secrets are read (as root, when run from a root shell); from
+    // here on nothing runs as root inside another user's state directory.
+    match &cli.command {
+        Command::Check | Command::ImportCertbot(_) => {}
+        Command::Run => privilege::refuse_root_daemon(&inventory.state_dir)?,
+        Command::Status(_) | Command::Renew(_) | Command::Revoke(_) => {
+            privilege::drop_to_state_owner(&inventory.state_dir)?;
+        }
+    }
     match cli.command {
         Command::Check => Ok(check::run(&cli.config, &inventory)),
         Command::Run => runtime()?.block_on(crate::engine::daemon::Daemon::run(

@@ -154,6 +154,10 @@ impl Daemon {
             }));
         }
 
+        // Every socket is bound: the capability to bind low ports is of no further use, and
+        // a daemon without it cannot lend it to anything.
+        crate::privilege::drop_bind_capability()?;
+
         let mut daemon = Daemon {
             config_path,
             env,
