@@ -204,7 +204,22 @@ pub async fn serve_with(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(router(tokens));
+    serve_router(listener, router(tokens), limits, shutdown).await
+}
+
+/// Serve any `router` on `listener` within `limits` until `shutdown` resolves: the
+/// responder's hardened connection handling, shared with certkeeper's other listener (the
+/// admin endpoint), so no listener of certkeeper's can be held open by an idle client.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let service = TowerToHyperService::new(router);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -219,7 +234,7 @@ pub async fn serve_with(
             Ok((stream, _)) => stream,
             // Out of file descriptors and the like: wait briefly rather than spin.
             Err(err) => {
-                tracing::warn!(error = %err, "HTTP-01 responder cannot accept a connection");
+                tracing::warn!(error = %err, local = ?listener.local_addr().ok(), "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -241,7 +256,7 @@ pub async fn serve_with(
             // above debug.
             if let Ok(Err(err)) = tokio::time::timeout(limits.connection_timeout, connection).await
             {
-                tracing::debug!(error = %err, "HTTP-01 connection ended with an error");
+                tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
             drop(slot);
         });

@@ -3,6 +3,8 @@
 //! Off by default; the config's `[admin] listen` turns it on (loopback is the expected use:
 //! metrics name every certificate). The daemon's loop publishes a [`Snapshot`] after every
 //! change and the handlers only read it, so scraping never touches the disk or the engine.
+//! Connections get the HTTP-01 responder's limits (head size and time, a deadline per
+//! connection, a cap on connections), so a local user cannot pile up idle connections.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -13,6 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use certkeeper_challenge::Limits;
 use tokio::net::TcpListener;
 
 /// What the metrics say about one certificate.
@@ -61,15 +64,23 @@ pub fn router(shared: SharedSnapshot) -> Router {
         .with_state(shared)
 }
 
-/// Serve until `shutdown` resolves.
+/// The admin listener's bounds: the HTTP-01 responder's connection handling with a smaller
+/// cap. Any local user can connect to it, and a scraper needs one connection, not hundreds.
+#[must_use]
+pub fn limits() -> Limits {
+    Limits {
+        max_connections: 32,
+        ..Limits::default()
+    }
+}
+
+/// Serve until `shutdown` resolves, within [`limits`].
 pub async fn serve(
     listener: TcpListener,
     shared: SharedSnapshot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    certkeeper_challenge::serve_router(listener, router(shared), limits(), shutdown).await
 }
 
 /// 200 when no certificate is failing inside its urgent threshold, 503 otherwise.
