@@ -78,7 +78,9 @@ impl ConfigObj {
     }
 }
 
-/// A line that is not configobj as certbot writes it.
+/// A line that is not configobj as certbot writes it. The message describes the problem and
+/// never quotes the line: the file being read may not be what it claims to be (a link to
+/// another root-only file), and its content must not reach a terminal or a log.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("line {line}: {message}")]
 pub struct ParseError {
@@ -107,12 +109,12 @@ pub fn parse(text: &str) -> Result<ConfigObj, ParseError> {
             let closing = trimmed.chars().rev().take_while(|c| *c == ']').count();
             let name = trimmed[depth..trimmed.len() - closing].trim();
             if depth != closing || name.is_empty() {
-                return Err(fail(format!("malformed section header {trimmed:?}")));
+                return Err(fail("a malformed section header".to_owned()));
             }
             if depth > path.len() + 1 {
-                return Err(fail(format!(
-                    "section {trimmed:?} is nested deeper than the section it is in"
-                )));
+                return Err(fail(
+                    "a section nested deeper than the section it is in".to_owned(),
+                ));
             }
             path.truncate(depth - 1);
             path.push(unquote_name(name).to_owned());
@@ -120,7 +122,7 @@ pub fn parse(text: &str) -> Result<ConfigObj, ParseError> {
             continue;
         }
         let Some((key, value)) = trimmed.split_once('=') else {
-            return Err(fail(format!("expected `key = value`, found {trimmed:?}")));
+            return Err(fail("expected `key = value`".to_owned()));
         };
         let key = unquote_name(key.trim()).to_owned();
         if key.is_empty() {
@@ -175,7 +177,7 @@ fn parse_value(text: &str) -> Result<Value, String> {
                     current.push(inner);
                 }
                 if !closed {
-                    return Err(format!("unterminated {c} quote in {text:?}"));
+                    return Err(format!("an unterminated {c} quote"));
                 }
                 quoted_item = true;
             }

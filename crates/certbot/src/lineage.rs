@@ -90,7 +90,7 @@ pub enum LineageError {
     Syntax(#[from] configobj::ParseError),
     #[error("has no [renewalparams] section")]
     NoRenewalParams,
-    #[error("server {server:?} is not a URL: {reason}")]
+    #[error("its `server` is not a URL: {reason}")]
     BadServer { server: String, reason: String },
 }
 

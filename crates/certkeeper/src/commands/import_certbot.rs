@@ -11,9 +11,15 @@
 //! refuses to overwrite an existing output file before touching anything, and takes the state
 //! directory lock so it never races a running daemon.
 //!
-//! Run as root (certbot's keys are root's), it gives what it created in the state directory
-//! to the owner of that directory, so a daemon running as the `certkeeper` user (the packaged
-//! unit's `StateDirectory=`) can use the adopted lineages.
+//! Run as root (certbot's keys are root's), it reads everything of certbot's first, as root,
+//! and then becomes the owner of the state directory (module `privilege`) before opening it,
+//! so what it creates there is that user's from the start: no ownership is changed
+//! afterwards, and no path in a directory another user controls is ever used as root.
+//!
+//! certbot's directory is trusted only as far as its owner: it must belong to root (to the
+//! invoking user when not run as root) and be writable by nobody else, and every file read
+//! must resolve, through any links, to a file inside it whose directories are equally
+//! protected ([`CertbotDir`]). Errors name files, never quote their content.
 
 use std::fs;
 use std::io::Write as _;
@@ -27,6 +33,7 @@ use certkeeper_store::{Store, StoreError};
 
 use crate::cli::ImportCertbotArgs;
 use crate::exit::Exit;
+use crate::privilege;
 use crate::report::timestamp;
 
 /// What one lineage's files hold.
@@ -44,7 +51,8 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
             );
         }
     }
-    let renewal_dir = args.certbot_dir.join("renewal");
+    let certbot = CertbotDir::open(&args.certbot_dir)?;
+    let renewal_dir = certbot.resolve_dir(&args.certbot_dir.join("renewal"))?;
     let mut confs: Vec<PathBuf> = fs::read_dir(&renewal_dir)
         .with_context(|| format!("reading certbot's {}", renewal_dir.display()))?
         .filter_map(Result::ok)
@@ -67,7 +75,7 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match read_lineage(&args.certbot_dir, &name, conf) {
+        match read_lineage(&certbot, &name, conf) {
             Ok((item, material)) => {
                 imported.push(item);
                 materials.push(material);
@@ -83,6 +91,24 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
         bail!("no certbot lineage could be read; nothing imported");
     }
     let plan = certkeeper_certbot::plan(&imported);
+    // Everything of certbot's is read; certbot's directory hooks are listed while still
+    // root, and the inventory is written where root was asked to write it.
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let source = Source {
+        certbot_dir: absolute(&args.certbot_dir).display().to_string(),
+        state_dir: absolute(&args.state_dir).display().to_string(),
+        directory_hooks: directory_hooks(&certbot, &args.certbot_dir),
+    };
+    let rendered = certkeeper_certbot::render(&source, &plan);
+    match &args.output {
+        None => print!("{}", rendered.text),
+        Some(output) => {
+            write_new(output, &rendered.text)?;
+            eprintln!("wrote {}", output.display());
+        }
+    }
+
+    privilege::drop_to_state_owner(&args.state_dir)?;
     let store = Store::open(&args.state_dir)?;
     let _lock = match store.lock() {
         Ok(lock) => lock,
@@ -101,23 +127,7 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
             failed += 1;
         }
     }
-    give_to_state_dir_owner(store.root())?;
 
-    // Relative paths in an inventory resolve against its own directory, so write absolute ones.
-    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let source = Source {
-        certbot_dir: absolute(&args.certbot_dir).display().to_string(),
-        state_dir: absolute(&args.state_dir).display().to_string(),
-        directory_hooks: directory_hooks(&args.certbot_dir),
-    };
-    let rendered = certkeeper_certbot::render(&source, &plan);
-    match &args.output {
-        None => print!("{}", rendered.text),
-        Some(output) => {
-            write_new(output, &rendered.text)?;
-            eprintln!("wrote {}", output.display());
-        }
-    }
     if !rendered.warnings.is_empty() {
         eprintln!("\nreview (also noted as comments in the inventory):");
         for warning in &rendered.warnings {
@@ -145,23 +155,24 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
 /// Read one lineage: its renewal settings, its current certificate, key and chain, and its
 /// account's contacts.
 fn read_lineage(
-    certbot_dir: &Path,
+    certbot: &CertbotDir,
     name: &str,
     conf: &Path,
 ) -> anyhow::Result<(Imported, Material)> {
-    let text = fs::read_to_string(conf).with_context(|| format!("reading {}", conf.display()))?;
+    let text = certbot.read(conf)?;
     let lineage = Lineage::from_renewal_conf(name, &text)
         .with_context(|| format!("{} is not a certbot renewal file", conf.display()))?;
-    let live = certbot_dir.join("live").join(name);
+    let live = certbot.root.join("live").join(name);
     let file = |configured: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
         // The renewal file's paths are absolute; when the directory was copied elsewhere
-        // (or is given with another path), the lineage's own live/ directory is used.
+        // (or is given with another path), the lineage's own live/ directory is used. Either
+        // way the file must be inside certbot's directory.
         let path = configured
             .as_ref()
-            .filter(|path| path.exists())
+            .filter(|path| certbot.resolve_file(path).is_ok())
             .cloned()
             .unwrap_or_else(|| live.join(default));
-        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        certbot.read(&path)
     };
     let fullchain_pem = file(&lineage.files.fullchain, "fullchain.pem")?;
     let key_pem = file(&lineage.files.privkey, "privkey.pem")?;
@@ -169,8 +180,8 @@ fn read_lineage(
     let contact = lineage
         .account
         .as_deref()
-        .and_then(|account| find_account(&certbot_dir.join("accounts"), account, 6))
-        .and_then(|dir| fs::read_to_string(dir.join("regr.json")).ok())
+        .and_then(|account| find_account(&certbot.root.join("accounts"), account, 6))
+        .and_then(|dir| certbot.read(&dir.join("regr.json")).ok())
         .map(|regr| certkeeper_certbot::account::contacts(&regr))
         .unwrap_or_default();
     Ok((
@@ -241,8 +252,9 @@ fn adopt(
     Ok(())
 }
 
-/// Executables in certbot's `renewal-hooks/{pre,deploy,post}/`.
-fn directory_hooks(certbot_dir: &Path) -> Vec<String> {
+/// Executables in certbot's `renewal-hooks/{pre,deploy,post}/` (only those that resolve to a
+/// file inside certbot's directory, as protected as the rest of it).
+fn directory_hooks(certbot: &CertbotDir, certbot_dir: &Path) -> Vec<String> {
     let mut hooks = Vec::new();
     for kind in ["pre", "deploy", "post"] {
         let Ok(entries) = fs::read_dir(certbot_dir.join("renewal-hooks").join(kind)) else {
@@ -251,9 +263,10 @@ fn directory_hooks(certbot_dir: &Path) -> Vec<String> {
         let mut found: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|entry| {
-                entry
-                    .metadata()
-                    .is_ok_and(|meta| meta.is_file() && meta.mode() & 0o111 != 0)
+                certbot
+                    .resolve_file(&entry.path())
+                    .and_then(|path| fs::metadata(&path).map_err(Into::into))
+                    .is_ok_and(|meta| meta.mode() & 0o111 != 0)
             })
             .map(|entry| entry.path().display().to_string())
             .collect();
@@ -261,37 +274,6 @@ fn directory_hooks(certbot_dir: &Path) -> Vec<String> {
         hooks.extend(found);
     }
     hooks
-}
-
-/// When running as root in a state directory owned by someone else (the `certkeeper`
-/// user), hand everything below it to that owner: the daemon must be able to write there,
-/// and systemd only fixes ownership when the top directory itself is wrong.
-fn give_to_state_dir_owner(root: &Path) -> anyhow::Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(());
-    }
-    let top = fs::metadata(root).with_context(|| format!("inspecting {}", root.display()))?;
-    if top.uid() == 0 {
-        return Ok(());
-    }
-    chown_tree(root, top.uid(), top.gid())
-}
-
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path)
-            .with_context(|| format!("inspecting {}", path.display()))?;
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                .with_context(|| format!("changing the owner of {}", path.display()))?;
-        }
-        if meta.is_dir() {
-            chown_tree(&path, uid, gid)?;
-        }
-    }
-    Ok(())
 }
 
 /// Create `path` (never replacing a file) with the inventory. Mode 0644: it holds no secret
@@ -307,4 +289,104 @@ fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// certbot's configuration directory, trusted as far as its owner: root's (the invoking
+/// user's when not run as root) and writable by nobody else, down to every file read. Files
+/// are found by resolving links, then checked to lie inside it; since every directory on the
+/// way is the trusted owner's and closed to writers, nobody else can swap one between the
+/// check and the read.
+#[derive(Debug)]
+struct CertbotDir {
+    /// Canonical: no links, no `..`.
+    root: PathBuf,
+    owner: u32,
+}
+
+impl CertbotDir {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let root = fs::canonicalize(path)
+            .with_context(|| format!("reading certbot's directory {}", path.display()))?;
+        let owner = rustix::process::geteuid().as_raw();
+        let certbot = CertbotDir { root, owner };
+        certbot.check_dir(&certbot.root.clone())?;
+        Ok(certbot)
+    }
+
+    /// `path` resolved and checked to be a directory inside certbot's directory.
+    fn resolve_dir(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        let resolved = self.resolve(path)?;
+        self.check_dir(&resolved)?;
+        Ok(resolved)
+    }
+
+    /// `path` resolved and checked to be a regular file inside certbot's directory, owned
+    /// and writable only by the trusted owner, in directories that are equally protected.
+    fn resolve_file(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        let resolved = self.resolve(path)?;
+        let meta = fs::metadata(&resolved)
+            .with_context(|| format!("inspecting {}", resolved.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file; not imported", resolved.display());
+        }
+        self.check_owner(&resolved, &meta)?;
+        let mut dir = resolved.parent();
+        while let Some(current) = dir {
+            self.check_dir(current)?;
+            if current == self.root {
+                break;
+            }
+            dir = current.parent();
+        }
+        Ok(resolved)
+    }
+
+    /// The text of the file at `path`, after [`CertbotDir::resolve_file`].
+    fn read(&self, path: &Path) -> anyhow::Result<String> {
+        let resolved = self.resolve_file(path)?;
+        fs::read_to_string(&resolved).with_context(|| format!("reading {}", resolved.display()))
+    }
+
+    fn resolve(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        let resolved =
+            fs::canonicalize(path).with_context(|| format!("reading {}", path.display()))?;
+        if !resolved.starts_with(&self.root) {
+            bail!(
+                "{} leads outside certbot's directory {} (to {}); refusing to read it",
+                path.display(),
+                self.root.display(),
+                resolved.display()
+            );
+        }
+        Ok(resolved)
+    }
+
+    fn check_dir(&self, dir: &Path) -> anyhow::Result<()> {
+        let meta = fs::metadata(dir).with_context(|| format!("inspecting {}", dir.display()))?;
+        if !meta.is_dir() {
+            bail!("{} is not a directory", dir.display());
+        }
+        self.check_owner(dir, &meta)
+    }
+
+    fn check_owner(&self, path: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
+        if meta.uid() != self.owner {
+            bail!(
+                "{} belongs to uid {}, not to uid {} who runs the import; certbot's files must be \
+                 root's (chown -R root: on certbot's directory) so nobody else can change what is imported",
+                path.display(),
+                meta.uid(),
+                self.owner
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "{} is writable by group or others (mode {:o}); chmod go-w it so nobody else can \
+                 change what is imported",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        Ok(())
+    }
 }
