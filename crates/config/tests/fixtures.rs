@@ -187,3 +187,108 @@ fn several_errors_are_all_reported_at_once() {
     sorted.sort_unstable();
     assert_eq!(positions, sorted, "errors are in file order:\n{rendered}");
 }
+
+/// The 8-character pieces of `secret`, with and without its separators: any one of them in
+/// a message would be a leak.
+fn fragments(secret: &str) -> Vec<String> {
+    let joined: String = secret.chars().filter(|c| !matches!(c, ' ' | ':')).collect();
+    [secret, joined.as_str()]
+        .iter()
+        .flat_map(|text| {
+            let chars: Vec<char> = text.chars().collect();
+            chars
+                .windows(8)
+                .map(|window| window.iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Key material pasted into a secret key is never echoed. Each fixture holds keys (base64
+/// with '/', '+' and '=', and hex) in one kind of key; its rendering contains no key and no 8
+/// characters of one, and says what the key expects. The ordinary mistakes next to them
+/// (a variable that is not set, a missing file, a credential without a credentials
+/// directory) are still quoted, because there the value helps.
+#[test]
+fn key_material_is_never_echoed() {
+    struct Case {
+        fixture: &'static str,
+        keys: &'static [&'static str],
+        expects: &'static str,
+        quoted: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            fixture: "key_material_in_env",
+            keys: &[
+                "k/IG1IOcxwkY05RF9MEIFAkCVWnw1ye/bOLVjuSiN+k=",
+                "0bbb7c417d678d29d4ba7eb6137e69d4bc226f1a71afb15559a258618459fa55",
+            ],
+            expects: "eab_hmac_key_env names an environment variable that holds the HMAC key, e.g. CERTKEEPER_DIGICERT_HMAC",
+            quoted: Some("environment variable CERTKEEPER_MISSING is not set"),
+        },
+        Case {
+            fixture: "key_in_source_name",
+            keys: &["dGhpcy1pcy1hLXRlc3QtaG1hYy1rZXktb2YtMzItYnl0"],
+            expects: "eab_hmac_key_env names an environment variable that holds the HMAC key",
+            quoted: None,
+        },
+        Case {
+            fixture: "key_material_in_file",
+            keys: &[
+                "3JGizFduY/n+5NuiUkbAHIej5Awpf+7lAopiqJRQD5E=",
+                "64ebb766c3924d4f75609382a13ca67e37c5987e9aaf19716b0c5d33dee7af29",
+            ],
+            expects: "eab_hmac_key_file names a file that holds the HMAC key, e.g. /etc/certkeeper/digicert.hmac",
+            quoted: Some("file \"tests/fixtures/missing.hmac\""),
+        },
+        Case {
+            fixture: "key_material_in_credential",
+            keys: &[
+                "ouFiiCDSRcsuXchvQ0B/U/iILTV0WmronKedw8+Xl/U=",
+                "b82df66b62a4c70d7629d9ef04625deb44341acc18c684f276f139a888ed4877",
+            ],
+            expects: "eab_hmac_key_credential names a systemd credential that holds the HMAC key",
+            quoted: Some("credential \"digicert-hmac\""),
+        },
+        Case {
+            fixture: "key_material_inline_invalid",
+            keys: &[
+                "eVSEz8NPeV6qMnO1X1/245K3SQe Xog2YMS7ipeY+t00=",
+                "a0:db:ad:a8:b7:ce:fd:98:24:fd:59:04:83:87:0e:64:da:f4:0a:83",
+            ],
+            expects: "HMAC key in eab_hmac_key is not valid base64url",
+            quoted: None,
+        },
+    ];
+    for case in cases {
+        let path = Path::new(FIXTURES).join(format!("{}.toml", case.fixture));
+        let text = fs::read_to_string(&path).expect("fixture is readable");
+        let rendered = render(&path);
+        let errors = load_str(&text, &path, &environment()).expect_err("invalid");
+        let printed = format!("{rendered}\n{errors:?}");
+        for key in case.keys {
+            assert!(text.contains(key), "{} does not hold {key}", path.display());
+            for fragment in fragments(key) {
+                assert!(
+                    !printed.contains(&fragment),
+                    "{}: {fragment:?} of a key is echoed:\n{printed}",
+                    case.fixture
+                );
+            }
+        }
+        let hidden = rendered
+            .lines()
+            .filter(|line| line.contains(case.expects))
+            .count();
+        assert_eq!(
+            hidden,
+            case.keys.len(),
+            "{}: one message saying what the key expects per key:\n{rendered}",
+            case.fixture
+        );
+        if let Some(quoted) = case.quoted {
+            assert!(rendered.contains(quoted), "{}:\n{rendered}", case.fixture);
+        }
+    }
+}
