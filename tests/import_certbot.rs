@@ -12,10 +12,11 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::hostile::{Victims, attacker, not_owned_by, open_to_others};
 use support::{PebbleOptions, Setup, key_matches, sans, serial, stderr, stdout};
 
 const CERTBOT: &str = "/usr/bin/certbot";
@@ -78,7 +79,18 @@ fn certbot_certonly(setup: &Setup, config_dir: &Path, server: &str, domains: &[&
 
 /// A harmless deploy hook that leaves a mark in the test's directory.
 fn deploy_hook(setup: &Setup) -> String {
-    format!("touch {}/deployed", setup.dir.path().display())
+    format!("touch {}/deployed-by-$(id -u)", marks(setup).display())
+}
+
+/// Where the deploy hook leaves its mark: writable by root's certbot and by certkeeper's
+/// hooks, which run as the state directory's owner.
+fn marks(setup: &Setup) -> PathBuf {
+    let marks = setup.dir.path().join("marks");
+    if !marks.exists() {
+        fs::create_dir(&marks).unwrap();
+        fs::set_permissions(&marks, fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    marks
 }
 
 fn certkeeper(args: &[&str], config: Option<&Path>) -> Output {
@@ -115,14 +127,15 @@ fn adopts_a_certbot_lineage_and_renews_it_only_when_due_or_forced() {
     let certbot_cert = certbot_dir.join("live/shop/cert.pem");
     let certbot_serial = serial(&certbot_cert);
 
-    // When run as root, the state directory belongs to another user, as the packaged one
-    // belongs to `certkeeper`: what the import creates there must end up theirs.
+    // Run as root, with a state directory that belongs to another user, as the packaged one
+    // belongs to `certkeeper`: what the import creates there is theirs from the start, and
+    // root's later commands act as that user too.
+    let user = attacker();
+    open_to_others(setup.dir.path());
+    open_to_others(setup.pebble.dir.path());
     let state_dir = setup.state_dir.clone();
-    let as_root = rustix::process::geteuid().is_root();
-    if as_root {
-        fs::create_dir_all(&state_dir).unwrap();
-        std::os::unix::fs::chown(&state_dir, Some(65_534), Some(65_534)).unwrap();
-    }
+    fs::create_dir_all(&state_dir).unwrap();
+    user.chown(&state_dir);
 
     let inventory = setup.dir.path().join("imported.toml");
     let output = certkeeper(
@@ -168,22 +181,9 @@ fn adopts_a_certbot_lineage_and_renews_it_only_when_due_or_forced() {
         sans(&live.join("fullchain.pem")),
         ["checkout.example.com", "shop.example.com"]
     );
-    if as_root {
-        for path in [
-            state_dir.join("live"),
-            live.clone(),
-            live.join("privkey.pem"),
-        ] {
-            let meta = fs::metadata(&path).unwrap();
-            assert_eq!(
-                (meta.uid(), meta.gid()),
-                (65_534, 65_534),
-                "{}",
-                path.display()
-            );
-        }
-        std::os::unix::fs::chown(&state_dir, Some(0), Some(0)).unwrap();
-    }
+    assert_eq!(not_owned_by(&state_dir, user.uid), Vec::<PathBuf>::new());
+    let key = fs::metadata(live.join("privkey.pem")).unwrap();
+    assert_eq!((key.uid(), key.gid()), (user.uid, user.gid));
 
     // Unfinished, the inventory is refused.
     let check = certkeeper(&["check"], Some(&inventory));
@@ -259,4 +259,162 @@ fn adopts_a_certbot_lineage_and_renews_it_only_when_due_or_forced() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("already exists"));
+}
+
+/// The certbot directory of a fresh lineage `shop` (real certbot, real Pebble).
+fn certbot_lineage(setup: &Setup) -> PathBuf {
+    let certbot_dir = setup.dir.path().join("letsencrypt");
+    certbot_certonly(
+        setup,
+        &certbot_dir,
+        &setup.pebble.directory_url,
+        &["shop.example.com"],
+    );
+    certbot_dir
+}
+
+fn import(certbot_dir: &Path, state_dir: &Path, output: &Path) -> Output {
+    certkeeper(
+        &[
+            "import-certbot",
+            "--certbot-dir",
+            certbot_dir.to_str().unwrap(),
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn an_import_as_root_changes_no_owner_even_while_the_state_owner_swaps_directories() {
+    let user = attacker();
+    let setup = Setup::new(PebbleOptions::default());
+    let certbot_dir = certbot_lineage(&setup);
+    open_to_others(setup.dir.path());
+    let state_dir = setup.state_dir.clone();
+    fs::create_dir(&state_dir).unwrap();
+    user.chown(&state_dir);
+    let victims = Victims::new(setup.dir.path());
+    let before = victims.snapshot();
+
+    // While root imports, the state directory's owner keeps exchanging its archive/ with a
+    // link to root's directory, the swap that used to hand root's files over to it.
+    let decoy = state_dir.join("decoy");
+    std::os::unix::fs::symlink(&victims.dir, &decoy).unwrap();
+    user.chown(&decoy);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = std::sync::Arc::clone(&stop);
+        let state_dir = state_dir.clone();
+        std::thread::spawn(move || {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            let mut swaps = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && swaps < 1_000_000 {
+                let archive = state_dir.join("archive");
+                if renameat_with(
+                    CWD,
+                    &archive,
+                    CWD,
+                    state_dir.join("decoy"),
+                    RenameFlags::EXCHANGE,
+                )
+                .is_ok()
+                {
+                    swaps += 1;
+                }
+                std::thread::yield_now();
+            }
+            swaps
+        })
+    };
+    let output = import(&certbot_dir, &state_dir, &setup.dir.path().join("out.toml"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("REPORT import race: {swaps} directory swaps during the import");
+    assert_eq!(victims.snapshot(), before, "root's directory was changed");
+    // Whatever the race did to the import, nothing it created is root's.
+    assert_eq!(not_owned_by(&state_dir, user.uid), Vec::<PathBuf>::new());
+    assert!(output.status.code().is_some());
+
+    // Undisturbed, the same import adopts the lineage.
+    fs::remove_dir_all(&state_dir).unwrap();
+    fs::create_dir(&state_dir).unwrap();
+    user.chown(&state_dir);
+    let output = import(
+        &certbot_dir,
+        &state_dir,
+        &setup.dir.path().join("again.toml"),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(not_owned_by(&state_dir, user.uid), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_certbot_directory_with_links_out_of_it_or_other_owners_is_refused() {
+    let setup = Setup::new(PebbleOptions::default());
+    let certbot_dir = certbot_lineage(&setup);
+    let outside = setup.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+
+    // A root-only key and a shadow-like file outside certbot's directory.
+    let secret_key = outside.join("other.key");
+    let key = support::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+    ]);
+    fs::write(&secret_key, &key).unwrap();
+    fs::set_permissions(&secret_key, fs::Permissions::from_mode(0o600)).unwrap();
+    let shadow = outside.join("shadow");
+    fs::write(&shadow, "root:$6$SHADOWSECRETHASH:19000:0:99999:7:::\n").unwrap();
+    fs::set_permissions(&shadow, fs::Permissions::from_mode(0o600)).unwrap();
+
+    // certbot's privkey.pem link now leads out of its directory, and a renewal file is a link
+    // to the shadow-like file.
+    let privkey = certbot_dir.join("live/shop/privkey.pem");
+    fs::remove_file(&privkey).unwrap();
+    std::os::unix::fs::symlink(&secret_key, &privkey).unwrap();
+    std::os::unix::fs::symlink(&shadow, certbot_dir.join("renewal/evil.conf")).unwrap();
+
+    let state_dir = setup.state_dir.clone();
+    let output = import(&certbot_dir, &state_dir, &setup.dir.path().join("out.toml"));
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert_ne!(output.status.code(), Some(0));
+    assert!(said.contains("outside certbot's directory"), "{said}");
+    assert!(
+        !said.contains("SHADOWSECRETHASH"),
+        "file content was quoted"
+    );
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!said.contains(&key_body[..16]), "the key was quoted");
+    assert!(
+        !state_dir.join("live/shop").exists(),
+        "the outside key was adopted"
+    );
+
+    // A certbot directory that someone other than root could change is refused outright.
+    fs::remove_file(certbot_dir.join("renewal/evil.conf")).unwrap();
+    let user = attacker();
+    std::os::unix::fs::lchown(&certbot_dir, Some(user.uid), None).unwrap();
+    let output = import(
+        &certbot_dir,
+        &state_dir,
+        &setup.dir.path().join("out2.toml"),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&format!("belongs to uid {}", user.uid)));
+    std::os::unix::fs::lchown(&certbot_dir, Some(0), None).unwrap();
+    fs::set_permissions(&certbot_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let output = import(
+        &certbot_dir,
+        &state_dir,
+        &setup.dir.path().join("out3.toml"),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("writable by group or others"));
 }
