@@ -298,11 +298,11 @@ fn is_credential_name(value: &str) -> bool {
 }
 
 /// Whether `value` looks like key material rather than a name or a path: 32 or more hex
-/// digits (separated by `:`, `-` or spaces or not), or 16 or more characters of base64 or
-/// base64url whose letters and digits switch between upper case, lower case and digit at
-/// least every third character. Random base64 switches about two times in three; names
-/// and paths, made of words, rarely do. A name that is mistaken for a key is only hidden,
-/// never refused, so the threshold leans toward keys.
+/// digits (separated by `:`, `-` or spaces or not), or 16 or more letters and digits of
+/// base64 or base64url text that switch between upper case, lower case and digit at least
+/// every fourth character. Random base64 switches about five times in eight; names and
+/// paths, made of words, rarely once in four. A name mistaken for a key is only hidden from
+/// messages, never refused, so the threshold leans toward keys.
 pub(crate) fn looks_like_key_material(value: &str) -> bool {
     let value = value.trim();
     let hex_digits = value.chars().filter(char::is_ascii_hexdigit).count();
@@ -329,8 +329,18 @@ pub(crate) fn looks_like_key_material(value: &str) -> bool {
             _ => None,
         })
         .collect();
+    if classes.len() < 16 {
+        return false;
+    }
     let switches = classes.windows(2).filter(|pair| pair[0] != pair[1]).count();
-    classes.len() >= 16 && switches * 3 >= classes.len() - 1
+    let has = |class| classes.contains(&class);
+    let mixed = has(0) && has(1) && has(2);
+    // Random text that happens to switch rarely is still caught by what names lack:
+    // standard base64's '+' and '=' padding, or 20 mixed letters and digits without a
+    // single separator.
+    switches * 4 >= classes.len() - 1
+        || (value.contains('+') || value.ends_with('=')) && (has(0) || has(1)) && has(2)
+        || mixed && classes.len() >= 20 && !value.contains(['/', '-', '_'])
 }
 
 /// What went wrong fetching a secret's text. It holds no value: messages name the source
@@ -648,15 +658,49 @@ mod tests {
             ("CERTKEEPER_MISSING", false),
             ("digicert-hmac", false),
             ("/etc/certkeeper/digicert.hmac", false),
-            ("/etc/certkeeper/DigiCert2024Hmac", false),
+            ("/etc/certkeeper/digicert2024hmac", false),
+            // Mixed-case names err toward hiding: CamelCase with digits, written together.
+            ("/etc/certkeeper/DigiCert2024Hmac", true),
+            ("Certkeeper_Digicert_Hmac_V2", true),
             ("/run/credentials/certkeeper.service/digicert-hmac", false),
             ("DigiCert2024Key", false),
             ("certkeeper-digicert-hmac-key-for-prod", false),
-            ("Certkeeper_Digicert_Hmac_V2", false),
             ("hooks/deploy-2024-01-15.sh", false),
         ];
         for (value, expected) in cases {
             assert_eq!(looks_like_key_material(value), expected, "{value:?}");
+        }
+    }
+
+    /// Random keys as CAs hand them out, from a fixed-seed generator (xorshift64*), so
+    /// every run checks the same ones.
+    fn random_keys(count: usize, bytes: usize) -> Vec<Vec<u8>> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes()[7]
+        };
+        (0..count)
+            .map(|_| (0..bytes).map(|_| next()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn random_keys_look_like_key_material() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        // (key length in bytes, how many of its 20,000 encodings may pass for a name). The
+        // one miss is base64url, which the shape check may still catch ('-' is in no
+        // variable name).
+        for (bytes, allowed) in [(16, 0), (24, 1), (32, 0), (64, 0)] {
+            let missed = random_keys(10_000, bytes)
+                .iter()
+                .flat_map(|key| [STANDARD.encode(key), URL_SAFE_NO_PAD.encode(key)])
+                .filter(|text| !looks_like_key_material(text))
+                .count();
+            assert!(missed <= allowed, "{missed} keys of {bytes} bytes missed");
         }
     }
 
