@@ -1,8 +1,11 @@
 //! Hostile configuration text: whatever the bytes, loading ends in an inventory or in
-//! diagnostics that point inside the file, never in a panic.
+//! diagnostics that point inside the file, never in a panic. And an HMAC key written into any
+//! of the keys that say where the key is never comes back out.
 
 use std::path::Path;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use certkeeper_config::{Environment, load_str};
 use proptest::prelude::*;
 
@@ -100,5 +103,60 @@ proptest! {
     #[test]
     fn plausible_documents_never_panic(lines in proptest::collection::vec(line(), 0..30)) {
         check(&lines.join("\n"))?;
+    }
+}
+
+/// A key of 32 to 64 random bytes, written as CAs hand keys out: base64, base64url or hex.
+fn key_text() -> impl Strategy<Value = String> {
+    (proptest::collection::vec(any::<u8>(), 32..=64), 0..3_u8).prop_map(
+        |(bytes, form)| match form {
+            0 => STANDARD.encode(&bytes),
+            1 => URL_SAFE_NO_PAD.encode(&bytes),
+            _ => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+        },
+    )
+}
+
+/// Everything loading `text` prints: the errors or the warnings, shown and debug-printed.
+fn printed(text: &str, env: &Environment) -> String {
+    match load_str(text, Path::new("/nonexistent/certkeeper.toml"), env) {
+        Ok(loaded) => {
+            let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+            format!("{}\n{loaded:?}", warnings.join("\n"))
+        }
+        Err(errors) => format!("{errors}\n{errors:?}"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn keys_in_secret_keys_are_never_echoed(
+        key in key_text(),
+        field in proptest::sample::select(&[
+            "eab_hmac_key_env",
+            "eab_hmac_key_file",
+            "eab_hmac_key_credential",
+            "eab_hmac_key",
+        ]),
+        quoted in any::<bool>(),
+        credentials in any::<bool>(),
+    ) {
+        // Unquoted, the value is a TOML syntax error, whose message must not quote it either.
+        let value = if quoted { format!("{key:?}") } else { key.clone() };
+        let text = format!(
+            "[[ca]]\nname = \"digicert\"\n\
+             directory = \"https://one.digicert.com/mpki/api/v1/acme/v2/directory\"\n\
+             eab_kid = \"kid-1\"\n{field} = {value}\n\n\
+             [[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\n"
+        );
+        let mut env = Environment::empty();
+        if credentials {
+            env = env.with_credentials_directory("/nonexistent/credentials");
+        }
+        let printed = printed(&text, &env);
+        for window in key.as_bytes().windows(8) {
+            let fragment = std::str::from_utf8(window).expect("ASCII");
+            prop_assert!(!printed.contains(fragment), "{fragment:?} of the key in {field}:\n{printed}");
+        }
     }
 }
