@@ -89,7 +89,7 @@ impl UnsafeProblem {
     fn advice(&self) -> &'static str {
         match self {
             UnsafeProblem::Symlink { .. } | UnsafeProblem::LinkTarget { .. } => {
-                "certkeeper never follows symlinks in its state directory (its own live/NAME -> ../archive/NAME/vNNNN links aside): remove it (a certbot lineage is adopted with `certkeeper import-certbot`); if nobody you trust made it, the account owning the state directory may have been compromised"
+                "certkeeper never follows symlinks in its state directory (its own live/NAME -> ../archive/NAME/vNNNN links aside): remove it; if nobody you trust made it, the account owning the state directory may have been compromised"
             }
             UnsafeProblem::WrongType { .. } => "move it aside",
             UnsafeProblem::WrongOwner { .. } => {

@@ -34,7 +34,7 @@ pub struct LineageState {
     /// Outcomes of past attempts.
     pub attempts: AttemptRecord,
     /// An order placed and not yet installed. Its private key is in a separate `0600` file
-    /// (see `Store::write_pending_key`): this file is world-readable.
+    /// (see `Store::write_pending_key`): this file is not secret (`0644`).
     pub pending_order: Option<PendingOrder>,
 }
 

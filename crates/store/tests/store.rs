@@ -2,141 +2,31 @@
 //! made by rcgen (aws-lc-rs): a self-signed test CA signs leaves for ECDSA P-256, P-384 and
 //! RSA keys.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use certkeeper_core::{CertName, DomainName, KeyType, RevocationReason};
+use certkeeper_core::{CertName, KeyType, RevocationReason};
 use certkeeper_store::layout::{CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, PRIVKEY_FILE};
 use certkeeper_store::{
     LineageState, RevokedRecord, Store, StoreError, UnsafeProblem, VerifyProblem,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData, RsaKeySize,
-    SerialNumber, date_time_ymd,
-};
+use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-// ---------------------------------------------------------------- certificate factory
+mod support;
 
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-    der: Vec<u8>,
-}
-
-fn test_ca() -> TestCa {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "certkeeper test CA");
-    let cert = params.self_signed(&key).expect("self-signed CA");
-    TestCa {
-        issuer: Issuer::new(params, key),
-        pem: cert.pem(),
-        der: cert.der().to_vec(),
-    }
-}
-
-fn new_key(key_type: KeyType) -> KeyPair {
-    match key_type {
-        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyType::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
-        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
-        KeyType::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
-    }
-    .expect("generate key")
-}
-
-/// A leaf as the CA would return it: key PEM, full chain PEM (leaf + CA), leaf DER.
-struct Issued {
-    key_pem: String,
-    chain_pem: String,
-    leaf_der: Vec<u8>,
-}
+use support::{domains, issue, mode, name, new_key, open_store, snapshot, test_ca};
 
 const NOT_BEFORE_UNIX: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 const NOT_AFTER_UNIX: u64 = 1_743_465_600; // 2025-04-01T00:00:00Z
-
-fn issue(ca: &TestCa, key: &KeyPair, sans: &[&str], serial: &[u8]) -> Issued {
-    let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
-    let mut params = CertificateParams::new(names).expect("leaf params");
-    params.serial_number = Some(SerialNumber::from_slice(serial));
-    params.not_before = date_time_ymd(2025, 1, 1);
-    params.not_after = date_time_ymd(2025, 4, 1);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, sans.first().copied().unwrap_or("leaf"));
-    let cert = params.signed_by(key, &ca.issuer).expect("sign leaf");
-    Issued {
-        key_pem: key.serialize_pem(),
-        chain_pem: format!("{}{}", cert.pem(), ca.pem),
-        leaf_der: cert.der().to_vec(),
-    }
-}
-
-fn domains(names: &[&str]) -> Vec<DomainName> {
-    names
-        .iter()
-        .map(|n| DomainName::new(n).expect("valid domain"))
-        .collect()
-}
-
-fn name(n: &str) -> CertName {
-    CertName::new(n).expect("valid lineage name")
-}
 
 fn unix(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-// ---------------------------------------------------------------- file system helpers
-
-fn mode(path: &Path) -> u32 {
-    fs::symlink_metadata(path).expect("metadata").mode() & 0o7777
-}
-
-/// Every entry under `root`: file contents and modes, symlink targets, directory modes.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-        for entry in fs::read_dir(dir).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let rel = path.strip_prefix(root).expect("under root").to_path_buf();
-            let meta = fs::symlink_metadata(&path).expect("metadata");
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).expect("read_link");
-                out.insert(rel, format!("-> {}", target.display()));
-            } else if meta.is_dir() {
-                out.insert(rel, format!("dir {:o}", meta.mode() & 0o7777));
-                walk(root, &path, out);
-            } else {
-                let content = fs::read(&path).expect("read");
-                out.insert(
-                    rel,
-                    format!(
-                        "file {:o} {}",
-                        meta.mode() & 0o7777,
-                        String::from_utf8_lossy(&content)
-                    ),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn open_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("state")).expect("open store");
-    (dir, store)
-}
+// ---------------------------------------------------------------- helpers
 
 fn pem_ders(pem: &str) -> Vec<Vec<u8>> {
     x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
