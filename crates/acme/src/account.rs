@@ -20,7 +20,7 @@ use instant_acme::{
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AcmeError, is_eab_rejection};
+use crate::error::{AcmeError, registration_error};
 use crate::transport::Transport;
 
 /// How often a step is retried when the CA keeps rejecting nonces, on top of instant-acme's
@@ -189,19 +189,8 @@ impl AcmeAccount {
                 .create(&new_account, directory.clone(), eab_key.as_ref())
                 .await
         );
-        let (_account, credentials) = created.map_err(|source| match (source, &kid) {
-            (instant_acme::Error::Api(problem), Some(kid)) if is_eab_rejection(&problem) => {
-                AcmeError::ExternalAccountBinding {
-                    ca: ca_name.clone(),
-                    kid: kid.clone(),
-                    problem: Box::new(problem),
-                }
-            }
-            (source, _) => AcmeError::Protocol {
-                ca: ca_name.clone(),
-                step: "account registration",
-                source: Box::new(source),
-            },
+        let (_account, credentials) = created.map_err(|source| {
+            registration_error(&ca_name, kid.as_deref(), !ca.contact.is_empty(), source)
         })?;
         let stored = stored_from_credentials(&credentials, directory, kid).ok_or_else(|| {
             AcmeError::StoredAccount {

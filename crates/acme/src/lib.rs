@@ -12,7 +12,8 @@
 //!   `?action=..&orderId=..`) with the same account.
 //! - [`order`]: new order, HTTP-01 through the core's [`Http01Responder`] port, already-valid
 //!   authorizations skipped, finalize with a CSR from [`keys`], certificate download.
-//! - [`error`]: errors that keep the CA's problem document and say whether to retry.
+//! - [`error`]: errors that keep the CA's problem document and say whether to retry, what a
+//!   refused registration asks the operator to change, and whether the CA lost the account.
 //!
 //! It never touches the disk except to read `root_ca_file`; persisting credentials and
 //! certificates is the caller's business (the store adapter).
@@ -26,6 +27,6 @@ pub mod order;
 pub mod transport;
 
 pub use account::{AcmeAccount, StoredAccount};
-pub use error::AcmeError;
+pub use error::{AcmeError, ProblemType, RegistrationFix};
 pub use order::{Issued, OrderRequest, PlacedOrder, PollPolicy};
 pub use transport::{Transport, TransportSettings};
