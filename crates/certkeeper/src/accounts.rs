@@ -5,6 +5,14 @@
 //! Registration at one CA happens once even when several orders ask at the same moment (they
 //! wait for the first), and never holds up orders at another CA: a CA that takes its time
 //! answering only delays its own certificates.
+//!
+//! An account the CA no longer knows (`accountDoesNotExist`: a CA that lost its data, an
+//! account removed at the CA) is registered again by [`Accounts::register_again`], once per
+//! attempt, with the configured credentials. The old credentials are kept aside first, under
+//! `accounts/<server>/<kid>~replaced-<unix seconds>/account.json` next to the live
+//! `accounts/<server>/<kid>/`: written through the store like any account (0700 directories,
+//! 0600 file, no symlink followed), and before the CA is asked, so a failed registration loses
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +21,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use certkeeper_acme::{AcmeAccount, Transport, TransportSettings};
 use certkeeper_core::{CaName, CaSpec};
-use certkeeper_store::Store;
+use certkeeper_store::{AccountKey, Store, unix_seconds};
 
 /// One CA's slot: empty until the account is loaded or registered.
 type Slot = Arc<tokio::sync::Mutex<Option<AcmeAccount>>>;
@@ -41,15 +49,20 @@ impl From<anyhow::Error> for AccountError {
 }
 
 impl Accounts {
-    /// The account at `ca`, registering it on first use.
-    pub async fn get(&self, store: &Store, ca: &CaSpec) -> Result<AcmeAccount, AccountError> {
-        let slot = Arc::clone(
+    /// One CA's slot, created empty on first use.
+    fn slot(&self, ca: &CaSpec) -> Slot {
+        Arc::clone(
             self.slots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(ca.name.clone())
                 .or_default(),
-        );
+        )
+    }
+
+    /// The account at `ca`, registering it on first use.
+    pub async fn get(&self, store: &Store, ca: &CaSpec) -> Result<AcmeAccount, AccountError> {
+        let slot = self.slot(ca);
         // Held across registration on purpose: a second order for the same CA waits for the
         // first registration instead of registering another account.
         let mut slot = slot.lock().await;
@@ -60,29 +73,45 @@ impl Accounts {
         let stored = store
             .read_account(&key)
             .with_context(|| format!("reading the stored account for CA {:?}", ca.name.as_str()))?;
-        let defaults = TransportSettings::default();
-        let transport = Transport::new(&TransportSettings {
-            root_ca_file: ca.root_ca_file.clone(),
-            request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
-            ..defaults
-        })
-        .map_err(anyhow::Error::from)?;
-        let (account, registered) =
-            match AcmeAccount::load_or_register(ca, transport.clone(), stored.as_deref()).await {
-                Ok(loaded) => loaded,
-                Err(err) => {
-                    return Err(AccountError {
-                        error: err.into(),
-                        retry_after: transport.take_retry_after(),
-                    });
-                }
-            };
-        if let Some(json) = registered {
-            let path = store
-                .write_account(&key, &json)
-                .with_context(|| format!("saving the new account for CA {:?}", ca.name.as_str()))?;
-            tracing::info!(ca = %ca.name, path = %path.display(), "account credentials saved");
+        let account = load_or_register(store, ca, &key, stored.as_deref()).await?;
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Register a new account at `ca` after the CA answered `gone` with `accountDoesNotExist`,
+    /// keeping the old credentials aside (see the module documentation).
+    ///
+    /// Orders that met the same refusal at the same moment share one new registration: the
+    /// ones that come second find `gone` already replaced and take its replacement.
+    pub async fn register_again(
+        &self,
+        store: &Store,
+        ca: &CaSpec,
+        gone: &AcmeAccount,
+    ) -> Result<AcmeAccount, AccountError> {
+        let slot = self.slot(ca);
+        let mut slot = slot.lock().await;
+        if let Some(current) = slot.as_ref()
+            && current.account_url() != gone.account_url()
+        {
+            return Ok(current.clone());
         }
+        tracing::warn!(ca = %ca.name, account = %gone.account_url(), "the CA no longer knows the account; registering a new one");
+        let key = AcmeAccount::storage_key(ca).map_err(anyhow::Error::from)?;
+        let old = store
+            .read_account(&key)
+            .with_context(|| format!("reading the stored account for CA {:?}", ca.name.as_str()))?;
+        if let Some(old) = old {
+            let aside = replaced_key(&key, SystemTime::now());
+            let path = store.write_account(&aside, &old).with_context(|| {
+                format!(
+                    "keeping the old account for CA {:?} aside",
+                    ca.name.as_str()
+                )
+            })?;
+            tracing::info!(ca = %ca.name, path = %path.display(), "old account credentials kept aside");
+        }
+        let account = load_or_register(store, ca, &key, None).await?;
         *slot = Some(account.clone());
         Ok(account)
     }
@@ -93,5 +122,66 @@ impl Accounts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+}
+
+/// Load the stored account, or register one and save its credentials (0600) before any order
+/// uses it.
+async fn load_or_register(
+    store: &Store,
+    ca: &CaSpec,
+    key: &AccountKey,
+    stored: Option<&[u8]>,
+) -> Result<AcmeAccount, AccountError> {
+    let defaults = TransportSettings::default();
+    let transport = Transport::new(&TransportSettings {
+        root_ca_file: ca.root_ca_file.clone(),
+        request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
+        ..defaults
+    })
+    .map_err(anyhow::Error::from)?;
+    let (account, registered) =
+        match AcmeAccount::load_or_register(ca, transport.clone(), stored).await {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                return Err(AccountError {
+                    error: err.into(),
+                    retry_after: transport.take_retry_after(),
+                });
+            }
+        };
+    if let Some(json) = registered {
+        let path = store
+            .write_account(key, &json)
+            .with_context(|| format!("saving the new account for CA {:?}", ca.name.as_str()))?;
+        tracing::info!(ca = %ca.name, path = %path.display(), "account credentials saved");
+    }
+    Ok(account)
+}
+
+/// Where replaced credentials are kept: a sibling of the account's directory. `~` never
+/// appears in a storage key component (they are sanitised to `[A-Za-z0-9._-]`), so this
+/// cannot collide with another CA's or key id's account.
+fn replaced_key((server, kid): &AccountKey, at: SystemTime) -> AccountKey {
+    (
+        server.clone(),
+        format!("{kid}~replaced-{}", unix_seconds(at)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaced_credentials_sit_next_to_the_account_under_a_dated_name() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            replaced_key(&("localhost_14000_dir".to_owned(), "kid-1".to_owned()), at),
+            (
+                "localhost_14000_dir".to_owned(),
+                "kid-1~replaced-1700000000".to_owned()
+            )
+        );
     }
 }

@@ -65,11 +65,26 @@ impl Failure {
         self
     }
 
+    /// The CA answered `accountDoesNotExist`: registering again may carry the attempt on.
+    fn is_account_gone(&self) -> bool {
+        matches!(self, Failure::Failed { error, .. }
+            if error.downcast_ref::<AcmeError>().is_some_and(AcmeError::is_account_gone))
+    }
+
     pub fn error(&self) -> &anyhow::Error {
         match self {
             Failure::StillWaiting(error) | Failure::Failed { error, .. } => error,
         }
     }
+}
+
+/// The account could not be loaded or registered.
+fn account_failure(AccountError { error, retry_after }: AccountError) -> Failure {
+    match error.downcast::<AcmeError>() {
+        Ok(acme) => Failure::from_acme(acme),
+        Err(other) => Failure::other(other),
+    }
+    .with_retry_after(retry_after)
 }
 
 /// Everything one attempt needs from its surroundings.
@@ -88,22 +103,31 @@ pub async fn obtain(
     spec: &CertificateSpec,
     purpose: OrderPurpose,
 ) -> Result<LiveCert, Failure> {
-    let account =
-        ctx.accounts
-            .get(&ctx.store, ca)
-            .await
-            .map_err(|AccountError { error, retry_after }| {
-                match error.downcast::<AcmeError>() {
-                    Ok(acme) => Failure::from_acme(acme),
-                    Err(other) => Failure::other(other),
-                }
-                .with_retry_after(retry_after)
-            })?;
-    let (mut placed, key_pem) = match resume(ctx, &account, spec).await {
-        Some(resumed) => resumed,
-        None => place(ctx, &account, ca, spec, purpose)
-            .await
-            .map_err(|failure| failure.with_retry_after(account.take_retry_after()))?,
+    let account = ctx
+        .accounts
+        .get(&ctx.store, ca)
+        .await
+        .map_err(account_failure)?;
+    // Declared before the order that may borrow it: the account registered again when the CA
+    // no longer knows ours (once per attempt; a second refusal ends the attempt).
+    let replacement;
+    let (mut placed, key_pem, account) = match resume(ctx, &account, spec).await {
+        Some((placed, key_pem)) => (placed, key_pem, &account),
+        None => match place(ctx, &account, ca, spec, purpose).await {
+            Ok((placed, key_pem)) => (placed, key_pem, &account),
+            Err(failure) if failure.is_account_gone() => {
+                replacement = ctx
+                    .accounts
+                    .register_again(&ctx.store, ca, &account)
+                    .await
+                    .map_err(account_failure)?;
+                let (placed, key_pem) = place(ctx, &replacement, ca, spec, purpose)
+                    .await
+                    .map_err(|failure| failure.with_retry_after(replacement.take_retry_after()))?;
+                (placed, key_pem, &replacement)
+            }
+            Err(failure) => return Err(failure.with_retry_after(account.take_retry_after())),
+        },
     };
     let chain_pem = match placed
         .complete(&key_pem, &spec.domains, &ctx.tokens, ctx.poll)
