@@ -45,6 +45,48 @@ pub struct Pebble {
     /// (kid, base64url HMAC key without padding).
     pub eab: Option<(String, String)>,
     children: Vec<Child>,
+    /// How Pebble itself was started, for [`Pebble::restart`].
+    relaunch: Relaunch,
+}
+
+/// What starting Pebble again on the same ports, with the same config, takes.
+struct Relaunch {
+    config_file: PathBuf,
+    dns: u16,
+    env: Vec<(&'static str, String)>,
+    /// The ACME and management listeners.
+    ports: [u16; 2],
+}
+
+impl Relaunch {
+    fn command(&self, dir: &Path) -> Command {
+        let log = |name: &str| {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .expect("log file")
+        };
+        let mut command = Command::new(PEBBLE);
+        command
+            .arg("-config")
+            .arg(&self.config_file)
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns)])
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(Stdio::from(log("pebble.log")))
+            .stderr(Stdio::from(log("pebble.err")));
+        if !self
+            .env
+            .iter()
+            .any(|(key, _)| *key == "PEBBLE_VA_SLEEPTIME")
+        {
+            command.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
 }
 
 impl Drop for Pebble {
@@ -114,24 +156,13 @@ impl Pebble {
             .stderr(Stdio::from(log("challtestsrv.err")))
             .spawn()
             .expect("start pebble-challtestsrv");
-        let mut command = Command::new(PEBBLE);
-        command
-            .arg("-config")
-            .arg(&config_file)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(Stdio::from(log("pebble.log")))
-            .stderr(Stdio::from(log("pebble.err")));
-        if !options
-            .env
-            .iter()
-            .any(|(key, _)| *key == "PEBBLE_VA_SLEEPTIME")
-        {
-            command.env("PEBBLE_VA_NOSLEEP", "1");
-        }
-        for (key, value) in options.env {
-            command.env(key, value);
-        }
+        let relaunch = Relaunch {
+            config_file,
+            dns,
+            env: options.env,
+            ports: [listen, management],
+        };
+        let mut command = relaunch.command(dir.path());
         let pebble = command.spawn().expect("start pebble");
 
         let started = Self {
@@ -142,11 +173,30 @@ impl Pebble {
             eab: Some((kid, hmac)),
             children: vec![challtestsrv, pebble],
             dir,
+            relaunch,
         };
         for port in [listen, management, challtest_mgmt] {
             started.wait_for_port(port);
         }
         started
+    }
+
+    /// Stop Pebble and start it again on the same ports with the same configuration and EAB
+    /// credentials, as after a crash or an upgrade: it forgets every account, order and
+    /// certificate (Pebble keeps them in memory), and its issuing root is new.
+    /// challtestsrv keeps running.
+    pub fn restart(&mut self) {
+        let pebble = self.children.last_mut().expect("pebble runs");
+        pebble.kill().expect("stop pebble");
+        pebble.wait().expect("reap pebble");
+        *pebble = self
+            .relaunch
+            .command(self.dir.path())
+            .spawn()
+            .expect("start pebble again");
+        for port in self.relaunch.ports {
+            self.wait_for_port(port);
+        }
     }
 
     fn wait_for_port(&self, port: u16) {
