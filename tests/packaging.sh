@@ -54,7 +54,8 @@ step "cargo deb -p certkeeper --profile $profile"
 cargo deb -p certkeeper --locked --profile "$profile" --fast --output "$deb" --quiet
 dpkg-deb --info "$deb" | sed -n '/Package:/,/Description:/p'
 # The reload path units replaced the polkit rule: nothing in the package refers to polkit.
-if dpkg-deb --info "$deb" | grep -qi polkit || dpkg-deb --contents "$deb" | grep -qi polkit; then
+# (Output captured first: `grep -q` ending a pipeline early would fail it under pipefail.)
+if grep -qi polkit <<<"$(dpkg-deb --info "$deb"; dpkg-deb --contents "$deb")"; then
   fail "the package still ships or suggests polkit"
 fi
 
@@ -84,7 +85,7 @@ for path in \
   /etc/certkeeper/certkeeper.toml; do
   [ -f "$path" ] || fail "$path is missing"
 done
-zcat /usr/share/man/man5/certkeeper.toml.5.gz | grep -q '^\.TH CERTKEEPER.TOML 5' || fail "certkeeper.toml(5) is not a man page"
+grep -q '^\.TH CERTKEEPER.TOML 5' <<<"$(zcat /usr/share/man/man5/certkeeper.toml.5.gz)" || fail "certkeeper.toml(5) is not a man page"
 bash -c 'source /usr/share/bash-completion/completions/certkeeper && complete -p certkeeper' >/dev/null \
   || fail "the bash completion does not register"
 dpkg-query -W -f='${Conffiles}\n' certkeeper | grep -q '/etc/certkeeper/certkeeper.toml' \
@@ -189,7 +190,7 @@ expected="$(printf 'ExecStart\n  /bin/systemctl --job-mode=fail reload nginx.ser
 [ "$commands" = "$expected" ] || fail "$service runs:"$'\n'"$commands"
 [ -z "$(setting "$service" User)" ] || fail "$service runs as $(setting "$service" User), expected root"
 [ "$(setting "$service" Type)" = oneshot ] || fail "$service: Type=$(setting "$service" Type)"
-unit_dump "$service" | grep -qx $'\t\tCapabilityBoundingSet: ' \
+grep -qx $'\t\tCapabilityBoundingSet: ' <<<"$(unit_dump "$service")" \
   || fail "$service keeps capabilities: $(setting "$service" CapabilityBoundingSet)"
 grep -q '^StartLimitBurst=10$' /lib/systemd/system/certkeeper-reload@.service \
   || fail "$service has no start limit"
