@@ -214,10 +214,22 @@ rm -f "$events" "$watch_log"
 echo "the certkeeper user reaches: for each certkeeper-reload@NAME.path root enabled," \
   "'systemctl --job-mode=fail reload NAME.service' as root; nothing else"
 
-step "reinstall keeps an edited configuration"
+step "reinstall keeps an edited configuration, and hands root's leftovers in the state directory over"
 echo "# edited by the packaging test" | $SUDO tee -a /etc/certkeeper/certkeeper.toml >/dev/null
+# What an earlier version run as root from a shell left behind, and a link the certkeeper
+# user planted to a root file: the first becomes certkeeper's, the second's target stays root's.
+$SUDO install -d -m 0700 -o root -g root /var/lib/certkeeper/packaging-test-root-dir
+$SUDO touch /var/lib/certkeeper/packaging-test-root-dir/left-by-root
+victim="$(mktemp)"
+$SUDO ln -s "$victim" /var/lib/certkeeper/packaging-test-link
+$SUDO chown -h certkeeper:certkeeper /var/lib/certkeeper/packaging-test-link
 $SUDO dpkg -i "$deb" >/dev/null
 grep -q "edited by the packaging test" /etc/certkeeper/certkeeper.toml || fail "reinstall replaced the edited conffile"
+for left in packaging-test-root-dir packaging-test-root-dir/left-by-root; do
+  [ "$(stat -c %U /var/lib/certkeeper/$left)" = certkeeper ] || fail "/var/lib/certkeeper/$left is still root's"
+done
+[ "$(stat -c %U "$victim")" = root ] || fail "postinst followed a link out of the state directory"
+$SUDO rm -rf /var/lib/certkeeper/packaging-test-root-dir /var/lib/certkeeper/packaging-test-link "$victim"
 
 step "dpkg --purge"
 trap - EXIT

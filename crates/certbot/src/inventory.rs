@@ -352,8 +352,8 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
             comment(
                 &mut text,
                 "certbot's hooks for this lineage, run by /bin/sh -c as certbot ran them. Under\n\
-                 systemd they run as the certkeeper user: `systemctl reload UNIT` works for the\n\
-                 units the packaged polkit rule allows; see the README.",
+                 systemd they run as the certkeeper user, who cannot `systemctl reload` a server:\n\
+                 use a reload target writing /run/certkeeper/reload/UNIT instead (README).",
             );
             for (key, hook) in [
                 ("pre_hook", &cert.hooks.pre),

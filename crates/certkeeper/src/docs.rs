@@ -212,9 +212,10 @@ fn main_page(command: &clap::Command) -> String {
             "the hardened unit running certkeeper run as the certkeeper user.",
         ),
         (
-            "/usr/share/polkit-1/rules.d/50-certkeeper.rules",
-            "lets the certkeeper user run systemctl reload for common web and mail servers, \
-             for deploy hooks.",
+            "/lib/systemd/system/certkeeper-reload@.path",
+            "with certkeeper-reload@.service: root enables certkeeper-reload@NAME.path once per \
+             web or mail server; a reload target writing /run/certkeeper/reload/NAME then makes \
+             root reload NAME.service, and nothing else.",
         ),
     ] {
         roff.control("TP", []);
