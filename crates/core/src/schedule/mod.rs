@@ -211,6 +211,41 @@ pub fn plan_certificate(
     })
 }
 
+/// Plan a one-shot pass (`certkeeper renew`): the daemon's rules, the same due time, jitter,
+/// backoff and CA Retry-After, without the maintenance window (a pass runs when the operator
+/// or their timer runs it). Forced, the certificate is due now, revoked or not, and
+/// certkeeper's own backoff is skipped; a CA's Retry-After never is: the attempt is held until
+/// then ([`Hold::RetryAfter`]).
+#[must_use]
+pub fn plan_one_shot(
+    name: &CertName,
+    spec: &CertificateSpec,
+    observed: Option<&ObservedCert>,
+    attempts: &Attempts,
+    policy: &SchedulePolicy,
+    now: SystemTime,
+    force: bool,
+) -> Option<Planned> {
+    if force {
+        let (at, hold) = match attempts.retry_not_before {
+            Some(until) if until > now => (until, Some(Hold::RetryAfter)),
+            _ => (now, None),
+        };
+        return Some(Planned {
+            at,
+            reason: Reason::Forced,
+            renewal: observed.is_some(),
+            urgent: observed.is_none_or(|cert| at >= cert.not_after),
+            hold,
+        });
+    }
+    let policy = SchedulePolicy {
+        window: None,
+        ..policy.clone()
+    };
+    plan_certificate(name, spec, observed, attempts, &policy, now)
+}
+
 /// `due_at` moved earlier by the certificate's jitter over a tenth of its renew-before span.
 fn jittered(
     name: &CertName,

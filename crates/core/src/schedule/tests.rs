@@ -688,3 +688,140 @@ fn next_wake_is_the_earliest_future_plan_capped_by_the_recheck() {
         );
     }
 }
+
+#[test]
+fn a_one_shot_pass_follows_the_daemon_without_its_window() {
+    let issued = t("2026-03-01T00:00:00Z");
+    let live = cert(issued, 90 * DAY);
+    let s = spec("www", None);
+    let monthly = windowed("30 2 1 * *", TimeZone::UTC);
+    // Due on 2026-04-30 minus jitter: the daemon waits for the 1st of May, a pass does not.
+    let now = t("2026-04-30T12:00:00Z");
+    let daemon = plan_certificate(
+        &s.name,
+        &s,
+        Some(&live),
+        &Attempts::default(),
+        &monthly,
+        now,
+    )
+    .expect("planned");
+    assert_eq!(daemon.hold, Some(Hold::Window));
+    let pass = plan_one_shot(
+        &s.name,
+        &s,
+        Some(&live),
+        &Attempts::default(),
+        &monthly,
+        now,
+        false,
+    )
+    .expect("planned");
+    assert_eq!((pass.at, pass.hold), (now, None));
+    // Not due yet: the same instant as the daemon's rule without a window.
+    let early = t("2026-03-10T00:00:00Z");
+    let plain = plan_certificate(
+        &s.name,
+        &s,
+        Some(&live),
+        &Attempts::default(),
+        &SchedulePolicy::default(),
+        early,
+    )
+    .expect("planned");
+    let pass = plan_one_shot(
+        &s.name,
+        &s,
+        Some(&live),
+        &Attempts::default(),
+        &monthly,
+        early,
+        false,
+    )
+    .expect("planned");
+    assert_eq!(pass.at, plain.at);
+    assert!(pass.at > early);
+}
+
+#[test]
+fn a_pass_honours_backoff_and_retry_after_and_force_skips_only_the_backoff() {
+    let issued = t("2026-03-01T00:00:00Z");
+    let live = cert(issued, 90 * DAY);
+    let s = spec("www", None);
+    let policy = SchedulePolicy::default();
+    let failed_at = t("2026-04-30T12:00:00Z");
+    let backing_off = Attempts {
+        consecutive_failures: 3,
+        last_failure_at: Some(failed_at),
+        retry_not_before: None,
+    };
+    let now = failed_at + SEC;
+    let pass = plan_one_shot(&s.name, &s, Some(&live), &backing_off, &policy, now, false)
+        .expect("planned");
+    assert_eq!(pass.hold, Some(Hold::Backoff));
+    assert!(pass.at > now);
+    let forced =
+        plan_one_shot(&s.name, &s, Some(&live), &backing_off, &policy, now, true).expect("planned");
+    assert_eq!(
+        (forced.at, forced.hold, forced.reason),
+        (now, None, Reason::Forced)
+    );
+
+    // A CA's Retry-After beyond the backoff (4 minutes after 3 failures).
+    let rate_limited = Attempts {
+        retry_not_before: Some(failed_at + HOUR),
+        ..backing_off
+    };
+    for force in [false, true] {
+        let pass = plan_one_shot(&s.name, &s, Some(&live), &rate_limited, &policy, now, force)
+            .expect("planned");
+        assert_eq!(pass.at, failed_at + HOUR, "force={force}");
+        assert_eq!(pass.hold, Some(Hold::RetryAfter), "force={force}");
+    }
+    // Once the CA's instant has passed, forcing goes ahead.
+    let later = failed_at + HOUR + SEC;
+    let forced = plan_one_shot(
+        &s.name,
+        &s,
+        Some(&live),
+        &rate_limited,
+        &policy,
+        later,
+        true,
+    )
+    .expect("planned");
+    assert_eq!((forced.at, forced.hold), (later, None));
+}
+
+#[test]
+fn a_forced_pass_reissues_a_revoked_lineage_and_a_plain_one_leaves_it() {
+    let mut revoked = cert(t("2026-03-01T00:00:00Z"), 90 * DAY);
+    revoked.revoked = true;
+    let s = spec("www", None);
+    let now = t("2026-03-02T00:00:00Z");
+    let policy = SchedulePolicy::default();
+    assert_eq!(
+        plan_one_shot(
+            &s.name,
+            &s,
+            Some(&revoked),
+            &Attempts::default(),
+            &policy,
+            now,
+            false
+        ),
+        None
+    );
+    let forced = plan_one_shot(
+        &s.name,
+        &s,
+        Some(&revoked),
+        &Attempts::default(),
+        &policy,
+        now,
+        true,
+    )
+    .expect("planned");
+    assert!(forced.renewal);
+    assert_eq!(forced.at, now);
+}
