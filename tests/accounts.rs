@@ -164,7 +164,8 @@ fn a_wrong_hmac_key_or_key_id_is_reported_as_an_eab_problem() {
     for (key, text) in cases {
         write_secret(&setup.hmac_file, &key);
         fs::write(&setup.config, text).unwrap();
-        let output = setup.certkeeper(&["renew"]);
+        // Forced: the previous case's failure put the certificate in backoff.
+        let output = setup.certkeeper(&["renew", "--force"]);
         assert_eq!(output.status.code(), Some(1));
         let text = error_lines(&output);
         assert!(
@@ -207,7 +208,8 @@ fn a_contact_pebble_refuses_is_reported_as_a_contact_problem_not_an_eab_one() {
     ];
     for (contact, wanted) in cases {
         fs::write(&setup.config, config.replace(configured, contact)).unwrap();
-        let output = setup.certkeeper(&["renew"]);
+        // Forced: the previous case's failure put the certificate in backoff.
+        let output = setup.certkeeper(&["renew", "--force"]);
         assert_eq!(output.status.code(), Some(1), "{contact}");
         let text = error_lines(&output);
         for part in wanted {

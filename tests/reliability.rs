@@ -201,6 +201,48 @@ fn rate_limit_retry_after_is_honoured() {
 }
 
 #[test]
+fn renew_waits_out_a_ca_retry_after_even_when_forced() {
+    let setup = Setup::new(PebbleOptions::default());
+    let proxy = FaultProxy::start(&setup.pebble);
+    setup.write_config_with(FAST_RETRY, &[Cert::new("www", &["www.example.com"])]);
+    route_through(&setup, &proxy.directory_url());
+    proxy.fail_next(
+        1,
+        Fault::Status {
+            code: 429,
+            problem: "rateLimited",
+            retry_after: Some(30),
+        },
+    );
+    assert_eq!(setup.certkeeper(&["renew"]).status.code(), Some(1));
+
+    // Within the 30 s the CA asked for, neither a plain nor a forced pass contacts it, and
+    // both say until when.
+    let requests = proxy.requests();
+    for args in [&["renew"][..], &["renew", "--force"][..]] {
+        let output = setup.certkeeper(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "a held certificate is failing"
+        );
+        assert_eq!(
+            proxy.requests(),
+            requests,
+            "`certkeeper {}` sent requests to a CA that asked to wait",
+            args.join(" ")
+        );
+        let said = stdout(&output);
+        assert!(
+            said.contains("www: not attempted: the CA asked to wait until 20"),
+            "{said}"
+        );
+    }
+    assert!(!setup.live("www").exists());
+    eprintln!("REPORT renew_retry_after: 0 requests from two passes inside a 30 s Retry-After");
+}
+
+#[test]
 fn a_stuck_ca_does_not_hold_up_other_certificates() {
     let setup = Setup::new(PebbleOptions::default());
     let proxy = FaultProxy::start(&setup.pebble);

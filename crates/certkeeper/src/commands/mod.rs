@@ -12,9 +12,10 @@ use std::path::Path;
 use anyhow::Context;
 use certkeeper_config::Environment;
 use certkeeper_core::Inventory;
-use certkeeper_store::{Store, StoreError};
+use certkeeper_store::{Store, StoreError, StoreLock};
 
 use crate::cli::{Cli, Command};
+use crate::engine::{self, daemon::Daemon};
 use crate::exit::Exit;
 use crate::privilege;
 
@@ -37,11 +38,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     match cli.command {
         Command::Check => Ok(check::run(&cli.config, &inventory)),
-        Command::Run => runtime()?.block_on(crate::engine::daemon::Daemon::run(
-            cli.config,
-            Environment::from_process(),
-            inventory,
-        )),
+        Command::Run => {
+            let Some(locked) = open_locked(&inventory)? else {
+                return Ok(Exit::Locked);
+            };
+            runtime()?.block_on(Daemon::run(
+                cli.config,
+                Environment::from_process(),
+                inventory,
+                locked,
+            ))?;
+            Ok(Exit::Success)
+        }
         Command::Status(args) => status::run(&inventory, &args),
         Command::Renew(args) => runtime()?.block_on(renew::run(&inventory, &args)),
         Command::Revoke(args) => runtime()?.block_on(revoke::run(&inventory, &args)),
@@ -88,13 +96,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Open the store and take its lock; `Ok(None)` (after a message) when another certkeeper
-/// holds it.
-pub fn open_locked(
-    inventory: &Inventory,
-) -> anyhow::Result<Option<(Store, certkeeper_store::StoreLock)>> {
-    let store = Store::open(&inventory.state_dir)?;
-    match store.lock() {
-        Ok(lock) => Ok(Some((store, lock))),
+/// holds it, which the command reports as exit code 75.
+fn open_locked(inventory: &Inventory) -> anyhow::Result<Option<(Store, StoreLock)>> {
+    match engine::open_store(inventory) {
+        Ok(locked) => Ok(Some(locked)),
         Err(err @ StoreError::Locked { .. }) => {
             eprintln!("error: {err}");
             Ok(None)

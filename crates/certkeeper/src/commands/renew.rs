@@ -1,20 +1,21 @@
 //! `certkeeper renew`: obtain missing certificates and renew those that are due.
 //!
-//! The decision per certificate is the core's [`decide`]; this module only wires the adapters:
-//! it binds the HTTP-01 listener when (and only when) something must be ordered, takes each
-//! due certificate through the CA and installs the verified result. A failure leaves the live
-//! certificate untouched and is reported; the other certificates carry on.
+//! The plan per certificate is the daemon's ([`LineageView::plan_one_shot`]: the same due
+//! time, backoff and CA Retry-After, without the maintenance window), and each attempt is the
+//! engine's [`Attempt`]: this module binds the HTTP-01 listener when (and only when) something
+//! must be ordered, runs the due attempts within the concurrency limits, and prints one line
+//! per certificate. `--force` overrides due-ness and certkeeper's own backoff, never a CA's
+//! Retry-After: the certificate is then reported as held, with the instant it may be tried.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
-use certkeeper_core::hooks::DeployAction;
-use certkeeper_core::renewal::{Decision, decide};
-use certkeeper_core::{CertificateSpec, Inventory, OrderPurpose};
+use certkeeper_core::schedule::{Hold, Planned};
+use certkeeper_core::{CertificateSpec, Inventory};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer};
-use certkeeper_store::LiveCert;
+use certkeeper_store::Store;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,11 @@ use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::cli::RenewArgs;
+use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
-use crate::engine::job::{self, Failure, JobContext};
+use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
+use crate::engine::plan::LineageView;
 use crate::exit::Exit;
 use crate::report::{short_duration, timestamp};
 
@@ -36,51 +39,82 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let now = SystemTime::now();
 
     let mut failed = 0usize;
-    let mut jobs = Vec::new();
+    let mut jobs: Vec<(&CertificateSpec, Planned)> = Vec::new();
     let mut redeploys = Vec::new();
     for spec in selected {
-        let live = match store.read_live_certificate(&spec.name) {
-            Ok(live) => live,
-            Err(err) => {
-                // An unreadable lineage is re-issued rather than trusted.
-                tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "live certificate unreadable; ordering a new one");
-                None
-            }
+        let view = LineageView::load(&store, &spec.name);
+        let Some(planned) = view.plan_one_shot(spec, now, args.force) else {
+            println!(
+                "{}: revoked; not renewed (use --force to issue anew)",
+                spec.name
+            );
+            continue;
         };
-        match decide(spec, live.as_ref().map(|l| &l.observed), now, args.force) {
-            Decision::NotDue { due_at } => {
+        if planned.at <= now {
+            jobs.push((spec, planned));
+            continue;
+        }
+        let wait = short_duration(planned.at.duration_since(now).unwrap_or_default());
+        let at = timestamp(planned.at);
+        match planned.hold {
+            Some(Hold::RetryAfter) => {
+                failed += 1;
+                println!(
+                    "{}: not attempted: the CA asked to wait until {at} (in {wait}){}",
+                    spec.name,
+                    last_error(&view)
+                );
+            }
+            Some(Hold::Backoff) => {
+                failed += 1;
+                println!(
+                    "{}: not attempted: backing off after {} failed attempts until {at} (in {wait}); `certkeeper renew --force {}` tries now{}",
+                    spec.name,
+                    view.record.consecutive_failures,
+                    spec.name,
+                    last_error(&view)
+                );
+            }
+            Some(Hold::Window) | None => {
+                println!("{}: not due (renewal in {wait}, at {at})", spec.name);
                 if !args.no_hooks
-                    && let Some(live) = deploy::pending_deploy(&store, spec)
+                    && view.record.pending_deploy
+                    && let Some(live) = view.live
                 {
                     redeploys.push((spec, live));
                 }
-                let wait = due_at.duration_since(now).unwrap_or_default();
-                println!(
-                    "{}: not due (renewal in {}, at {})",
-                    spec.name,
-                    short_duration(wait),
-                    timestamp(due_at)
-                );
-            }
-            Decision::Revoked => {
-                println!(
-                    "{}: revoked; not renewed (use --force to issue anew)",
-                    spec.name
-                );
-            }
-            Decision::Issue(reason) | Decision::Renew(reason) => {
-                jobs.push((spec, live, reason));
             }
         }
     }
+
     let reloads = ReloadCoalescer::new(inventory.reload_targets.clone(), DEFAULT_QUIET);
+    let ctx = JobContext {
+        store: store.clone(),
+        accounts: Accounts::default(),
+        tokens: ChallengeTokens::new(),
+        poll: PollPolicy {
+            timeout: Duration::from_secs(args.timeout),
+            ..PollPolicy::default()
+        },
+    };
     // Deploy hooks that failed earlier run again for certificates that are not re-ordered.
     for (spec, live) in &redeploys {
-        match deploy::deploy(inventory, &store, &reloads, spec, live, DeployAction::Renew).await {
+        let attempt = Attempt {
+            inventory,
+            ctx: &ctx,
+            reloads: &reloads,
+            spec,
+            purpose: attempt::purpose(spec, true, None),
+            hooks: true,
+        };
+        match attempt.redeploy(live).await {
             Ok(()) => println!("{}: deploy hooks succeeded on retry", spec.name),
-            Err(err) => {
+            Err(_) => {
                 failed += 1;
-                eprintln!("error: {}: deploy hook failed again: {err}", spec.name);
+                println!(
+                    "{}: deploy hooks failed again (the certificate is installed)",
+                    spec.name
+                );
             }
         }
     }
@@ -93,7 +127,6 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         });
     }
 
-    let tokens = ChallengeTokens::new();
     let stop = CancellationToken::new();
     let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
     let mut servers = Vec::new();
@@ -103,39 +136,37 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         let stop = stop.clone();
         servers.push(tokio::spawn(certkeeper_challenge::serve(
             listener,
-            tokens.clone(),
+            ctx.tokens.clone(),
             async move { stop.cancelled().await },
         )));
     }
 
-    let ctx = JobContext {
-        store: store.clone(),
-        accounts: Accounts::default(),
-        tokens,
-        poll: PollPolicy {
-            timeout: Duration::from_secs(args.timeout),
-            ..PollPolicy::default()
-        },
-    };
     // Orders run concurrently, within `max_concurrent` overall and per CA.
     let limits = Limits::new(inventory);
     let mut running: FuturesUnordered<_> = jobs
         .into_iter()
-        .map(|(spec, live, reason)| {
-            let (ctx, limits) = (&ctx, &limits);
-            let span = tracing::info_span!("order", cert = %spec.name, reason = reason.as_str());
+        .map(|(spec, planned)| {
+            let (ctx, limits, reloads) = (&ctx, &limits, &reloads);
+            let span =
+                tracing::info_span!("order", cert = %spec.name, reason = planned.reason.as_str());
             async move {
                 let _slots = limits.acquire(&spec.ca).await;
-                let outcome = attempt(inventory, ctx, spec, live.is_some(), args).await;
-                (spec, live.is_some(), outcome)
+                let attempt = Attempt {
+                    inventory,
+                    ctx,
+                    reloads,
+                    spec,
+                    purpose: attempt::purpose(spec, planned.renewal, args.action),
+                    hooks: !args.no_hooks,
+                };
+                (spec, planned.renewal, attempt.run().await)
             }
             .instrument(span)
         })
         .collect();
     let mut renewed = Vec::new();
     while let Some((spec, renewal, outcome)) = running.next().await {
-        job::record(&store, spec, &outcome, SystemTime::now());
-        match outcome {
+        match outcome.result {
             Ok(installed) => {
                 println!(
                     "{}: {} (serial {}, expires {})",
@@ -144,25 +175,19 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                     installed.serial_hex,
                     timestamp(installed.observed.not_after)
                 );
-                if !args.no_hooks {
-                    let action = deploy::deploy_action(purpose(spec, renewal, args));
-                    if let Err(err) =
-                        deploy::deploy(inventory, &store, &reloads, spec, &installed, action).await
-                    {
-                        failed += 1;
-                        eprintln!(
-                            "error: {}: deploy hook failed (the certificate is installed): {err}",
-                            spec.name
-                        );
-                    }
+                if outcome.deploy.is_err() {
+                    failed += 1;
+                    println!(
+                        "{}: deploy hooks failed (the certificate is installed; they run again on the next pass)",
+                        spec.name
+                    );
                 }
                 renewed.push(spec);
             }
             Err(failure) => {
+                // The live certificate (if any) stays in place.
                 failed += 1;
-                let err = failure.error();
-                tracing::error!(cert = %spec.name, error = %format!("{err:#}"), "certificate not obtained; the live one (if any) stays in place");
-                eprintln!("error: {}: {err:#}", spec.name);
+                eprintln!("error: {}: {:#}", spec.name, failure.error());
             }
         }
     }
@@ -183,58 +208,20 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     })
 }
 
-/// One attempt for `spec`: a renewal when a certificate is live, else a first issuance.
-async fn attempt(
-    inventory: &Inventory,
-    ctx: &JobContext,
-    spec: &CertificateSpec,
-    renewal: bool,
-    args: &RenewArgs,
-) -> Result<LiveCert, Failure> {
-    let Some(ca) = inventory.ca(&spec.ca) else {
-        return Err(Failure::Failed {
-            error: anyhow::anyhow!("certificate {} refers to unknown CA {}", spec.name, spec.ca),
-            retryable: false,
-            rate_limited: false,
-            retry_after: None,
-        });
-    };
-    if !args.no_hooks
-        && let Err(err) = deploy::pre(inventory, spec).await
-    {
-        return Err(Failure::Failed {
-            error: anyhow::anyhow!("pre hook failed, so no order was placed: {err}"),
-            retryable: true,
-            rate_limited: false,
-            retry_after: None,
-        });
-    }
-    let installed = job::obtain(ctx, ca, spec, purpose(spec, renewal, args)).await?;
-    tracing::info!(
-        cert = %spec.name,
-        serial = %installed.serial_hex,
-        not_after = %timestamp(installed.observed.not_after),
-        live_dir = %installed.live_dir.display(),
-        "certificate installed"
-    );
-    Ok(installed)
-}
-
-/// A renewal when a certificate is live (with `--action` overriding the configured one),
-/// else a first issuance.
-fn purpose(spec: &CertificateSpec, renewal: bool, args: &RenewArgs) -> OrderPurpose {
-    if renewal {
-        OrderPurpose::Renewal(args.action.unwrap_or(spec.action))
-    } else {
-        OrderPurpose::FirstIssuance
-    }
+/// `; last error: ...` when the lineage has one on record.
+fn last_error(view: &LineageView) -> String {
+    view.record
+        .last_error
+        .as_ref()
+        .map(|error| format!("; last error: {error}"))
+        .unwrap_or_default()
 }
 
 /// After the batch: run the reload targets now (once each) and the post hooks; returns how
 /// many reloads failed.
 async fn finish_hooks(
     inventory: &Inventory,
-    store: &certkeeper_store::Store,
+    store: &Store,
     reloads: &ReloadCoalescer,
     renewed: &[&CertificateSpec],
 ) -> usize {
@@ -242,8 +229,8 @@ async fn finish_hooks(
     deploy::record_reloads(store, &outcomes);
     let failed = outcomes.iter().filter(|o| !o.succeeded()).count();
     for outcome in outcomes.iter().filter(|o| !o.succeeded()) {
-        eprintln!(
-            "error: reload {} failed for {}; it runs again on the next pass",
+        println!(
+            "reload {} failed for {}; it runs again on the next pass",
             outcome.target,
             outcome.certificates.join(" ")
         );

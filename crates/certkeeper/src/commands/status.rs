@@ -13,7 +13,7 @@ use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::engine::daemon::attempts_from;
+use crate::engine::plan::attempts_from;
 use crate::exit::Exit;
 use crate::report::{days_left, timestamp};
 
@@ -25,7 +25,7 @@ struct Row {
     days_left: Option<i64>,
     issuer: Option<String>,
     serial: Option<String>,
-    /// valid, due, missing, revoked, failing, deploy failing, unreadable
+    /// valid, due, expired, missing, revoked, failing, deploy failing, unreadable
     state: String,
     /// issue, renew or none, and when
     next_action: String,
@@ -76,6 +76,7 @@ fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
         _ if attempts.consecutive_failures > 0 => "failing",
         _ if state.attempts.pending_deploy => "deploy failing",
         (None, None, _) => "missing",
+        (None, Some(o), _) if now >= o.not_after => "expired",
         (None, Some(_), Some(p)) if p.at <= now => "due",
         _ => "valid",
     };

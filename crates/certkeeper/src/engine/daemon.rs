@@ -20,13 +20,10 @@ use std::time::{Duration, SystemTime};
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
-use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
-use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert, OrderPurpose};
+use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
-use certkeeper_store::{
-    AttemptRecord, LineageState, LiveCert, Store, StoreLock, from_unix_seconds, unix_seconds,
-};
+use certkeeper_store::{AttemptRecord, LiveCert, Store, StoreLock, unix_seconds};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -35,11 +32,12 @@ use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
+use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
-use crate::engine::job::{self, Failure, JobContext};
+use crate::engine::job::{Failure, JobContext};
 use crate::engine::limits::Limits;
+use crate::engine::plan::LineageView;
 use crate::engine::watch::ConfigWatcher;
-use crate::exit::Exit;
 use crate::report::short_duration;
 use crate::systemd::Notifier;
 
@@ -53,7 +51,8 @@ const RELOAD_DEBOUNCE: Duration = Duration::from_millis(500);
 /// Per-order wait for the CA before the attempt is parked and resumed later.
 const ORDER_WAIT: Duration = Duration::from_secs(300);
 
-/// What the loop knows about one certificate between passes.
+/// What the loop knows about one certificate between passes: [`LineageView`] without the
+/// certificate's bytes, so ten thousand of them stay small.
 #[derive(Debug, Clone, Default)]
 struct View {
     observed: Option<ObservedCert>,
@@ -76,7 +75,6 @@ enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
     Attempt {
         spec: CertificateSpec,
-        urgent: bool,
         outcome: Result<LiveCert, Failure>,
     },
     /// Deploy hooks retried for a certificate already installed.
@@ -112,17 +110,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Open the store, bind the HTTP-01 responder (failing fast if the port is taken) and
-    /// run until stopped.
+    /// Bind the HTTP-01 responder (failing fast if the port is taken) and run on the locked
+    /// store until stopped by a signal.
     pub async fn run(
         config_path: PathBuf,
         env: Environment,
         inventory: Inventory,
-    ) -> anyhow::Result<Exit> {
+        (store, lock): (Store, StoreLock),
+    ) -> anyhow::Result<()> {
         let notifier = Notifier::from_env();
-        let Some((store, lock)) = crate::commands::open_locked(&inventory)? else {
-            return Ok(Exit::Locked);
-        };
         let tokens = ChallengeTokens::new();
         let stop_responder = CancellationToken::new();
         let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
@@ -195,7 +191,7 @@ impl Daemon {
         outcome
     }
 
-    async fn serve(&mut self) -> anyhow::Result<Exit> {
+    async fn serve(&mut self) -> anyhow::Result<()> {
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -260,8 +256,14 @@ impl Daemon {
                     self.notifier.watchdog();
                     replan = false;
                 }
-                _ = terminate.recv() => return Ok(self.shutdown("SIGTERM", &mut terminate, &mut interrupt).await),
-                _ = interrupt.recv() => return Ok(self.shutdown("SIGINT", &mut terminate, &mut interrupt).await),
+                _ = terminate.recv() => {
+                    self.shutdown("SIGTERM", &mut terminate, &mut interrupt).await;
+                    return Ok(());
+                }
+                _ = interrupt.recv() => {
+                    self.shutdown("SIGINT", &mut terminate, &mut interrupt).await;
+                    return Ok(());
+                }
             }
         }
     }
@@ -301,7 +303,7 @@ impl Daemon {
                 view.urgent = planned.urgent;
             }
             if planned.at <= now {
-                self.spawn_attempt(spec, &planned, view.observed.is_some());
+                self.spawn_attempt(spec, &planned);
             } else {
                 upcoming.push(planned.at);
                 if next.as_ref().is_none_or(|(at, _)| planned.at < *at) {
@@ -315,15 +317,8 @@ impl Daemon {
         }
     }
 
-    fn spawn_attempt(&mut self, spec: &CertificateSpec, planned: &Planned, renewal: bool) {
-        let Some(ca) = self.inventory.ca(&spec.ca).cloned() else {
-            return;
-        };
-        let purpose = if renewal {
-            OrderPurpose::Renewal(spec.action)
-        } else {
-            OrderPurpose::FirstIssuance
-        };
+    fn spawn_attempt(&mut self, spec: &CertificateSpec, planned: &Planned) {
+        let purpose = attempt::purpose(spec, planned.renewal, None);
         let limits = self.limits.clone();
         let ctx = self.ctx.clone();
         let spec = spec.clone();
@@ -340,40 +335,25 @@ impl Daemon {
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(
             async move {
-                let _slots = limits.acquire(&ca.name).await;
+                let _slots = limits.acquire(&spec.ca).await;
                 tracing::info!("starting attempt");
-                let outcome = match deploy::pre(&inventory, &spec).await {
-                    Ok(()) => job::obtain(&ctx, &ca, &spec, purpose).await,
-                    Err(err) => Err(Failure::Failed {
-                        error: anyhow::anyhow!("pre hook failed, so no order was placed: {err}"),
-                        retryable: true,
-                        rate_limited: false,
-                        retry_after: None,
-                    }),
-                };
-                job::record(&ctx.store, &spec, &outcome, SystemTime::now());
-                if let Ok(installed) = &outcome {
-                    tracing::info!(
-                        cert = %spec.name,
-                        serial = %installed.serial_hex,
-                        not_after = %crate::report::timestamp(installed.observed.not_after),
-                        "certificate installed"
-                    );
-                    // A failure is recorded (pending_deploy) and retried by the loop.
-                    let _ = deploy::deploy(
-                        &inventory,
-                        &ctx.store,
-                        &reloads,
-                        &spec,
-                        installed,
-                        deploy::deploy_action(purpose),
-                    )
-                    .await;
+                // A failed deploy is recorded (pending_deploy) and retried by the loop.
+                let outcome = Attempt {
+                    inventory: &inventory,
+                    ctx: &ctx,
+                    reloads: &reloads,
+                    spec: &spec,
+                    purpose,
+                    hooks: true,
+                }
+                .run()
+                .await;
+                if let Err(failure) = &outcome.result {
+                    attempt::log_failure(&spec, failure, urgent);
                 }
                 Done::Attempt {
                     spec,
-                    urgent,
-                    outcome,
+                    outcome: outcome.result,
                 }
             }
             .instrument(span),
@@ -384,23 +364,24 @@ impl Daemon {
     fn spawn_redeploy(&mut self, spec: &CertificateSpec) {
         let inventory = Arc::clone(&self.inventory);
         let reloads = Arc::clone(&self.reloads);
-        let store = self.store.clone();
+        let ctx = self.ctx.clone();
         let spec = spec.clone();
         self.in_flight.insert(spec.name.clone());
         let span = tracing::info_span!("redeploy", cert = %spec.name);
         self.tasks.spawn(
             async move {
-                if let Some(live) = deploy::pending_deploy(&store, &spec) {
-                    tracing::info!("running the deploy hooks again");
-                    let _ = deploy::deploy(
-                        &inventory,
-                        &store,
-                        &reloads,
-                        &spec,
-                        &live,
-                        DeployAction::Renew,
-                    )
-                    .await;
+                let view = LineageView::load(&ctx.store, &spec.name);
+                if let (true, Some(live)) = (view.record.pending_deploy, &view.live) {
+                    let attempt = Attempt {
+                        inventory: &inventory,
+                        ctx: &ctx,
+                        reloads: &reloads,
+                        spec: &spec,
+                        purpose: attempt::purpose(&spec, true, None),
+                        hooks: true,
+                    };
+                    // A failure stays recorded as pending and is retried later.
+                    let _ = attempt.redeploy(live).await;
                 }
                 Done::Redeploy { spec }
             }
@@ -410,11 +391,7 @@ impl Daemon {
 
     fn finish(&mut self, done: Done) {
         match done {
-            Done::Attempt {
-                spec,
-                urgent,
-                outcome,
-            } => self.finish_attempt(&spec, urgent, &outcome),
+            Done::Attempt { spec, outcome } => self.finish_attempt(&spec, &outcome),
             Done::Redeploy { spec } => {
                 self.in_flight.remove(&spec.name);
                 self.refresh_view(&spec.name);
@@ -443,55 +420,10 @@ impl Daemon {
         }
     }
 
-    fn finish_attempt(
-        &mut self,
-        spec: &CertificateSpec,
-        urgent: bool,
-        outcome: &Result<LiveCert, Failure>,
-    ) {
+    fn finish_attempt(&mut self, spec: &CertificateSpec, outcome: &Result<LiveCert, Failure>) {
         self.in_flight.remove(&spec.name);
-        match outcome {
-            Ok(_) => self.renewed_since_post.push(spec.clone()),
-            Err(Failure::StillWaiting(err)) => tracing::info!(
-                cert = %spec.name,
-                error = %format!("{err:#}"),
-                "the CA has not finished the order yet; it is kept and checked again later"
-            ),
-            Err(Failure::Failed {
-                error: err,
-                retryable,
-                ..
-            }) => {
-                // `error` is for what a human must act on: a problem that will not go away by
-                // itself, or a certificate running out of time (or missing).
-                let error = format!("{err:#}");
-                let has_cert = self
-                    .views
-                    .get(&spec.name)
-                    .is_some_and(|v| v.observed.is_some());
-                match (urgent, retryable, has_cert) {
-                    (_, false, _) => tracing::error!(
-                        cert = %spec.name,
-                        error,
-                        "attempt failed and will not succeed by itself; fix the cause (will retry with backoff)"
-                    ),
-                    (true, true, false) => tracing::error!(
-                        cert = %spec.name,
-                        error,
-                        "certificate could not be issued; will retry with backoff"
-                    ),
-                    (true, true, true) => tracing::error!(
-                        cert = %spec.name,
-                        error,
-                        "renewal failed close to expiry; will retry with backoff"
-                    ),
-                    (false, true, _) => tracing::warn!(
-                        cert = %spec.name,
-                        error,
-                        "renewal failed; the certificate is still valid; will retry with backoff"
-                    ),
-                }
-            }
+        if outcome.is_ok() {
+            self.renewed_since_post.push(spec.clone());
         }
         self.refresh_view(&spec.name);
     }
@@ -510,23 +442,13 @@ impl Daemon {
     }
 
     fn refresh_view(&mut self, name: &CertName) {
-        let observed = match self.store.read_live_certificate(name) {
-            Ok(live) => live.map(|live| live.observed),
-            Err(err) => {
-                tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "live certificate unreadable; it will be replaced");
-                None
-            }
-        };
-        let state = self.store.read_lineage_state(name).unwrap_or_else(|err| {
-            tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "lineage state unreadable; starting afresh");
-            LineageState::default()
-        });
+        let view = LineageView::load(&self.store, name);
         self.views.insert(
             name.clone(),
             View {
-                observed,
-                attempts: attempts_from(&state),
-                record: state.attempts,
+                observed: view.observed().cloned(),
+                attempts: view.attempts(),
+                record: view.record,
                 urgent: false,
             },
         );
@@ -600,7 +522,7 @@ impl Daemon {
         why: &str,
         terminate: &mut tokio::signal::unix::Signal,
         interrupt: &mut tokio::signal::unix::Signal,
-    ) -> Exit {
+    ) {
         let waiting = self.tasks.len();
         tracing::info!(signal = why, attempts_in_flight = waiting, "stopping");
         self.notifier
@@ -633,7 +555,6 @@ impl Daemon {
         // Certificates installed just now still get their reload.
         let outcomes = self.reloads.flush().await;
         deploy::record_reloads(&self.store, &outcomes);
-        Exit::Success
     }
 
     /// Hand the admin listener the current numbers.
@@ -704,14 +625,5 @@ impl Daemon {
             line.push_str(error);
         }
         line
-    }
-}
-
-/// The planner's view of a lineage's attempt history.
-pub fn attempts_from(state: &LineageState) -> Attempts {
-    Attempts {
-        consecutive_failures: state.attempts.consecutive_failures,
-        last_failure_at: state.attempts.last_failure_at_unix.map(from_unix_seconds),
-        retry_not_before: state.attempts.retry_not_before_unix.map(from_unix_seconds),
     }
 }

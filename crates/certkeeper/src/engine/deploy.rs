@@ -187,12 +187,3 @@ fn record_deploy(store: &Store, name: &str, failure: Option<&str>) {
         tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
     }
 }
-
-/// The live certificate of a lineage whose deploy must be retried.
-pub fn pending_deploy(store: &Store, spec: &CertificateSpec) -> Option<LiveCert> {
-    let state = store.read_lineage_state(&spec.name).ok()?;
-    if !state.attempts.pending_deploy {
-        return None;
-    }
-    store.read_live_certificate(&spec.name).ok().flatten()
-}

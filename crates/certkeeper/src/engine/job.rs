@@ -48,6 +48,24 @@ impl Failure {
         }
     }
 
+    /// A problem that will not go away by itself (a configuration mistake).
+    pub fn needs_human(error: anyhow::Error) -> Self {
+        Failure::Failed {
+            error,
+            retryable: false,
+            rate_limited: false,
+            retry_after: None,
+        }
+    }
+
+    /// The pre hooks failed, so no order was placed; retried with backoff like any transient
+    /// failure (the hook may depend on something that comes back).
+    pub fn pre_hook(why: &str) -> Self {
+        Failure::other(anyhow::anyhow!(
+            "pre hook failed, so no order was placed: {why}"
+        ))
+    }
+
     fn other(error: anyhow::Error) -> Self {
         Failure::Failed {
             error,
@@ -153,12 +171,7 @@ pub async fn obtain(
         .map_err(|error| {
             // A chain that does not verify will not verify next time either.
             forget_pending(ctx, spec);
-            Failure::Failed {
-                error,
-                retryable: false,
-                rate_limited: false,
-                retry_after: None,
-            }
+            Failure::needs_human(error)
         })?;
     forget_pending(ctx, spec);
     Ok(installed)
@@ -205,12 +218,7 @@ async fn place<'a>(
     purpose: OrderPurpose,
 ) -> Result<(PlacedOrder<'a>, Secret), Failure> {
     let directory_url = order_directory_url(&ca.directory, purpose, spec.order_id.as_deref())
-        .map_err(|err| Failure::Failed {
-            error: err.into(),
-            retryable: false,
-            rate_limited: false,
-            retry_after: None,
-        })?;
+        .map_err(|err| Failure::needs_human(err.into()))?;
     let key_pem =
         certkeeper_acme::keys::generate_key_pem(spec.key_type).map_err(Failure::from_acme)?;
     let placed = account
@@ -238,12 +246,9 @@ async fn place<'a>(
         });
     if let Err(err) = persisted {
         // Carrying on would risk a second order after a restart; the disk needs a human.
-        return Err(Failure::Failed {
-            error: anyhow::Error::from(err).context("persisting the new order"),
-            retryable: true,
-            rate_limited: false,
-            retry_after: None,
-        });
+        return Err(Failure::other(
+            anyhow::Error::from(err).context("persisting the new order"),
+        ));
     }
     Ok((placed, key_pem))
 }

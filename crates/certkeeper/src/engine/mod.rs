@@ -1,10 +1,27 @@
-//! Running certificate attempts: [`job`] is one attempt (shared by `renew` and the daemon),
-//! [`daemon`] the scheduler loop of `certkeeper run`, [`watch`] its config file watcher,
-//! [`admin`] its optional `/healthz` and `/metrics` listener.
+//! The renewal engine, the same for every command: [`plan`] reads a lineage and asks the
+//! core's planner, [`attempt`] is one attempt (pre hooks, [`job`]'s order, record, deploy),
+//! [`deploy`] the hooks around it, [`limits`] how many run at once, [`daemon`] the scheduler
+//! loop of `certkeeper run` with its config [`watch`]er and optional [`admin`] listener.
+//! Nothing here depends on the command modules: commands call the engine, never the reverse.
 
 pub mod admin;
+pub mod attempt;
 pub mod daemon;
 pub mod deploy;
 pub mod job;
 pub mod limits;
+pub mod plan;
 pub mod watch;
+
+use certkeeper_core::Inventory;
+use certkeeper_store::{Store, StoreError, StoreLock};
+
+/// Open the state directory and take its lock, for a command that changes it.
+///
+/// # Errors
+/// [`StoreError::Locked`] while another certkeeper holds it, or why it cannot be opened.
+pub fn open_store(inventory: &Inventory) -> Result<(Store, StoreLock), StoreError> {
+    let store = Store::open(&inventory.state_dir)?;
+    let lock = store.lock()?;
+    Ok((store, lock))
+}

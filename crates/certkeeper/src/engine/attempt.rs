@@ -1,0 +1,153 @@
+//! One attempt at one certificate, the same for `certkeeper renew` and the daemon: the pre
+//! hooks, the order ([`job::obtain`]: resume or place, persist, validate, verify, install),
+//! the record the planner reads next time, the log line of an installed certificate, and the
+//! deploy hooks once the certificate is live. A failure is reported once by the caller: the
+//! daemon logs it with [`log_failure`] (its level says whether a human must act), `renew`
+//! prints it as the command's error line.
+//!
+//! Callers decide *when* (the planner) and *how many at once* (`Limits`); what happens inside
+//! an attempt is decided here only, so `renew` and `run` cannot drift apart.
+
+use std::time::SystemTime;
+
+use certkeeper_core::hooks::DeployAction;
+use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
+use certkeeper_hooks::ReloadCoalescer;
+use certkeeper_store::LiveCert;
+
+use crate::engine::deploy;
+use crate::engine::job::{self, Failure, JobContext};
+use crate::report::timestamp;
+
+/// Everything one attempt needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub inventory: &'a Inventory,
+    pub ctx: &'a JobContext,
+    pub reloads: &'a ReloadCoalescer,
+    pub spec: &'a CertificateSpec,
+    pub purpose: OrderPurpose,
+    /// `false` for `renew --no-hooks`: no pre, deploy or reload hooks.
+    pub hooks: bool,
+}
+
+/// How an attempt went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The installed certificate, or why there is none (the live one, if any, stays).
+    pub result: Result<LiveCert, Failure>,
+    /// The deploy hooks of an installed certificate (`Ok` when none ran). A failure is
+    /// recorded as a pending deploy and retried without a new order.
+    pub deploy: Result<(), String>,
+}
+
+/// A renewal when a certificate is live (with `action` overriding the configured lifecycle
+/// action), else a first issuance.
+pub fn purpose(
+    spec: &CertificateSpec,
+    renewal: bool,
+    action: Option<LifecycleAction>,
+) -> OrderPurpose {
+    if renewal {
+        OrderPurpose::Renewal(action.unwrap_or(spec.action))
+    } else {
+        OrderPurpose::FirstIssuance
+    }
+}
+
+impl Attempt<'_> {
+    /// Run the attempt to its end. Never fails: every way it can end is in the [`Outcome`].
+    pub async fn run(self) -> Outcome {
+        let spec = self.spec;
+        let result = match self.inventory.ca(&spec.ca) {
+            None => Err(Failure::needs_human(anyhow::anyhow!(
+                "certificate {} refers to unknown CA {}",
+                spec.name,
+                spec.ca
+            ))),
+            Some(ca) => {
+                let pre = if self.hooks {
+                    deploy::pre(self.inventory, spec).await
+                } else {
+                    Ok(())
+                };
+                match pre {
+                    Ok(()) => job::obtain(self.ctx, ca, spec, self.purpose).await,
+                    Err(err) => Err(Failure::pre_hook(&err)),
+                }
+            }
+        };
+        job::record(&self.ctx.store, spec, &result, SystemTime::now());
+        let deploy = match &result {
+            Ok(installed) => {
+                tracing::info!(
+                    cert = %spec.name,
+                    serial = %installed.serial_hex,
+                    not_after = %timestamp(installed.observed.not_after),
+                    live_dir = %installed.live_dir.display(),
+                    "certificate installed"
+                );
+                if self.hooks {
+                    deploy::deploy(
+                        self.inventory,
+                        &self.ctx.store,
+                        self.reloads,
+                        spec,
+                        installed,
+                        deploy::deploy_action(self.purpose),
+                    )
+                    .await
+                } else {
+                    Ok(())
+                }
+            }
+            Err(_) => Ok(()),
+        };
+        Outcome { result, deploy }
+    }
+
+    /// Run the deploy hooks of the live certificate again (a pending deploy).
+    pub async fn redeploy(self, live: &LiveCert) -> Result<(), String> {
+        tracing::info!(cert = %self.spec.name, "running the deploy hooks again");
+        deploy::deploy(
+            self.inventory,
+            &self.ctx.store,
+            self.reloads,
+            self.spec,
+            live,
+            DeployAction::Renew,
+        )
+        .await
+    }
+}
+
+/// The daemon's log line for a failed attempt. `error` is for what a human must act on: a
+/// problem that will not go away by itself, or a certificate running out of time (`urgent`:
+/// inside its urgent threshold, or missing).
+pub fn log_failure(spec: &CertificateSpec, failure: &Failure, urgent: bool) {
+    let error = format!("{:#}", failure.error());
+    match failure {
+        Failure::StillWaiting(_) => tracing::info!(
+            cert = %spec.name,
+            error,
+            "the CA has not finished the order yet; it is kept and checked again later"
+        ),
+        Failure::Failed {
+            retryable: false, ..
+        } => tracing::error!(
+            cert = %spec.name,
+            error,
+            "attempt failed and will not succeed by itself; fix the cause (the live certificate, if any, stays; will retry with backoff)"
+        ),
+        Failure::Failed { .. } if urgent => tracing::error!(
+            cert = %spec.name,
+            error,
+            "certificate not obtained close to expiry (or missing); will retry with backoff"
+        ),
+        Failure::Failed { .. } => tracing::warn!(
+            cert = %spec.name,
+            error,
+            "renewal failed; the certificate is still valid; will retry with backoff"
+        ),
+    }
+}

@@ -1,0 +1,87 @@
+//! What the engine knows about a lineage when it plans, and the plan itself.
+//!
+//! Every command that plans (`run`, `renew`, `status`) reads a lineage through
+//! [`LineageView::load`] and asks the core's planner, so they cannot drift apart: the daemon
+//! with `plan_certificate` (maintenance windows included; it keeps a lighter copy of the view
+//! between passes), a one-shot pass with [`plan_one_shot`] (the same rules without the
+//! window; `--force` skips certkeeper's own backoff but never a CA's Retry-After).
+
+use std::time::SystemTime;
+
+use certkeeper_core::schedule::{Attempts, Planned, plan_one_shot};
+use certkeeper_core::{CertName, CertificateSpec, ObservedCert};
+use certkeeper_store::{
+    AttemptRecord, LineageState, LiveCert, Store, StoreError, from_unix_seconds,
+};
+
+/// A lineage as the planner sees it: the live certificate (if readable) and its history.
+#[derive(Debug, Clone, Default)]
+pub struct LineageView {
+    /// The live certificate; `None` when there is none or it is unreadable (then it is
+    /// replaced: an unreadable lineage is re-issued rather than trusted).
+    pub live: Option<LiveCert>,
+    /// The persisted record of attempts and deploys.
+    pub record: AttemptRecord,
+    /// The whole lineage state (revocation, order in flight).
+    pub state: LineageState,
+}
+
+impl LineageView {
+    /// Read `name` from the store: the certificate only (what planning needs; `status`
+    /// checks the pair itself).
+    pub fn load(store: &Store, name: &CertName) -> Self {
+        let live = match store.read_live_certificate(name) {
+            Ok(live) => live,
+            Err(err) => {
+                let error = crate::report::error_chain(&err);
+                tracing::warn!(cert = %name, error, "live certificate unreadable; it will be replaced");
+                None
+            }
+        };
+        let state = store.read_lineage_state(name).unwrap_or_else(|err: StoreError| {
+            tracing::warn!(cert = %name, error = crate::report::error_chain(&err), "lineage state unreadable; starting afresh");
+            LineageState::default()
+        });
+        Self {
+            live,
+            record: state.attempts.clone(),
+            state,
+        }
+    }
+
+    pub fn observed(&self) -> Option<&ObservedCert> {
+        self.live.as_ref().map(|live| &live.observed)
+    }
+
+    /// The planner's view of the attempt history.
+    pub fn attempts(&self) -> Attempts {
+        attempts_from(&self.state)
+    }
+
+    /// A one-shot pass's plan (`certkeeper renew`).
+    pub fn plan_one_shot(
+        &self,
+        spec: &CertificateSpec,
+        now: SystemTime,
+        force: bool,
+    ) -> Option<Planned> {
+        plan_one_shot(
+            &spec.name,
+            spec,
+            self.observed(),
+            &self.attempts(),
+            &spec.schedule,
+            now,
+            force,
+        )
+    }
+}
+
+/// The planner's view of a lineage's attempt history.
+pub fn attempts_from(state: &LineageState) -> Attempts {
+    Attempts {
+        consecutive_failures: state.attempts.consecutive_failures,
+        last_failure_at: state.attempts.last_failure_at_unix.map(from_unix_seconds),
+        retry_not_before: state.attempts.retry_not_before_unix.map(from_unix_seconds),
+    }
+}
