@@ -417,7 +417,10 @@ fn the_admin_listener_closes_idle_connections_and_caps_them() {
     }
     // Well inside the 5 s head deadline, so nothing else was closed yet.
     let count = closed.iter().filter(|c| **c).count();
-    assert_eq!(count, 8, "{count} of 40 connections were closed; the cap is 32");
+    assert_eq!(
+        count, 8,
+        "{count} of 40 connections were closed; the cap is 32"
+    );
     for (stream, closed) in held.iter().zip(closed.iter_mut()) {
         if !*closed {
             assert!(!is_closed(stream), "a connection within the cap was closed");
