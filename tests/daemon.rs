@@ -330,3 +330,31 @@ fn files_dropped_into_an_include_directory_are_picked_up() {
         |_| setup.live("shop").join("cert.pem").exists(),
     );
 }
+
+#[test]
+fn a_notify_socket_nobody_reads_never_blocks_the_daemon() {
+    let setup = Setup::new(PebbleOptions::default());
+    // A socket that is bound but never read: its queue (10 datagrams on Linux by default)
+    // fills after a few watchdog pets, and a blocking send would hang the daemon there.
+    let path = setup.dir.path().join("deaf.sock");
+    let _deaf = UnixDatagram::bind(&path).unwrap();
+    setup.write_config(&[Cert::new("www", &["www.example.com"])]);
+    let mut daemon = setup.spawn_daemon(&[
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "100000"),
+    ]);
+    // Issuing the certificate (and answering Pebble's HTTP-01 request on the same thread)
+    // works while the notifications pile up, and so does stopping.
+    let live = setup.live("www").join("cert.pem");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !live.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no certificate while the notify socket was full; log:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.signal(Signal::TERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}

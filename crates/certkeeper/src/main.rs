@@ -8,6 +8,7 @@ mod commands;
 mod docs;
 mod engine;
 mod exit;
+mod lifecycle;
 mod logging;
 mod privilege;
 mod report;

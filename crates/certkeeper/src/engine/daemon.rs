@@ -2,15 +2,17 @@
 //!
 //! One loop owns everything that changes: it plans every certificate with the core's pure
 //! planner, starts the attempts that are due (bounded by `max_concurrent` overall and per CA),
-//! then sleeps until the earliest planned instant, a finished attempt, a reload (SIGHUP or a
-//! change to the config files), the watchdog tick, or a stop signal. There is no polling:
-//! when nothing is due it wakes at most once an hour, to notice wall-clock jumps (suspend,
-//! NTP). The watchdog is petted from this same loop, so a wedged scheduler stops petting it
-//! and systemd restarts the daemon.
+//! then sleeps until the earliest planned instant, a finished attempt, a change to the config
+//! files, or an event of the process lifecycle (a reload or a stop, from
+//! [`Lifecycle`], the one owner of signals, systemd notifications and the watchdog). There is
+//! no polling: when nothing is due it wakes at most once an hour, to notice wall-clock jumps
+//! (suspend, NTP). The watchdog is petted while this loop waits for its next event, so a
+//! wedged loop stops petting it and systemd restarts the daemon.
 //!
-//! Shutdown (SIGTERM/SIGINT): `STOPPING=1`, no new attempts, attempts in flight get a grace
-//! period to finish (their orders are persisted either way and resumed at the next start),
-//! the HTTP-01 responder stops last. A second signal stops at once.
+//! Shutdown (SIGTERM/SIGINT): `STOPPING=1`, the lifecycle's soft token is cancelled (attempts
+//! waiting for a slot do not start), attempts in flight get a grace period to finish (their
+//! orders are persisted either way and resumed at the next start), then the hard token drops
+//! the rest; the HTTP-01 responder stops last. A second signal stops at once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -24,7 +26,6 @@ use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
 use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
 use certkeeper_store::{AttemptRecord, LiveCert, Store, StoreLock, unix_seconds};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +39,8 @@ use crate::engine::job::{Failure, JobContext};
 use crate::engine::limits::Limits;
 use crate::engine::plan::LineageView;
 use crate::engine::watch::ConfigWatcher;
+use crate::lifecycle::{Event, Lifecycle};
 use crate::report::short_duration;
-use crate::systemd::Notifier;
 
 /// When nothing is due, wake at least this often to re-read the wall clock.
 const IDLE_RECHECK: Duration = Duration::from_secs(3_600);
@@ -79,6 +80,9 @@ enum Done {
     },
     /// Deploy hooks retried for a certificate already installed.
     Redeploy { spec: CertificateSpec },
+    /// An attempt that was still waiting for a free slot when the daemon was asked to stop:
+    /// it never started (nothing was ordered).
+    NotStarted { spec: CertificateSpec },
     /// A batch of reload targets ran.
     Reloads(Vec<ReloadOutcome>),
     /// Post hooks ran after a batch of renewals.
@@ -95,7 +99,7 @@ pub struct Daemon {
     store: Store,
     _lock: StoreLock,
     ctx: JobContext,
-    notifier: Notifier,
+    lifecycle: Lifecycle,
     views: HashMap<CertName, View>,
     in_flight: HashSet<CertName>,
     tasks: JoinSet<Done>,
@@ -118,7 +122,7 @@ impl Daemon {
         inventory: Inventory,
         (store, lock): (Store, StoreLock),
     ) -> anyhow::Result<()> {
-        let notifier = Notifier::from_env();
+        let lifecycle = Lifecycle::start()?;
         let tokens = ChallengeTokens::new();
         let stop_responder = CancellationToken::new();
         let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
@@ -176,7 +180,7 @@ impl Daemon {
             },
             store,
             _lock: lock,
-            notifier,
+            lifecycle,
             views: HashMap::new(),
             in_flight: HashSet::new(),
             tasks: JoinSet::new(),
@@ -192,21 +196,14 @@ impl Daemon {
     }
 
     async fn serve(&mut self) -> anyhow::Result<()> {
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
         let (changes_tx, mut changes) = mpsc::unbounded_channel();
         let mut watcher = ConfigWatcher::new(changes_tx);
         watcher.watch(&self.watch_paths());
-        let watchdog_every = self.notifier.watchdog_interval();
-        let mut watchdog =
-            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3_600)));
-        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let mut first = true;
-        // Re-plan after anything that can change a plan; a watchdog tick or a reload batch
-        // being started changes none, so those only do their one thing (at rest, the daemon's
-        // only periodic work is petting the watchdog).
+        // Re-plan after anything that can change a plan; a reload batch being started changes
+        // none, so it only does its one thing. The watchdog is petted inside the lifecycle's
+        // wait and never wakes this loop (at rest, the daemon's only periodic work is the pet).
         let mut replan = true;
         let mut wake_at = SystemTime::now();
         let mut last_status = String::new();
@@ -221,10 +218,10 @@ impl Daemon {
                         certificates = self.inventory.certificates.len(),
                         "certkeeper is running"
                     );
-                    self.notifier.ready(&status);
+                    self.lifecycle.ready(&status);
                     first = false;
                 } else if status != last_status {
-                    self.notifier.status(&status);
+                    self.lifecycle.status(&status);
                 }
                 last_status = status;
             }
@@ -245,24 +242,18 @@ impl Daemon {
                     self.tasks.spawn(async move { Done::Reloads(batch.run().await) });
                     replan = false;
                 }
-                _ = hangup.recv() => self.reload("SIGHUP", &mut watcher),
+                event = self.lifecycle.next_event() => match event {
+                    Event::Reload => self.reload("SIGHUP", &mut watcher),
+                    Event::Stop(signal) => {
+                        self.shutdown(signal).await;
+                        return Ok(());
+                    }
+                },
                 Some(()) = changes.recv() => {
                     // Debounce: editors write, rename and chmod in quick succession.
                     tokio::time::sleep(RELOAD_DEBOUNCE).await;
                     while changes.try_recv().is_ok() {}
                     self.reload("configuration change", &mut watcher);
-                }
-                _ = watchdog.tick(), if watchdog_every.is_some() => {
-                    self.notifier.watchdog();
-                    replan = false;
-                }
-                _ = terminate.recv() => {
-                    self.shutdown("SIGTERM", &mut terminate, &mut interrupt).await;
-                    return Ok(());
-                }
-                _ = interrupt.recv() => {
-                    self.shutdown("SIGINT", &mut terminate, &mut interrupt).await;
-                    return Ok(());
                 }
             }
         }
@@ -325,6 +316,7 @@ impl Daemon {
         let urgent = planned.urgent;
         let inventory = Arc::clone(&self.inventory);
         let reloads = Arc::clone(&self.reloads);
+        let stopping = self.lifecycle.soft();
         let span = tracing::info_span!(
             "attempt",
             cert = %spec.name,
@@ -335,7 +327,12 @@ impl Daemon {
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(
             async move {
-                let _slots = limits.acquire(&spec.ca).await;
+                // Waiting for a slot is a safe point: asked to stop, an attempt that has not
+                // started does not start.
+                let _slots = tokio::select! {
+                    slots = limits.acquire(&spec.ca) => slots,
+                    () = stopping.cancelled() => return Done::NotStarted { spec },
+                };
                 tracing::info!("starting attempt");
                 // A failed deploy is recorded (pending_deploy) and retried by the loop.
                 let outcome = Attempt {
@@ -392,7 +389,7 @@ impl Daemon {
     fn finish(&mut self, done: Done) {
         match done {
             Done::Attempt { spec, outcome } => self.finish_attempt(&spec, &outcome),
-            Done::Redeploy { spec } => {
+            Done::Redeploy { spec } | Done::NotStarted { spec } => {
                 self.in_flight.remove(&spec.name);
                 self.refresh_view(&spec.name);
             }
@@ -455,7 +452,7 @@ impl Daemon {
     }
 
     fn reload(&mut self, why: &str, watcher: &mut ConfigWatcher) {
-        self.notifier.reloading();
+        self.lifecycle.reloading();
         tracing::info!(trigger = why, path = %self.config_path.display(), "reloading the configuration");
         match certkeeper_config::load(&self.config_path, &self.env) {
             Err(errors) => {
@@ -514,40 +511,29 @@ impl Daemon {
             wake_at: SystemTime::now() + IDLE_RECHECK,
             next: None,
         });
-        self.notifier.ready(&status);
+        self.lifecycle.ready(&status);
     }
 
-    async fn shutdown(
-        &mut self,
-        why: &str,
-        terminate: &mut tokio::signal::unix::Signal,
-        interrupt: &mut tokio::signal::unix::Signal,
-    ) {
+    /// Stop: no new attempts (the lifecycle cancelled the soft token), attempts in flight
+    /// finish or park within the grace period, then the rest is dropped; certificates
+    /// installed meanwhile still get their reload.
+    async fn shutdown(&mut self, why: &str) {
         let waiting = self.tasks.len();
         tracing::info!(signal = why, attempts_in_flight = waiting, "stopping");
-        self.notifier
+        self.lifecycle
             .stopping(&format!("stopping; {waiting} attempts finishing"));
-        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
-        tokio::pin!(grace);
-        while !self.tasks.is_empty() {
-            tokio::select! {
-                Some(finished) = self.tasks.join_next() => {
-                    if let Ok(finished) = finished {
-                        self.finish(finished);
-                    }
-                }
-                () = &mut grace => {
-                    tracing::warn!(attempts = self.tasks.len(), "grace period over; stopping attempts in flight (their orders resume at the next start)");
-                    break;
-                }
-                _ = terminate.recv() => {
-                    tracing::warn!("second signal; stopping at once");
-                    break;
-                }
-                _ = interrupt.recv() => {
-                    tracing::warn!("second signal; stopping at once");
-                    break;
-                }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let hard = self.lifecycle.hard();
+        while !self.tasks.is_empty() && !hard.is_cancelled() {
+            let mut finished = None;
+            let tasks = &mut self.tasks;
+            self.lifecycle
+                .wait_unless_hard(deadline, async {
+                    finished = tasks.join_next().await;
+                })
+                .await;
+            if let Some(Ok(done)) = finished {
+                self.finish(done);
             }
         }
         self.tasks.abort_all();
