@@ -182,6 +182,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same operation may succeed later without anyone changing anything: a file
+    /// system error (a full disk freed, a transient I/O failure) or another process holding
+    /// the lock or installing the lineage. Everything else (a refused certificate, a damaged
+    /// or planted file, a foreign owner) needs a human.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Io { .. }
+            | StoreError::Locked { .. }
+            | StoreError::NoFreeVersion { .. } => true,
+            StoreError::Verify { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::LiveNotSymlink { .. }
+            | StoreError::Unsafe { .. }
+            | StoreError::StateDirNotOwned { .. }
+            | StoreError::State { .. }
+            | StoreError::InvalidAccountKey { .. } => false,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {
             action,

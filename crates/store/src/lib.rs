@@ -20,6 +20,10 @@
 //!   foreign file is refused with [`StoreError::Unsafe`] naming it, never followed; the only
 //!   links read are certkeeper's own `live/NAME -> ../archive/NAME/vNNNN` (module `live`).
 //!
+//! * **One writer of a lineage's state.** `state/NAME.json` is read and written only through
+//!   [`Lineage`] ([`Store::lineage`]): loaded once, changed by one method per transition,
+//!   each saved with one atomic write (module `lineage`).
+//!
 //! The layout, with modes, is documented in [`layout`]. One certkeeper runs per state
 //! directory, enforced by [`Store::lock`] (module `lock`).
 
@@ -28,6 +32,7 @@ mod atomic;
 mod error;
 mod install;
 pub mod layout;
+mod lineage;
 mod live;
 mod lock;
 mod nofollow;
@@ -42,6 +47,7 @@ use certkeeper_core::{CertName, DomainName};
 pub use accounts::AccountKey;
 pub use atomic::write_file_atomic;
 pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
+pub use lineage::{FailureClass, Lineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
 pub use live::LiveCert;
 pub use lock::StoreLock;
 pub use state::{
@@ -141,7 +147,7 @@ impl Store {
     /// [`StoreError::Io`] when they cannot be read; [`StoreError::State`] when the lineage
     /// state file is invalid.
     pub fn read_live(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
-        let state = self.read_lineage_state(name)?;
+        let state = state::read(&self.root, name)?;
         live::read_live(&self.root, &self.layout, name, &state, live::Check::Pair)
     }
 
@@ -154,7 +160,7 @@ impl Store {
     /// # Errors
     /// As [`Store::read_live`], without the key checks.
     pub fn read_live_certificate(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
-        let state = self.read_lineage_state(name)?;
+        let state = state::read(&self.root, name)?;
         live::read_live(
             &self.root,
             &self.layout,
@@ -186,73 +192,35 @@ impl Store {
         key_pem: &str,
         chain_pem: &str,
     ) -> Result<LiveCert, StoreError> {
+        // Read the lineage state before writing, so a damaged state file stops the install
+        // while nothing is written, rather than failing the read-back after the swap.
+        let state = state::read(&self.root, name)?;
+        self.install_with_state(name, domains, key_pem, chain_pem, &state)
+    }
+
+    /// [`Store::install`] with the lineage state already read.
+    pub(crate) fn install_with_state(
+        &self,
+        name: &CertName,
+        domains: &[DomainName],
+        key_pem: &str,
+        chain_pem: &str,
+        state: &LineageState,
+    ) -> Result<LiveCert, StoreError> {
         let issue = verify::check_issue(domains, key_pem, chain_pem).map_err(|problem| {
             StoreError::Verify {
                 name: name.clone(),
                 problem,
             }
         })?;
-        // Read the lineage state before writing, so a damaged state file stops the install
-        // while nothing is written, rather than failing the read-back after the swap.
-        let state = self.read_lineage_state(name)?;
         install::install(&self.root, &self.layout, name, &issue)?;
-        live::read_live(&self.root, &self.layout, name, &state, live::Check::Pair)?.ok_or_else(
+        live::read_live(&self.root, &self.layout, name, state, live::Check::Pair)?.ok_or_else(
             || StoreError::Io {
                 action: "read back the installed certificate",
                 path: self.live_dir(name),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             },
         )
-    }
-
-    /// The lineage state, or the default when there is none yet.
-    ///
-    /// # Errors
-    /// [`StoreError::State`] when the file is not valid; [`StoreError::Unsafe`] when it is a
-    /// symlink or not certkeeper's; [`StoreError::Io`] when it cannot be read.
-    pub fn read_lineage_state(&self, name: &CertName) -> Result<LineageState, StoreError> {
-        state::read(&self.root, name)
-    }
-
-    /// Replace the lineage state atomically.
-    ///
-    /// # Errors
-    /// [`StoreError::Unsafe`] when `state/` or the file is a symlink; [`StoreError::Io`]
-    /// when it cannot be written.
-    pub fn write_lineage_state(
-        &self,
-        name: &CertName,
-        state: &LineageState,
-    ) -> Result<(), StoreError> {
-        state::write(&self.root, name, state)
-    }
-
-    /// Keep the private key of an order in flight (`0600` from creation), so a restart can
-    /// finalize the same order instead of placing a new one.
-    ///
-    /// # Errors
-    /// [`StoreError::Unsafe`] when `state/` or the file is a symlink; [`StoreError::Io`]
-    /// when it cannot be written.
-    pub fn write_pending_key(&self, name: &CertName, key_pem: &[u8]) -> Result<(), StoreError> {
-        state::write_pending_key(&self.root, name, key_pem)
-    }
-
-    /// The key of the order in flight, if one was kept.
-    ///
-    /// # Errors
-    /// [`StoreError::Unsafe`] when it is a symlink, not certkeeper's or open to others;
-    /// [`StoreError::Io`] when it exists but cannot be read.
-    pub fn read_pending_key(&self, name: &CertName) -> Result<Option<Vec<u8>>, StoreError> {
-        state::read_pending_key(&self.root, name)
-    }
-
-    /// Forget the key of the order in flight (after install, or when the order is dead).
-    ///
-    /// # Errors
-    /// [`StoreError::Unsafe`] when it is a symlink or a directory; [`StoreError::Io`] when it
-    /// exists but cannot be removed.
-    pub fn remove_pending_key(&self, name: &CertName) -> Result<(), StoreError> {
-        state::remove_pending_key(&self.root, name)
     }
 
     /// Where the account for `key` is stored.

@@ -1,8 +1,9 @@
 //! Per-lineage state that is not in the certificate itself: `state/NAME.json`.
 //!
 //! The operator's revocation record, the history of attempts the scheduler plans backoff
-//! from, and the order in flight (so a restart resumes it instead of ordering again). The file is serde JSON written with
-//! the crate's atomic writes, and every field is `#[serde(default)]`
+//! from, and the order in flight (so a restart resumes it instead of ordering again). It is
+//! read and changed only through [`Lineage`](crate::Lineage). The file is serde JSON written
+//! with the crate's atomic writes, and every field is `#[serde(default)]`
 //! so a newer certkeeper can add fields that an older file simply lacks (and unknown fields
 //! from a newer file are ignored by an older one).
 //!
@@ -34,7 +35,8 @@ pub struct LineageState {
     /// Outcomes of past attempts.
     pub attempts: AttemptRecord,
     /// An order placed and not yet installed. Its private key is in a separate `0600` file
-    /// (see `Store::write_pending_key`): this file is not secret (`0644`).
+    /// (see [`Lineage::record_order`](crate::Lineage::record_order)): this file is not secret
+    /// (`0644`).
     pub pending_order: Option<PendingOrder>,
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use certkeeper_core::KeyType;
 use certkeeper_store::layout::{CERT_FILE, PRIVKEY_FILE};
-use certkeeper_store::{FileKind, LineageState, Store, StoreError, UnsafeProblem};
+use certkeeper_store::{FileKind, PendingOrder, Store, StoreError, UnsafeProblem};
 use support::{Issued, TestCa, domains, issue, mode, name, new_key, snapshot, test_ca};
 
 /// A temporary directory holding the state directory and, beside it, the attacker's victims.
@@ -140,6 +140,17 @@ fn install_www(store: &Store, ca: &TestCa, serial: u8) -> Result<(), StoreError>
             &issued.chain_pem,
         )
         .map(drop)
+}
+
+/// An order in flight for `www`.
+fn order() -> PendingOrder {
+    PendingOrder::new(
+        "https://ca/order/1",
+        "https://ca/dir",
+        &domains(&["www.example.com"]),
+        KeyType::EcdsaP256,
+        std::time::SystemTime::UNIX_EPOCH,
+    )
 }
 
 fn account_key() -> (String, String) {
@@ -293,15 +304,14 @@ fn a_state_symlink_gets_no_state_and_no_order_key() {
 
     fs::remove_file(&state).expect("unplant");
     let store = scene.open();
-    scene.swap_for_link("state", &scene.outside);
     let www = name("www");
-    assert_symlink_refused(
-        store.write_lineage_state(&www, &LineageState::default()),
-        &state,
-    );
-    assert_symlink_refused(store.write_pending_key(&www, b"order key"), &state);
-    assert_symlink_refused(store.read_lineage_state(&www), &state);
-    assert_symlink_refused(store.read_pending_key(&www), &state);
+    // Loaded before the link was planted: its transitions refuse to save through it.
+    let mut lineage = store.lineage(&www).expect("load");
+    scene.swap_for_link("state", &scene.outside);
+    assert_symlink_refused(lineage.record_deploy_failure("hook failed"), &state);
+    assert_symlink_refused(lineage.record_order(order(), b"order key"), &state);
+    assert_symlink_refused(store.lineage(&www), &state);
+    assert_symlink_refused(lineage.pending_key(), &state);
     assert_eq!(
         fingerprint(&scene.outside),
         before,
@@ -318,14 +328,12 @@ fn a_state_file_symlink_is_refused_and_the_victim_unchanged() {
     let victim = scene.victim_file("config.json", "{}\n");
     let before = fingerprint(&victim);
     let planted = scene.state.join("state/www.json");
+    let www = name("www");
+    let mut lineage = store.lineage(&www).expect("load before the plant");
     symlink(&victim, &planted).expect("plant");
 
-    let www = name("www");
-    assert_symlink_refused(store.read_lineage_state(&www), &planted);
-    assert_symlink_refused(
-        store.write_lineage_state(&www, &LineageState::default()),
-        &planted,
-    );
+    assert_symlink_refused(store.lineage(&www), &planted);
+    assert_symlink_refused(lineage.record_deploy_failure("hook failed"), &planted);
     // Even a read-only command refuses: the lineage state is read by every read of live/.
     assert_symlink_refused(store.read_live(&www), &planted);
     assert_eq!(fingerprint(&victim), before, "the victim must be untouched");
@@ -341,10 +349,10 @@ fn a_pending_key_symlink_is_refused_and_the_victim_unchanged() {
     let planted = scene.state.join("state/www.order-key.pem");
     symlink(&victim, &planted).expect("plant");
 
-    let www = name("www");
-    assert_symlink_refused(store.write_pending_key(&www, b"order key"), &planted);
-    assert_symlink_refused(store.read_pending_key(&www), &planted);
-    assert_symlink_refused(store.remove_pending_key(&www), &planted);
+    let mut lineage = store.lineage(&name("www")).expect("load");
+    assert_symlink_refused(lineage.record_order(order(), b"order key"), &planted);
+    assert_symlink_refused(lineage.pending_key(), &planted);
+    assert_symlink_refused(lineage.forget_order(), &planted);
     assert_eq!(fingerprint(&victim), before, "the victim must be untouched");
 }
 
@@ -548,7 +556,7 @@ fn files_and_directories_of_another_user_are_refused() {
     fs::write(&state_file, "{}\n").expect("plant");
     give_to_nobody(&state_file);
     assert_eq!(
-        refused(store.read_lineage_state(&www), &state_file),
+        refused(store.lineage(&www), &state_file),
         UnsafeProblem::WrongOwner {
             uid: 65_534,
             expected: 0
@@ -580,14 +588,14 @@ fn files_and_directories_of_another_user_are_refused() {
 fn secrets_open_to_others_are_refused() {
     let scene = Scene::new();
     let store = scene.open();
-    let www = name("www");
-    store
-        .write_pending_key(&www, b"order key")
+    let mut lineage = store.lineage(&name("www")).expect("load");
+    lineage
+        .record_order(order(), b"order key")
         .expect("write key");
     let key = scene.state.join("state/www.order-key.pem");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).expect("chmod");
     assert_eq!(
-        refused(store.read_pending_key(&www), &key),
+        refused(lineage.pending_key(), &key),
         UnsafeProblem::OpenToOthers { mode: 0o640 }
     );
 
@@ -615,7 +623,9 @@ fn the_store_keeps_working_in_the_directory_it_opened() {
 
     install_www(&store, &ca, 1).expect("install into the opened directory");
     store
-        .write_lineage_state(&name("www"), &LineageState::default())
+        .lineage(&name("www"))
+        .expect("load")
+        .record_deploy_failure("hook failed")
         .expect("state");
     assert_eq!(
         fingerprint(&scene.outside),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use certkeeper_core::{CertName, KeyType, RevocationReason};
 use certkeeper_store::layout::{CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, PRIVKEY_FILE};
 use certkeeper_store::{
-    LineageState, RevokedRecord, Store, StoreError, UnsafeProblem, VerifyProblem,
+    LineageState, PendingOrder, RevokedRecord, Store, StoreError, UnsafeProblem, VerifyProblem,
 };
 use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -630,8 +630,8 @@ fn lineage_state_round_trips_and_revocation_follows_the_serial() {
     let lineage = name("www");
     let names = domains(&["www.example.com"]);
     assert_eq!(
-        store.read_lineage_state(&lineage).expect("absent"),
-        LineageState::default()
+        store.lineage(&lineage).expect("absent").state(),
+        &LineageState::default()
     );
 
     let first = issue(
@@ -652,12 +652,15 @@ fn lineage_state_round_trips_and_revocation_follows_the_serial() {
         ..LineageState::default()
     };
     store
-        .write_lineage_state(&lineage, &state)
-        .expect("write state");
-    assert_eq!(
-        store.read_lineage_state(&lineage).expect("read state"),
-        state
-    );
+        .lineage(&lineage)
+        .expect("load")
+        .record_revocation(
+            &live.serial_hex,
+            RevocationReason::KeyCompromise,
+            unix(1_750_000_000),
+        )
+        .expect("record the revocation");
+    assert_eq!(store.lineage(&lineage).expect("read state").state(), &state);
     let path = store.lineage_state_path(&lineage);
     assert_eq!(path, store.root().join("state/www.json"));
     assert_eq!(mode(&path), 0o644);
@@ -684,12 +687,12 @@ fn lineage_state_round_trips_and_revocation_follows_the_serial() {
         .install(&lineage, &names, &second.key_pem, &second.chain_pem)
         .expect("reissue");
     assert!(!live.observed.revoked);
-    assert_eq!(store.read_lineage_state(&lineage).expect("state"), state);
+    assert_eq!(store.lineage(&lineage).expect("state").state(), &state);
 
     // A damaged state file is an error that names the file, and stops an install before
     // anything is written.
     fs::write(&path, "{ not json").expect("damage");
-    match store.read_lineage_state(&lineage) {
+    match store.lineage(&lineage) {
         Err(err @ StoreError::State { .. }) => {
             assert!(err.to_string().contains("www.json"), "{err}");
         }
@@ -781,22 +784,33 @@ fn lineages_lists_live_names() {
 fn pending_order_key_is_private_and_removable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
-    let lineage = CertName::new("www").expect("name");
-    assert_eq!(store.read_pending_key(&lineage).expect("read"), None);
-    store
-        .write_pending_key(&lineage, b"-----BEGIN PRIVATE KEY-----\n")
+    let name = CertName::new("www").expect("name");
+    let mut lineage = store.lineage(&name).expect("load");
+    assert_eq!(lineage.pending_key().expect("read"), None);
+    let order = PendingOrder::new(
+        "https://ca/order/1",
+        "https://ca/dir",
+        &domains(&["www.example.com"]),
+        KeyType::EcdsaP256,
+        unix(1_750_000_000),
+    );
+    lineage
+        .record_order(order, b"-----BEGIN PRIVATE KEY-----\n")
         .expect("write");
     let path = dir.path().join("state/www.order-key.pem");
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(
-        store.read_pending_key(&lineage).expect("read").as_deref(),
+        store
+            .lineage(&name)
+            .expect("reload")
+            .pending_key()
+            .expect("read")
+            .as_deref(),
         Some(&b"-----BEGIN PRIVATE KEY-----\n"[..])
     );
-    store.remove_pending_key(&lineage).expect("remove");
-    store
-        .remove_pending_key(&lineage)
-        .expect("removing twice is fine");
+    lineage.forget_order().expect("remove");
+    lineage.forget_order().expect("forgetting twice is fine");
     assert!(!path.exists());
 }
 

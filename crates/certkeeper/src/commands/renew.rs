@@ -15,7 +15,7 @@ use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::schedule::{Hold, Planned};
 use certkeeper_core::{CertificateSpec, Inventory};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer};
-use certkeeper_store::Store;
+use certkeeper_store::{Lineage, Store};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,9 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let now = SystemTime::now();
 
     let mut failed = 0usize;
-    let mut jobs: Vec<(&CertificateSpec, Planned)> = Vec::new();
+    // Each due certificate with the lineage its plan was made from, which its attempt then
+    // records on: the state is read once per pass.
+    let mut jobs: Vec<(&CertificateSpec, Planned, Option<Lineage>)> = Vec::new();
     let mut redeploys = Vec::new();
     for spec in selected {
         let view = LineageView::load(&store, &spec.name);
@@ -51,7 +53,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             continue;
         };
         if planned.at <= now {
-            jobs.push((spec, planned));
+            jobs.push((spec, planned, view.lineage));
             continue;
         }
         let wait = short_duration(planned.at.duration_since(now).unwrap_or_default());
@@ -145,7 +147,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let limits = Limits::new(inventory);
     let mut running: FuturesUnordered<_> = jobs
         .into_iter()
-        .map(|(spec, planned)| {
+        .map(|(spec, planned, lineage)| {
             let (ctx, limits, reloads) = (&ctx, &limits, &reloads);
             let span =
                 tracing::info_span!("order", cert = %spec.name, reason = planned.reason.as_str());
@@ -159,7 +161,11 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                     purpose: attempt::purpose(spec, planned.renewal, args.action),
                     hooks: !args.no_hooks,
                 };
-                (spec, planned.renewal, attempt.run().await)
+                let outcome = match lineage {
+                    Some(lineage) => attempt.run_on(lineage).await,
+                    None => attempt.run().await,
+                };
+                (spec, planned.renewal, outcome)
             }
             .instrument(span)
         })

@@ -1,6 +1,7 @@
 //! `certkeeper status [--json]`: what is live for every certificate, what happens next and how
 //! the last attempt went. It reads the state directory only (no lock, no IPC), so it works
-//! while the daemon runs, and plans with the same pure planner the daemon uses.
+//! while the daemon runs: each lineage once, its pair checked against that state, and plans
+//! with the same pure planner the daemon uses.
 //!
 //! Exit code 0 when all is well, 1 when a certificate is failing or inside its urgent
 //! threshold (missing, expired or close to expiry): usable from monitoring.
@@ -15,7 +16,7 @@ use serde::Serialize;
 use crate::cli::StatusArgs;
 use crate::engine::plan::attempts_from;
 use crate::exit::Exit;
-use crate::report::{days_left, timestamp};
+use crate::report::{days_left, error_chain, timestamp};
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -60,15 +61,15 @@ pub fn run(inventory: &Inventory, args: &StatusArgs) -> anyhow::Result<Exit> {
 }
 
 fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
-    let state = store
-        .read_lineage_state(&spec.name)
-        .unwrap_or_else(|_| LineageState::default());
-    let (live, read_error) = match store.read_live(&spec.name) {
-        Ok(live) => (live, None),
-        Err(err) => (None, Some(format!("{:#}", anyhow::Error::from(err)))),
+    let (state, live, read_error) = match store.lineage(&spec.name) {
+        Ok(lineage) => match lineage.live() {
+            Ok(live) => (lineage.state().clone(), live, None),
+            Err(err) => (lineage.state().clone(), None, Some(error_chain(&err))),
+        },
+        Err(err) => (LineageState::default(), None, Some(error_chain(&err))),
     };
     let observed = live.as_ref().map(|l| &l.observed);
-    let attempts = attempts_from(&state);
+    let attempts = attempts_from(&state.attempts);
     let planned = plan_certificate(&spec.name, spec, observed, &attempts, &spec.schedule, now);
     let label = match (&read_error, observed, &planned) {
         (Some(_), _, _) => "unreadable",

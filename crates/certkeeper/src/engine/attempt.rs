@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
 use certkeeper_hooks::ReloadCoalescer;
-use certkeeper_store::LiveCert;
+use certkeeper_store::{Lineage, LiveCert};
 
 use crate::engine::deploy;
 use crate::engine::job::{self, Failure, JobContext};
@@ -56,8 +56,22 @@ pub fn purpose(
 }
 
 impl Attempt<'_> {
-    /// Run the attempt to its end. Never fails: every way it can end is in the [`Outcome`].
+    /// Run the attempt to its end on the lineage as it is on disk now. Never fails: every way
+    /// it can end is in the [`Outcome`].
     pub async fn run(self) -> Outcome {
+        match self.ctx.store.lineage(&self.spec.name) {
+            Ok(lineage) => self.run_on(lineage).await,
+            // Nothing can be recorded either; the error names the file to fix.
+            Err(err) => Outcome {
+                result: Err(Failure::store(err)),
+                deploy: Ok(()),
+            },
+        }
+    }
+
+    /// Run the attempt on `lineage`, loaded by the caller for its plan (the state is read
+    /// once per pass), recording every step on it.
+    pub async fn run_on(self, mut lineage: Lineage) -> Outcome {
         let spec = self.spec;
         let result = match self.inventory.ca(&spec.ca) {
             None => Err(Failure::needs_human(anyhow::anyhow!(
@@ -72,12 +86,12 @@ impl Attempt<'_> {
                     Ok(())
                 };
                 match pre {
-                    Ok(()) => job::obtain(self.ctx, ca, spec, self.purpose).await,
+                    Ok(()) => job::obtain(self.ctx, &mut lineage, ca, spec, self.purpose).await,
                     Err(err) => Err(Failure::pre_hook(&err)),
                 }
             }
         };
-        job::record(&self.ctx.store, spec, &result, SystemTime::now());
+        job::record(&mut lineage, &result, SystemTime::now());
         let deploy = match &result {
             Ok(installed) => {
                 tracing::info!(
@@ -88,15 +102,16 @@ impl Attempt<'_> {
                     "certificate installed"
                 );
                 if self.hooks {
-                    deploy::deploy(
+                    let deployed = deploy::deploy(
                         self.inventory,
-                        &self.ctx.store,
                         self.reloads,
                         spec,
                         installed,
                         deploy::deploy_action(self.purpose),
                     )
-                    .await
+                    .await;
+                    deploy::record(&mut lineage, &deployed);
+                    deployed
                 } else {
                     Ok(())
                 }
@@ -106,18 +121,20 @@ impl Attempt<'_> {
         Outcome { result, deploy }
     }
 
-    /// Run the deploy hooks of the live certificate again (a pending deploy).
+    /// Run the deploy hooks of the live certificate again (a pending deploy), recording the
+    /// outcome on the lineage as it is on disk now.
     pub async fn redeploy(self, live: &LiveCert) -> Result<(), String> {
         tracing::info!(cert = %self.spec.name, "running the deploy hooks again");
-        deploy::deploy(
+        let deployed = deploy::deploy(
             self.inventory,
-            &self.ctx.store,
             self.reloads,
             self.spec,
             live,
             DeployAction::Renew,
         )
-        .await
+        .await;
+        deploy::record_on_disk(&self.ctx.store, &self.spec.name, &deployed);
+        deployed
     }
 }
 

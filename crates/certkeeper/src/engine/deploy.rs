@@ -9,9 +9,9 @@
 use certkeeper_core::hooks::{
     DeployAction, Deployment, Hook, deploy_env, distinct_post_hooks, post_env, pre_env,
 };
-use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
+use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
 use certkeeper_hooks::{HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run};
-use certkeeper_store::{LiveCert, Store};
+use certkeeper_store::{Lineage, LiveCert, Store};
 
 /// Run `hooks` in order; the first failure is described.
 async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(), String> {
@@ -74,10 +74,9 @@ pub fn deploy_action(purpose: OrderPurpose) -> DeployAction {
 }
 
 /// After a certificate went live: its `deploy_hook` and `hooks_dir/deploy/*`, then its
-/// reload targets are requested from `reloads`. The outcome is recorded in the lineage state.
+/// reload targets are requested from `reloads`. The caller records the outcome ([`record`]).
 pub async fn deploy(
     inventory: &Inventory,
-    store: &Store,
     reloads: &ReloadCoalescer,
     spec: &CertificateSpec,
     live: &LiveCert,
@@ -108,11 +107,6 @@ pub async fn deploy(
         // Targets are checked when the config loads; a race with a reload is all that is left.
         tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "reload target not configured");
     }
-    record_deploy(
-        store,
-        spec.name.as_str(),
-        result.as_ref().err().map(String::as_str),
-    );
     if let Err(err) = &result {
         tracing::error!(cert = %spec.name, error = %err, "deploy hook failed; the certificate is installed, the hook will be retried");
     }
@@ -128,7 +122,9 @@ pub fn record_reloads(store: &Store, outcomes: &[ReloadOutcome]) {
             Err(err) => crate::report::error_chain(err),
         };
         for cert in &outcome.certificates {
-            record_deploy(store, cert, Some(&why));
+            if let Ok(name) = CertName::new(cert) {
+                record_on_disk(store, &name, &Err(why.clone()));
+            }
         }
     }
 }
@@ -162,28 +158,24 @@ pub async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
     }
 }
 
-/// Note a deploy or reload outcome for `name`: a failure keeps `pending_deploy` set (with the
-/// error shown by `status`), a success clears it.
-fn record_deploy(store: &Store, name: &str, failure: Option<&str>) {
-    let Ok(name) = certkeeper_core::CertName::new(name) else {
-        return;
+/// Note a deploy outcome on `lineage`: a failure keeps `pending_deploy` set (with the error
+/// shown by `status`), a success clears it.
+pub fn record(lineage: &mut Lineage, outcome: &Result<(), String>) {
+    let saved = match outcome {
+        Ok(()) => lineage.record_deploy(),
+        Err(why) => lineage.record_deploy_failure(why),
     };
-    let updated = store.read_lineage_state(&name).and_then(|mut state| {
-        match failure {
-            Some(why) => {
-                state.attempts.pending_deploy = true;
-                state.attempts.last_error = Some(format!("deploy: {why}"));
-            }
-            None => {
-                if state.attempts.pending_deploy {
-                    state.attempts.last_error = None;
-                }
-                state.attempts.pending_deploy = false;
-            }
+    if let Err(err) = saved {
+        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
+    }
+}
+
+/// [`record`] on the lineage `name` as it is on disk now (a retried deploy, a reload batch).
+pub fn record_on_disk(store: &Store, name: &CertName, outcome: &Result<(), String>) {
+    match store.lineage(name) {
+        Ok(mut lineage) => record(&mut lineage, outcome),
+        Err(err) => {
+            tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
         }
-        store.write_lineage_state(&name, &state)
-    });
-    if let Err(err) = updated {
-        tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
     }
 }

@@ -1,6 +1,7 @@
 //! One certificate attempt, shared by `certkeeper renew` and the daemon: resume the order in
 //! flight or place a new one, persist it before waiting on the CA, verify and install the
-//! result, and record the outcome the scheduler plans from.
+//! result, and record the outcome the scheduler plans from. Every change to the lineage's
+//! state goes through its [`Lineage`] transitions, loaded once for the attempt.
 //!
 //! Persisting the order URL and its key *before* waiting is what lets a restart (or a crash)
 //! pick the same order up with `Account::order(url)` instead of ordering twice: a DigiCert
@@ -8,12 +9,11 @@
 
 use std::time::SystemTime;
 
-use anyhow::Context;
 use certkeeper_acme::{AcmeAccount, AcmeError, OrderRequest, PlacedOrder, PollPolicy};
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::lifecycle::order_directory_url;
 use certkeeper_core::{CaSpec, CertificateSpec, OrderPurpose, Secret};
-use certkeeper_store::{LiveCert, PendingOrder, Store, unix_seconds};
+use certkeeper_store::{FailureClass, Lineage, LiveCert, PendingOrder, Store};
 
 use crate::accounts::{AccountError, Accounts};
 
@@ -83,6 +83,37 @@ impl Failure {
         self
     }
 
+    /// How the lineage records it.
+    fn class(&self) -> FailureClass {
+        match self {
+            Failure::StillWaiting(_) => FailureClass::WaitingOnCa,
+            Failure::Failed {
+                rate_limited: true,
+                retry_after,
+                ..
+            } => FailureClass::RateLimited {
+                retry_after: *retry_after,
+            },
+            Failure::Failed {
+                retryable: true,
+                retry_after,
+                ..
+            } => FailureClass::Transient {
+                retry_after: *retry_after,
+            },
+            Failure::Failed { .. } => FailureClass::NeedsHuman,
+        }
+    }
+
+    /// The lineage could not be loaded.
+    pub fn store(error: certkeeper_store::StoreError) -> Self {
+        if error.is_transient() {
+            Failure::other(error.into())
+        } else {
+            Failure::needs_human(error.into())
+        }
+    }
+
     /// The CA answered `accountDoesNotExist`: registering again may carry the attempt on.
     fn is_account_gone(&self) -> bool {
         matches!(self, Failure::Failed { error, .. }
@@ -114,9 +145,10 @@ pub struct JobContext {
     pub poll: PollPolicy,
 }
 
-/// Obtain and install a certificate for `spec` from `ca`.
+/// Obtain and install a certificate for `spec` from `ca`, recording the order on `lineage`.
 pub async fn obtain(
     ctx: &JobContext,
+    lineage: &mut Lineage,
     ca: &CaSpec,
     spec: &CertificateSpec,
     purpose: OrderPurpose,
@@ -129,9 +161,9 @@ pub async fn obtain(
     // Declared before the order that may borrow it: the account registered again when the CA
     // no longer knows ours (once per attempt; a second refusal ends the attempt).
     let replacement;
-    let (mut placed, key_pem, account) = match resume(ctx, &account, spec).await {
+    let (mut placed, key_pem, account) = match resume(lineage, &account, spec).await {
         Some((placed, key_pem)) => (placed, key_pem, &account),
-        None => match place(ctx, &account, ca, spec, purpose).await {
+        None => match place(lineage, &account, ca, spec, purpose).await {
             Ok((placed, key_pem)) => (placed, key_pem, &account),
             Err(failure) if failure.is_account_gone() => {
                 replacement = ctx
@@ -139,7 +171,7 @@ pub async fn obtain(
                     .register_again(&ctx.store, ca, &account)
                     .await
                     .map_err(account_failure)?;
-                let (placed, key_pem) = place(ctx, &replacement, ca, spec, purpose)
+                let (placed, key_pem) = place(lineage, &replacement, ca, spec, purpose)
                     .await
                     .map_err(|failure| failure.with_retry_after(replacement.take_retry_after()))?;
                 (placed, key_pem, &replacement)
@@ -156,44 +188,36 @@ pub async fn obtain(
             if !err.is_retryable() {
                 // The order is dead (validation failed, CA refused): the next attempt must
                 // start over rather than resume it.
-                forget_pending(ctx, spec);
+                forget_order(lineage);
             }
             return Err(Failure::from_acme(err).with_retry_after(account.take_retry_after()));
         }
     };
-    let key_text = std::str::from_utf8(key_pem.expose())
-        .context("generated key is not PEM text")
-        .map_err(Failure::other)?;
-    let installed = ctx
-        .store
-        .install(&spec.name, &spec.domains, key_text, &chain_pem)
-        .with_context(|| format!("installing the certificate from order {}", placed.url()))
-        .map_err(|error| {
+    match lineage.install(&spec.domains, key_pem.expose(), &chain_pem) {
+        // The order is done; [`record`] says so with the success.
+        Ok(installed) => Ok(installed),
+        Err(err) => {
             // A chain that does not verify will not verify next time either.
-            forget_pending(ctx, spec);
-            Failure::needs_human(error)
-        })?;
-    forget_pending(ctx, spec);
-    Ok(installed)
+            forget_order(lineage);
+            Err(Failure::needs_human(anyhow::Error::from(err).context(
+                format!("installing the certificate from order {}", placed.url()),
+            )))
+        }
+    }
 }
 
 /// The order in flight for `spec`, if one was persisted, still matches the config and the CA
 /// still knows it.
 async fn resume<'a>(
-    ctx: &JobContext,
+    lineage: &mut Lineage,
     account: &'a AcmeAccount,
     spec: &CertificateSpec,
 ) -> Option<(PlacedOrder<'a>, Secret)> {
-    let state = ctx.store.read_lineage_state(&spec.name).ok()?;
-    let pending = state.pending_order?;
-    let wanted: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
-    let key = ctx.store.read_pending_key(&spec.name).ok().flatten();
-    let (true, Some(key)) = (
-        pending.domains == wanted && pending.key_type == spec.key_type.as_str(),
-        key,
-    ) else {
+    let pending = lineage.pending_order()?.clone();
+    let key = lineage.pending_key().ok().flatten();
+    let (true, Some(key)) = (pending.is_for(&spec.domains, spec.key_type), key) else {
         tracing::info!(cert = %spec.name, order_url = %pending.order_url, "dropping the stored order: the configuration changed");
-        forget_pending(ctx, spec);
+        forget_order(lineage);
         return None;
     };
     match account
@@ -203,15 +227,15 @@ async fn resume<'a>(
         Ok(placed) => Some((placed, Secret::new(key))),
         Err(err) => {
             tracing::warn!(cert = %spec.name, order_url = %pending.order_url, error = %format!("{:#}", anyhow::Error::from(err)), "cannot resume the stored order; placing a new one");
-            forget_pending(ctx, spec);
+            forget_order(lineage);
             None
         }
     }
 }
 
-/// Place a new order and persist it (URL, then key) before anything waits on the CA.
+/// Place a new order and persist it (key, then URL) before anything waits on the CA.
 async fn place<'a>(
-    ctx: &JobContext,
+    lineage: &mut Lineage,
     account: &'a AcmeAccount,
     ca: &CaSpec,
     spec: &CertificateSpec,
@@ -230,21 +254,14 @@ async fn place<'a>(
         })
         .await
         .map_err(Failure::from_acme)?;
-    let persisted = ctx
-        .store
-        .write_pending_key(&spec.name, key_pem.expose())
-        .and_then(|()| {
-            let mut state = ctx.store.read_lineage_state(&spec.name)?;
-            state.pending_order = Some(PendingOrder {
-                order_url: placed.url().to_owned(),
-                directory_url,
-                domains: spec.domains.iter().map(ToString::to_string).collect(),
-                key_type: spec.key_type.as_str().to_owned(),
-                placed_at_unix: unix_seconds(SystemTime::now()),
-            });
-            ctx.store.write_lineage_state(&spec.name, &state)
-        });
-    if let Err(err) = persisted {
+    let order = PendingOrder::new(
+        placed.url(),
+        &directory_url,
+        &spec.domains,
+        spec.key_type,
+        SystemTime::now(),
+    );
+    if let Err(err) = lineage.record_order(order, key_pem.expose()) {
         // Carrying on would risk a second order after a restart; the disk needs a human.
         return Err(Failure::other(
             anyhow::Error::from(err).context("persisting the new order"),
@@ -253,66 +270,23 @@ async fn place<'a>(
     Ok((placed, key_pem))
 }
 
-fn forget_pending(ctx: &JobContext, spec: &CertificateSpec) {
-    let cleared = ctx
-        .store
-        .read_lineage_state(&spec.name)
-        .and_then(|mut state| {
-            if state.pending_order.take().is_some() {
-                ctx.store.write_lineage_state(&spec.name, &state)?;
-            }
-            ctx.store.remove_pending_key(&spec.name)
-        });
-    if let Err(err) = cleared {
-        tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot clear the stored order");
+/// The order is dead or stale: the next attempt places a new one.
+fn forget_order(lineage: &mut Lineage) {
+    if let Err(err) = lineage.forget_order() {
+        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot clear the stored order");
     }
 }
 
-/// After a `StillWaiting` outcome, look at the order again this much later.
-pub const RECHECK_WAITING_ORDER: std::time::Duration = std::time::Duration::from_secs(300);
-/// After a `rateLimited` refusal without a usable Retry-After, wait at least this long.
-pub const RATE_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_secs(3_600);
-
-/// Record an attempt's outcome in the lineage state, where the planner and `status` read it.
-pub fn record(
-    store: &Store,
-    spec: &CertificateSpec,
-    outcome: &Result<LiveCert, Failure>,
-    now: SystemTime,
-) {
-    let updated = store.read_lineage_state(&spec.name).and_then(|mut state| {
-        let attempts = &mut state.attempts;
-        match outcome {
-            Ok(_) => {
-                attempts.consecutive_failures = 0;
-                attempts.last_error = None;
-                attempts.retry_not_before_unix = None;
-                attempts.last_success_at_unix = Some(unix_seconds(now));
-                attempts.successes_total += 1;
-            }
-            Err(Failure::StillWaiting(error)) => {
-                attempts.last_error = Some(format!("waiting for the CA: {error:#}"));
-                attempts.retry_not_before_unix = Some(unix_seconds(now + RECHECK_WAITING_ORDER));
-            }
-            Err(Failure::Failed {
-                error,
-                rate_limited,
-                retry_after,
-                ..
-            }) => {
-                attempts.consecutive_failures = attempts.consecutive_failures.saturating_add(1);
-                attempts.failures_total += 1;
-                attempts.last_failure_at_unix = Some(unix_seconds(now));
-                attempts.last_error = Some(format!("{error:#}"));
-                // The CA's own Retry-After wins; a rate limit without one pauses an hour.
-                attempts.retry_not_before_unix = retry_after
-                    .or_else(|| rate_limited.then(|| now + RATE_LIMIT_PAUSE))
-                    .map(unix_seconds);
-            }
+/// Record an attempt's outcome on its lineage, where the planner and `status` read it: the
+/// install (which also ends the order), or the failure by its class.
+pub fn record(lineage: &mut Lineage, outcome: &Result<LiveCert, Failure>, now: SystemTime) {
+    let saved = match outcome {
+        Ok(_) => lineage.record_install(now),
+        Err(failure) => {
+            lineage.record_failure(failure.class(), &format!("{:#}", failure.error()), now)
         }
-        store.write_lineage_state(&spec.name, &state)
-    });
-    if let Err(err) = updated {
-        tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the attempt");
+    };
+    if let Err(err) = saved {
+        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the attempt");
     }
 }

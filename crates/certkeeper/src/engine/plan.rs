@@ -10,11 +10,12 @@ use std::time::SystemTime;
 
 use certkeeper_core::schedule::{Attempts, Planned, plan_one_shot};
 use certkeeper_core::{CertName, CertificateSpec, ObservedCert};
-use certkeeper_store::{
-    AttemptRecord, LineageState, LiveCert, Store, StoreError, from_unix_seconds,
-};
+use certkeeper_store::{AttemptRecord, Lineage, LiveCert, Store, from_unix_seconds};
 
-/// A lineage as the planner sees it: the live certificate (if readable) and its history.
+use crate::report::error_chain;
+
+/// A lineage as the planner sees it: the live certificate (if readable) and its history, read
+/// once; the same [`Lineage`] then records what an attempt does.
 #[derive(Debug, Clone, Default)]
 pub struct LineageView {
     /// The live certificate; `None` when there is none or it is unreadable (then it is
@@ -22,30 +23,35 @@ pub struct LineageView {
     pub live: Option<LiveCert>,
     /// The persisted record of attempts and deploys.
     pub record: AttemptRecord,
-    /// The whole lineage state (revocation, order in flight).
-    pub state: LineageState,
+    /// The lineage, loaded; `None` when its state is unreadable (planned from a fresh
+    /// history; an attempt then fails loading it, naming the file).
+    pub lineage: Option<Lineage>,
 }
 
 impl LineageView {
-    /// Read `name` from the store: the certificate only (what planning needs; `status`
-    /// checks the pair itself).
+    /// Read `name` from the store: its state once, then the certificate only (what planning
+    /// needs; `status` checks the pair itself) against that state.
     pub fn load(store: &Store, name: &CertName) -> Self {
-        let live = match store.read_live_certificate(name) {
+        let lineage = match store.lineage(name) {
+            Ok(lineage) => lineage,
+            Err(err) => {
+                let error = error_chain(&err);
+                tracing::warn!(cert = %name, error, "lineage state unreadable; starting afresh");
+                return Self::default();
+            }
+        };
+        let live = match lineage.live_certificate() {
             Ok(live) => live,
             Err(err) => {
-                let error = crate::report::error_chain(&err);
+                let error = error_chain(&err);
                 tracing::warn!(cert = %name, error, "live certificate unreadable; it will be replaced");
                 None
             }
         };
-        let state = store.read_lineage_state(name).unwrap_or_else(|err: StoreError| {
-            tracing::warn!(cert = %name, error = crate::report::error_chain(&err), "lineage state unreadable; starting afresh");
-            LineageState::default()
-        });
         Self {
             live,
-            record: state.attempts.clone(),
-            state,
+            record: lineage.state().attempts.clone(),
+            lineage: Some(lineage),
         }
     }
 
@@ -55,7 +61,7 @@ impl LineageView {
 
     /// The planner's view of the attempt history.
     pub fn attempts(&self) -> Attempts {
-        attempts_from(&self.state)
+        attempts_from(&self.record)
     }
 
     /// A one-shot pass's plan (`certkeeper renew`).
@@ -78,10 +84,10 @@ impl LineageView {
 }
 
 /// The planner's view of a lineage's attempt history.
-pub fn attempts_from(state: &LineageState) -> Attempts {
+pub fn attempts_from(record: &AttemptRecord) -> Attempts {
     Attempts {
-        consecutive_failures: state.attempts.consecutive_failures,
-        last_failure_at: state.attempts.last_failure_at_unix.map(from_unix_seconds),
-        retry_not_before: state.attempts.retry_not_before_unix.map(from_unix_seconds),
+        consecutive_failures: record.consecutive_failures,
+        last_failure_at: record.last_failure_at_unix.map(from_unix_seconds),
+        retry_not_before: record.retry_not_before_unix.map(from_unix_seconds),
     }
 }
