@@ -356,12 +356,14 @@ def pebble_requests(log: Path, start_offset: int) -> tuple[int, dict[str, int]]:
 class LoadMeter:
     """CPU the whole machine used per phase (from /proc/stat), and how much of it was not this
     benchmark's (its own CPU and that of every process it started). Other processes on the
-    machine compete for the same cores, so the report says how busy they were."""
+    machine compete for the same cores, so the report says how busy they were, and which
+    programs were busy (`OtherProcesses`)."""
 
     def __init__(self, extra_pids: list[int]):
         self.extra_pids = extra_pids
         self.phases: list[dict] = []
         self._current: tuple[str, float, float, float] | None = None
+        self.others = OtherProcesses()
 
     @staticmethod
     def _busy() -> float:
@@ -387,9 +389,90 @@ class LoadMeter:
 
     def mark(self, name: str | None) -> None:
         now, busy, ours = time.monotonic(), self._busy(), self._ours()
+        by_program = self.others.take()
         if self._current:
             label, t0, b0, o0 = self._current
             wall = now - t0
             self.phases.append({"phase": label, "wall": wall, "busy": busy - b0,
-                                "ours": ours - o0, "others": max(0.0, (busy - b0) - (ours - o0))})
+                                "ours": ours - o0, "others": max(0.0, (busy - b0) - (ours - o0)),
+                                "other_programs": by_program})
         self._current = (name, now, busy, ours) if name else None
+        if not name:
+            self.others.stop()
+
+
+class OtherProcesses:
+    """CPU used by processes that are not this benchmark's, per program name (`comm`), sampled
+    from /proc/PID/stat every 2 s by a thread. A process is the benchmark's when this Python
+    process is among its ancestors (GNU time, the tools, Pebble). Processes born and gone
+    between two samples are missed, so the figures are a lower bound; what they show is which
+    programs (rustc, a test binary, ...) shared the machine."""
+
+    PERIOD = 2.0
+
+    def __init__(self):
+        self.me = os.getpid()
+        self._last: dict[int, tuple[str, int]] = {}  # pid -> (comm, ticks) at the last sample
+        self._totals: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        self._last_at = time.time()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            self._sample()
+
+    def _sample(self, first: bool = False) -> None:
+        procs: dict[int, tuple[str, int, int, float]] = {}  # pid -> comm, ppid, ticks, start
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            rest = stat[stat.rindex(")") + 2:].split()
+            procs[int(entry.name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]),
+                                      self._boot + int(rest[19]) / CLOCK_TICKS)
+
+        def ours(pid: int) -> bool:
+            seen = 0
+            while pid > 1 and seen < 64:
+                if pid == self.me:
+                    return True
+                pid = procs[pid][1] if pid in procs else 0
+                seen += 1
+            return False
+
+        current: dict[int, tuple[str, int]] = {}
+        with self._lock:
+            previous_sample, self._last_at = self._last_at, time.time()
+            for pid, (comm, _ppid, ticks, started) in procs.items():
+                current[pid] = (comm, ticks)
+                if first or ours(pid):
+                    continue
+                before = self._last.get(pid)
+                if before is not None and before[0] == comm:
+                    delta = ticks - before[1]
+                elif started >= previous_sample - 0.5:
+                    delta = ticks  # born since the last sample: all of its CPU is new
+                else:
+                    delta = 0  # first seen now, but older: its past CPU is not this phase's
+                if delta > 0:
+                    self._totals[comm] = self._totals.get(comm, 0.0) + delta / CLOCK_TICKS
+            self._last = current
+
+    def take(self) -> dict[str, float]:
+        """CPU seconds per program since the last call, largest first."""
+        self._sample()
+        with self._lock:
+            totals, self._totals = self._totals, {}
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -353,16 +353,26 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
         L += ["## Other activity on the machine", "",
               "The benchmark shares the machine with whatever else runs on it. CPU the whole "
               "machine used per phase (`/proc/stat`), and the part that was not the benchmark's "
-              "(its own processes, Pebble included), as a share of one core:", ""]
-        L += table(["phase", "wall", "machine CPU", "benchmark", "other processes"], [
-            [p["phase"], fmt_time(p["wall"]), f"{p['busy']:.1f} s", f"{p['ours']:.1f} s",
-             f"{p['others']:.1f} s ({100 * p['others'] / p['wall']:.0f}% of a core)"]
-            for p in load])
+              "(its own processes, Pebble included), as a share of one core; the busiest other "
+              "programs by name, sampled from `/proc/PID/stat` every 2 s (a lower bound: "
+              "processes that lived less than that are missed):", ""]
+        L += table(LOAD_HEADER, [load_row(p) for p in load])
         L += [""]
 
     if notes.strip():
         L += [notes.strip(), ""]
     return "\n".join(L) + "\n"
+
+
+LOAD_HEADER = ["phase", "wall", "machine CPU", "benchmark", "other processes", "busiest other programs"]
+
+
+def load_row(p: dict) -> list[str]:
+    programs = p.get("other_programs")
+    return [p["phase"], fmt_time(p["wall"]), f"{p['busy']:.1f} s", f"{p['ours']:.1f} s",
+            f"{p['others']:.1f} s ({100 * p['others'] / p['wall']:.0f}% of a core)",
+            ", ".join(f"{name} {cpu:.1f} s" for name, cpu in list(programs.items())[:4] if cpu >= 0.05)
+            if programs is not None else "-"]
 
 
 def method(results: Results, plan: Plan, meta: dict) -> list[str]:
