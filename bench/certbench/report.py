@@ -157,11 +157,12 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
         f"{rest['wakeups'] / hours:.0f} thread wake-ups per hour with the watchdog petted "
         f"{rest['watchdog_pets'] / hours:.0f} times per hour; READY=1 after "
         f"{fmt_time(med([s['ready_s'] for s in results.startup]))}.",
+        *([bullet] if (bullet := scale_headline(results, plan)) else []),
         "",
         "## Targets",
         "",
     ]
-    L += table(["target", "measured", ""], targets(results, plan, h))
+    L += table(["target", "measured", ""], targets(results, plan, h) + scale_targets(results, plan))
     L += [""]
 
     L += ["## Machine and versions", ""]
@@ -348,6 +349,9 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
           "non-200 answers plus connections closed or refused."]
     L += [""]
 
+    if getattr(results, "scale", None):
+        L += scale_section(results, plan, meta)
+
     load = meta.get("load") or []
     if load:
         L += ["## Other activity on the machine", "",
@@ -373,6 +377,293 @@ def load_row(p: dict) -> list[str]:
             f"{p['others']:.1f} s ({100 * p['others'] / p['wall']:.0f}% of a core)",
             ", ".join(f"{name} {cpu:.1f} s" for name, cpu in list(programs.items())[:4] if cpu >= 0.05)
             if programs is not None else "-"]
+
+
+# -- scenario 6: a large fleet ------------------------------------------------------------------
+
+def key_label(key_type: str) -> str:
+    """`rsa4096` as RSA-4096, `ecdsa-p256` as ECDSA P-256."""
+    if key_type.startswith("rsa"):
+        return f"RSA-{key_type[3:]}"
+    return key_type.replace("ecdsa-p", "ECDSA P-")
+
+
+def timed_mark(wall: float, cpu: float, limit: float) -> str:
+    """Targets on a median wall time. On a shared 2-core machine wall can miss while the
+    process's own CPU time (what it would take alone) does not: say so rather than hide it."""
+    if wall < limit:
+        return "met"
+    if cpu < limit:
+        return f"**missed** on wall time; its CPU time ({fmt_time(cpu)}) is under it (other load)"
+    return "**missed**"
+
+
+def scale_rows(results: Results, plan: Plan) -> dict[str, Row]:
+    n = plan.scale_size
+    return {how: row for how in ("renew, nothing due", "status --json")
+            if (row := results.find("scale", n, "certkeeper", how))}
+
+
+def burst_median(bursts: list[dict], phase: str, key: str) -> float:
+    return med([b[phase][key] for b in bursts])
+
+
+def scale_targets(results: Results, plan: Plan) -> list[list[str]]:
+    sc = getattr(results, "scale", None) or {}
+    n = plan.scale_size
+    rows = []
+    mark = lambda ok: "met" if ok else "**missed**"
+    found = scale_rows(results, plan)
+    renew = found.get("renew, nothing due")
+    if renew:
+        wall, cpu = med([s.wall for s in renew.samples]), med([s.cpu for s in renew.samples])
+        requests = max(s.requests or 0 for s in renew.samples)
+        rows += [
+            [f"nothing due over {n:,}: `certkeeper renew` under 200 ms (median)",
+             f"{fmt_time(wall)} (median wall of {len(renew.samples)}; CPU {fmt_time(cpu)})",
+             timed_mark(wall, cpu, 0.200)],
+            [f"nothing due over {n:,}: no request to the CA", f"{requests} requests", mark(requests == 0)],
+        ]
+    rest = sc.get("rest")
+    if rest:
+        hours = rest["seconds"] / 3600
+        cpu_per_hour = rest["cpu_s"] / hours
+        rows += [
+            [f"at rest with {n:,}: under 20 MiB RSS",
+             f"{fmt_mib(rest['rss_max_kib'])} (largest VmRSS seen)", mark(rest["rss_max_kib"] < 20 * 1024)],
+            [f"at rest with {n:,}: under 0.2 s CPU per hour",
+             f"{cpu_per_hour:.4f} s/h ({rest['cpu_s'] * 1000:.2f} ms in {rest['seconds']:.0f} s)",
+             mark(cpu_per_hour < 0.2)],
+        ]
+    status = found.get("status --json")
+    if status:
+        wall, cpu = med([s.wall for s in status.samples]), med([s.cpu for s in status.samples])
+        rows.append([f"`certkeeper status --json` over {n:,}: under 500 ms (median)",
+                     f"{fmt_time(wall)} (median wall of {len(status.samples)}; CPU {fmt_time(cpu)})",
+                     timed_mark(wall, cpu, 0.500)])
+    bursts = sc.get("burst")
+    if bursts:
+        b0 = bursts[0]
+        rows.append([f"HTTP-01 answer latency p99 while {b0['certificates']} {key_label(b0['key_type'])} "
+                     "certificates are issued (informational)",
+                     f"{fmt_time(burst_median(bursts, 'during', 'p99'))} during the burst, "
+                     f"{fmt_time(burst_median(bursts, 'before', 'p99'))} before it "
+                     f"(median of {len(bursts)} bursts; slowest answer "
+                     f"{fmt_time(max(b['during']['max'] for b in bursts))})",
+                     "informational"])
+    return rows
+
+
+def scale_headline(results: Results, plan: Plan) -> str | None:
+    sc = getattr(results, "scale", None) or {}
+    found = scale_rows(results, plan)
+    rest, bursts = sc.get("rest"), sc.get("burst")
+    if not (found and rest and bursts):
+        return None
+    w = lambda how: fmt_time(med([s.wall for s in found[how].samples]))
+    hours = rest["seconds"] / 3600
+    b0 = bursts[0]
+    return (f"{SCALE_BULLET.format(n=plan.scale_size)} nothing due: `certkeeper renew` "
+            f"{w('renew, nothing due')}; `status --json` {w('status --json')}; the daemon at rest "
+            f"{fmt_mib(rest['rss_max_kib'])} RSS and {rest['cpu_s'] / hours:.4f} s CPU per hour. "
+            f"While it issued {b0['certificates']} {key_label(b0['key_type'])} certificates its "
+            f"HTTP-01 answers took {fmt_time(burst_median(bursts, 'during', 'p99'))} at p99 "
+            f"({fmt_time(burst_median(bursts, 'before', 'p99'))} before).")
+
+
+SCALE_BULLET = "- **{n:,} certificates:**"
+SCALE_HEADING = "## 6. "
+
+
+def scale_section(results: Results, plan: Plan, meta: dict) -> list[str]:
+    sc = results.scale
+    n = plan.scale_size
+    L = [f"{SCALE_HEADING}A fleet of {n:,} certificates", ""]
+    if meta.get("only"):
+        L += [f"Measured apart from the rest of this file, by `{meta['only']}` on {meta['date']} "
+              f"(took {meta['duration']}), with `{meta['versions']['certkeeper']}`. What else the "
+              "machine was doing meanwhile is in the last table, in the phases marked "
+              "`--only`.", ""]
+    fleet = sc.get("fleet")
+    if fleet:
+        seed = fleet["seed"]
+        L += [f"One state directory with {n:,} live lineages, and an inventory listing all of "
+              "them (one `[[certificate]]` each, as in scenario 2). c0000 was issued from "
+              f"Pebble by `certkeeper renew` ({fmt_time(seed.wall)}, {seed.requests} requests to "
+              f"the CA with the account's registration); the other {n - 1:,} were written by the "
+              f"benchmark in {fmt_time(fleet['seconds'])}, in certkeeper's layout and modes "
+              "(`archive/NAME/v0001/{cert,chain,fullchain}.pem` 0644 and `privkey.pem` 0600, "
+              "`live/NAME -> ../archive/NAME/v0001`, directories 0750), each with its own P-256 "
+              "key and 90-day certificate for `NAME.bench.example.com` from a local CA, and "
+              "`state/NAME.json` a copy of c0000's (one success, no failure), as certkeeper "
+              "leaves a lineage after its first issuance. Issuing them all from Pebble would "
+              "take about 20 minutes (scenario 2's setup issued 1,000 in about two).", ""]
+    found = scale_rows(results, plan)
+    if found:
+        L += ["`certkeeper renew` with nothing due and `certkeeper status --json`, one run after "
+              "another (median (min–max) over n runs; CPU is user + system, what the command "
+              "would take on an idle machine):", ""]
+        L += table(["how", "wall", "CPU", "peak RSS", "CA requests", "n"],
+                   [[r.how, *sample_cells(r.samples)] for r in found.values()])
+        notes = [r.note for r in found.values() if r.note]
+        if notes:
+            L += ["", "Checked: " + "; ".join(notes) + "."]
+        L += [""]
+    st = sc.get("startup")
+    if st:
+        L += [f"`certkeeper run` over the {n:,} (start-up as in scenario 3: spawn to `READY=1`):", ""]
+        L += table(["", "median (min–max)", "n"], [
+            ["spawn to READY=1", spread([x["ready_s"] for x in st], fmt_time), str(len(st))],
+            ["CPU until READY=1", spread([x["cpu_to_ready_s"] for x in st], fmt_time), str(len(st))],
+            ["VmRSS at READY=1", spread([x["rss_ready_kib"] for x in st], fmt_mib), str(len(st))],
+            ["VmRSS 1 s later", spread([x["rss_1s_kib"] for x in st], fmt_mib), str(len(st))],
+            ["VmHWM (peak) 1 s later", spread([x["hwm_kib"] for x in st], fmt_mib), str(len(st))],
+            ["of VmRSS 1 s later: anonymous", spread([x["anon_1s_kib"] for x in st], fmt_mib), str(len(st))],
+            ["threads", spread([x["threads"] for x in st], lambda v: f"{v:.0f}"), str(len(st))],
+        ])
+        L += [""]
+    rest = sc.get("rest")
+    if rest:
+        hours = rest["seconds"] / 3600
+        L += [f"Then {rest['seconds']:.0f} s at rest, measured as in scenario 3 (from 2 s after "
+              f"READY=1, `WATCHDOG_USEC={rest['watchdog_usec']}`)"
+              + (", at the same time as scenario 3's daemon (each on its own port and state "
+                 "directory)" if not plan.quick and not meta.get("only") else "") + ":", ""]
+        L += table(["", "over the period", "per hour"], [
+            ["CPU (schedstat, all threads)", f"{rest['cpu_s'] * 1000:.3f} ms", f"{rest['cpu_s'] / hours:.4f} s"],
+            ["thread wake-ups", str(rest["wakeups"]), f"{rest['wakeups'] / hours:.0f}"],
+            ["WATCHDOG=1 received", str(rest["watchdog_pets"]), f"{rest['watchdog_pets'] / hours:.0f}"],
+            ["CPU per watchdog pet", f"{rest['cpu_s'] * 1e6 / max(rest['watchdog_pets'], 1):.0f} µs", ""],
+            ["VmRSS at start / end / largest", f"{fmt_mib(rest['rss_start_kib'])} / {fmt_mib(rest['rss_end_kib'])} / {fmt_mib(rest['rss_max_kib'])}", ""],
+            ["VmHWM (peak since start)", fmt_mib(rest["hwm_kib"]), ""],
+            ["of which anonymous / file-backed (end)", f"{fmt_mib(rest['anon_kib'])} / {fmt_mib(rest['file_kib'])}", ""],
+        ])
+        q = rest["quiet"]
+        L += ["", "Resident memory at the end, by mapping: " + ", ".join(
+            f"{k} {fmt_mib(v)}" for k, v in rest["by_mapping"].items() if v >= 64)
+              + f". Without `WATCHDOG_USEC`, {q['seconds']:.0f} s: {q['wakeups']} thread wake-ups, "
+              f"{q['cpu_s'] * 1e6:.0f} µs CPU.", ""]
+    bursts = sc.get("burst")
+    if bursts:
+        b0 = bursts[0]
+        label = key_label(b0["key_type"])
+        L += [f"### HTTP-01 answers while {b0['certificates']} {label} certificates are issued", "",
+              "`certkeeper run` listens on the port Pebble validates and starts with an empty "
+              "inventory. An open-loop probe (`bench/certbench/probe.py`) sends "
+              f"`GET /.well-known/acme-challenge/not-a-published-token` {b0['rate']:g} times a "
+              "second, each on a new connection, on schedule whether or not earlier ones were "
+              "answered (so a stalled responder shows in the latencies instead of in fewer "
+              "samples; a closed-loop tool like wrk would hide it), and times connect to last "
+              "byte; the answer is a 404. "
+              f"After {plan.burst_before_seconds:g} s the inventory is rewritten with "
+              f"{b0['certificates']} new {label} certificates; the daemon reloads it by itself "
+              "and orders them (`max_concurrent` = 4); 'during' runs from the rewrite until "
+              "the last is live. Pebble's own validation requests go to the same port.", ""]
+        rows = []
+        for i, b in enumerate(bursts, 1):
+            for phase in ("before", "during"):
+                x = b[phase]
+                failed = sum(x["failures"].values())
+                rows.append([str(i), phase, fmt_time(x["seconds"]), str(x["sent"]),
+                             fmt_time(x["p50"]), fmt_time(x["p90"]), fmt_time(x["p99"]),
+                             fmt_time(x["max"]), str(x["over_100ms"]),
+                             ", ".join(f"{k} {v}" for k, v in x["failures"].items()) if failed else "0"])
+        L += table(["burst", "phase", "length", "requests", "p50", "p90", "p99", "slowest",
+                    "over 100 ms", "failed"], rows)
+        L += ["", f"Per burst (median (min–max) over {len(bursts)}): all {b0['certificates']} "
+              f"live after {spread([b['seconds'] for b in bursts], fmt_time)}; the daemon used "
+              f"{spread([b['cpu_s'] for b in bursts], fmt_time)} of CPU meanwhile, "
+              f"{spread([b['requests'] for b in bursts], lambda v: f'{v:.0f}')} requests to the "
+              f"CA; VmHWM {spread([b['hwm_kib'] for b in bursts], fmt_mib)}. The probe ran late "
+              f"by at most {fmt_time(max(b['probe_lateness_max_s'] for b in bursts))} (a late "
+              "request starts late; its latency does not include the delay).", ""]
+    c = results.commands
+    cmds = [r.command for r in found.values()] if found else []
+    cmds += [c[k] for k in ("scale run",) if k in c]
+    if rest and rest.get("command"):
+        cmds.append(rest["command"])
+    cmds += [c[k] for k in ("burst run",) if k in c]
+    if cmds:
+        L += ["Commands:", "", "```sh", *cmds, "```", ""]
+    return L
+
+
+# -- --only: a part of the report measured on its own -----------------------------------------
+
+def splice(old: str, results: Results, plan: Plan, meta: dict, notes: str) -> str:
+    """`old` (a report of the full run) with the parts a `bench/run --only` run measured put in:
+    its section (replaced, or inserted before "Other activity"), its rows of the targets table
+    and its headline bullet (replaced by their label, or appended), its phases added to the
+    load table, the notes refreshed. Everything else is left as the full run wrote it."""
+    blocks = _blocks(old)
+    # Preamble: say which part was measured when.
+    pre = blocks[0][1]
+    stamp = (f"Section 6 and its rows in the targets table: `{meta['only']}` on {meta['date']} "
+             f"({meta['versions']['certkeeper']}).")
+    pre[:] = [l for l in pre if not l.startswith("Section 6 and its rows")]
+    at = next((i for i, l in enumerate(pre) if l.startswith("Generated by")), len(pre) - 1)
+    pre.insert(at + 1, stamp)
+    for heading, lines in blocks:
+        if heading.startswith("## Headline") and (bullet := scale_headline(results, plan)):
+            prefix = SCALE_BULLET.format(n=plan.scale_size)
+            lines[:] = [l for l in lines if not l.startswith(prefix)]
+            last = max(i for i, l in enumerate(lines) if l.startswith("- "))
+            lines.insert(last + 1, bullet)
+        elif heading.startswith("## Targets"):
+            for row in scale_targets(results, plan):
+                text = "| " + " | ".join(row) + " |"
+                same = [i for i, l in enumerate(lines) if l.startswith(f"| {row[0]} |")]
+                if same:
+                    lines[same[0]] = text
+                else:
+                    last = max(i for i, l in enumerate(lines) if l.startswith("|"))
+                    lines.insert(last + 1, text)
+        elif heading.startswith("## Other activity"):
+            header = [i for i, l in enumerate(lines) if l.startswith("| phase |")]
+            if header:
+                i = header[0]
+                lines[i] = "| " + " | ".join(LOAD_HEADER) + " |"
+                lines[i + 1] = "|" + "|".join(" --- " for _ in LOAD_HEADER) + "|"
+                for p in meta.get("load") or []:
+                    text = "| " + " | ".join(load_row(p)) + " |"
+                    lines[:] = [l for l in lines if not l.startswith(f"| {p['phase']} |")]
+                    last = max(j for j, l in enumerate(lines) if l.startswith("|"))
+                    lines.insert(last + 1, text)
+    section = scale_section(results, plan, meta)
+    section_block = (section[0], section[1:])
+    names = [h for h, _ in blocks]
+    if any(h.startswith(SCALE_HEADING) for h in names):
+        blocks = [section_block if h.startswith(SCALE_HEADING) else (h, l) for h, l in blocks]
+    else:
+        before = next((i for i, h in enumerate(names) if h.startswith("## Other activity")
+                       or h.startswith("## Reading the results")), len(blocks))
+        blocks.insert(before, section_block)
+    if notes.strip():
+        reading = [i for i, (h, _) in enumerate(blocks) if h.startswith("## Reading the results")]
+        note_blocks = _blocks("\n" + notes.strip() + "\n")[1:]
+        if reading:
+            blocks[reading[0]:reading[0] + 1] = note_blocks
+        else:
+            blocks += note_blocks
+    out = []
+    for heading, lines in blocks:
+        if heading:
+            out.append(heading)
+        out += lines
+    text = "\n".join(out)
+    return text.rstrip("\n") + "\n"
+
+
+def _blocks(text: str) -> list[tuple[str, list[str]]]:
+    """The text cut before each `## ` heading: (heading, the lines after it); the first block,
+    before any heading, has the heading ""."""
+    blocks: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.split("\n"):
+        if line.startswith("## "):
+            blocks.append((line, []))
+        else:
+            blocks[-1][1].append(line)
+    return blocks
 
 
 def method(results: Results, plan: Plan, meta: dict) -> list[str]:
@@ -407,10 +698,11 @@ def method(results: Results, plan: Plan, meta: dict) -> list[str]:
         "would be due).",
     ]
     if not plan.quick:
-        L += ["- **Overlap**: the 10-minute rest period of scenario 3 ran while lego issued "
+        both = bool((getattr(results, "scale", None) or {}).get("rest"))
+        L += [f"- **Overlap**: the 10-minute rest period{'s of scenarios 3 and 6 (two daemons at once)' if both else ' of scenario 3'} ran while lego issued "
               f"its N = {max(plan.fleet_sizes)} certificates (lego spends that time waiting: it "
               "sleeps 5 s before polling each authorization and uses about 0.02 s CPU per "
-              "certificate). The resting daemon listens on a port of its own, so nothing lego "
+              f"certificate). {'Each resting daemon listens on a port of its own and has its own state directory' if both else 'The resting daemon listens on a port of its own'}, so nothing lego "
               "or Pebble does can wake it. Every other measurement ran with no other benchmark "
               "process active (what else the machine was doing is in the last table)."]
     L += ["", "Commands, with `$W` the work directory, `$ACME_PORT` Pebble's ACME port, "

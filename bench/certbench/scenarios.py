@@ -1,4 +1,4 @@
-"""The five scenarios. Each returns plain data (lists of rows) that `report` turns into
+"""The six scenarios. Each returns plain data (lists of rows) that `report` turns into
 markdown; nothing here formats numbers.
 
 Every tool runs alone (one process, or one loop of processes, at a time) against the same
@@ -25,6 +25,7 @@ from pathlib import Path
 from . import measure
 from .measure import Sample, Spawned
 from .pebble import Pebble, free_port, pem_cert, pem_key, sign_leaf, make_ca
+from .probe import OpenLoopProbe, summarize as summarize_probe
 from .relay import ChallengeRelay
 from .tools import Certbot, Certkeeper, Lego, domain, lineage
 
@@ -51,6 +52,15 @@ class Plan:
     flood_levels: list[int]
     flood_seconds: float
     criterion_args: list[str]
+    # Scenario 6, a large fleet: one lineage issued, the rest written locally.
+    scale_size: int
+    scale_reps: int  # renew (nothing due) and status --json, each
+    scale_startup_reps: int
+    burst_certs: int  # issued at once by the daemon while its HTTP-01 port is probed
+    burst_key_type: str
+    burst_reps: int
+    burst_before_seconds: float  # probed at rest before the burst
+    probe_rate: float  # requests per second, each on a new connection
 
     @classmethod
     def full(cls) -> "Plan":
@@ -72,6 +82,14 @@ class Plan:
             flood_levels=[0, 64, 256, 1024],
             flood_seconds=10,
             criterion_args=[],
+            scale_size=10_000,
+            scale_reps=11,
+            scale_startup_reps=3,
+            burst_certs=20,
+            burst_key_type="rsa4096",
+            burst_reps=3,
+            burst_before_seconds=10,
+            probe_rate=100,
         )
 
     @classmethod
@@ -95,6 +113,16 @@ class Plan:
             flood_seconds=3,
             criterion_args=["--warm-up-time", "0.2", "--measurement-time", "0.5",
                             "--sample-size", "10"],
+            # Small and cheap: the rows run and produce numbers; the dev build's RSA key
+            # generation is slow, hence two RSA-2048 keys instead of twenty RSA-4096.
+            scale_size=300,
+            scale_reps=1,
+            scale_startup_reps=1,
+            burst_certs=2,
+            burst_key_type="rsa2048",
+            burst_reps=1,
+            burst_before_seconds=2,
+            probe_rate=50,
         )
 
 
@@ -119,6 +147,8 @@ class Results:
     flood: list[dict] = field(default_factory=list)
     setup: dict = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
+    # Scenario 6: "startup", "rest" (as `rest`), "burst" (one dict per repetition), "fleet".
+    scale: dict = field(default_factory=dict)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -198,7 +228,9 @@ class Bench:
 
     # -- scenario 1: fleet issuance -------------------------------------------------------
 
-    def fleet(self, rest_alongside: "RestMeasurement | None" = None) -> None:
+    def fleet(self, rest_alongside: "list[RestMeasurement]" = ()) -> None:
+        """Scenario 1. `rest_alongside` run while lego issues the largest fleet (lego spends
+        that time sleeping; each resting daemon listens on a port of its own)."""
         plan = self.plan
         for size in plan.fleet_sizes:
             names = [lineage(i) for i in range(size)]
@@ -226,15 +258,17 @@ class Bench:
                 self.results.commands["certbot renew --force-renewal"] = self.show(cb.renew(force=True))
 
                 lg = Lego(base / "lego", self.pebble)
-                if last and rest_alongside is not None and rep == 0:
-                    rest_alongside.start()
+                if last and rep == 0:
+                    for rest in rest_alongside:
+                        rest.start()
                 self.say(f"fleet N={size} rep {rep + 1}: lego run x{size}")
                 s, per = self.counted(lambda: self.loop([lg.run(n) for n in names], lg.env, self.logs / f"lego-fleet-{size}.log"))
                 rows[("lego", "run, one process per certificate")].samples.append(s)
                 self.results.requests_per_cert["lego run"] = per
                 self.results.commands["lego run"] = self.show(lg.run(names[0]))
-                if last and rest_alongside is not None and rep == 0:
-                    rest_alongside.join()
+                if last and rep == 0:
+                    for rest in rest_alongside:
+                        rest.join()
 
             for rep in range(plan.fleet_reps_fast[size]):
                 ck = Certkeeper(self.work / f"fleet-{size}-{rep}" / "certkeeper", self.pebble, self.bin)
@@ -319,13 +353,19 @@ class Bench:
     # -- scenario 3: the daemon at rest ----------------------------------------------------
 
     def startup(self, ck: Certkeeper) -> None:
-        for rep in range(self.plan.startup_reps):
+        self.results.startup = self.startups(ck, self.plan.startup_reps)
+
+    def startups(self, ck: Certkeeper, reps: int, log: str = "certkeeper-startup.log",
+                 command_key: str = "certkeeper run (rest)") -> list[dict]:
+        """`certkeeper run` over `ck`'s inventory `reps` times: spawn to READY=1, then SIGTERM."""
+        out = []
+        for rep in range(reps):
             notify = measure.NotifySocket(self.work / "notify.sock")
             try:
                 env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
                 config = ck.root / "rest.toml"
                 ck.write_config(ck_names(ck), http01_port=free_port(), path=config)
-                proc = Spawned(ck.argv_with(config, "run"), env=env, log=self.logs / "certkeeper-startup.log")
+                proc = Spawned(ck.argv_with(config, "run"), env=env, log=self.logs / log)
                 ready = notify.wait_for("READY=1", timeout=120)
                 if ready is None:
                     raise measure.CommandFailed("certkeeper run sent no READY=1 within 120 s")
@@ -334,7 +374,7 @@ class Bench:
                 settled = measure.snapshot(proc.pid)
                 proc.signal(signal.SIGTERM)
                 sample = proc.wait(timeout=60)
-                self.results.startup.append({
+                out.append({
                     "ready_s": ready - proc.started,
                     "rss_ready_kib": at_ready.rss_kib,
                     "rss_1s_kib": settled.rss_kib,
@@ -345,10 +385,11 @@ class Bench:
                     "threads": len(settled.threads),
                     "peak_rss_kib": sample.rss_kib,
                 })
-                self.results.commands["certkeeper run (rest)"] = (
+                self.results.commands[command_key] = (
                     f"NOTIFY_SOCKET=$W/notify.sock {self.show(ck.argv_with(config, 'run'))}")
             finally:
                 notify.close()
+        return out
 
 
     # -- scenario 4: planner scale ------------------------------------------------------------
@@ -471,8 +512,135 @@ class Bench:
             "http://127.0.0.1:$LISTEN/.well-known/acme-challenge/$TOKEN")
 
 
+    # -- scenario 6: a large fleet -----------------------------------------------------------
+
+    def scale_fleet(self) -> Certkeeper:
+        """`plan.scale_size` live lineages in one state directory. The first, c0000, is issued
+        from Pebble by `certkeeper renew` (which registers the account too); the others are
+        written by the benchmark in certkeeper's layout, each with its own key and certificate
+        and a copy of c0000's `state/NAME.json` (one success, no failure), as certkeeper
+        leaves a lineage after its first issuance. Issuing 10,000 from Pebble would take about
+        20 minutes and measure nothing this scenario is about."""
+        n = self.plan.scale_size
+        ck = Certkeeper(self.work / f"scale-{n}", self.pebble, self.bin)
+        names = [lineage(i) for i in range(n)]
+        ck.write_config(names[:1])
+        self.say(f"scale {n}: certkeeper renew issues {names[0]} from Pebble")
+        seed, _ = self.counted(lambda: measure.run(ck.argv("renew"), log=self.logs / "certkeeper-scale.log"))
+        template = (ck.state_dir / "state" / f"{names[0]}.json").read_bytes()
+        self.say(f"scale {n}: writing {n - 1} more lineages in certkeeper's layout")
+        started = time.monotonic()
+        write_synthetic_lineages(ck.state_dir, names[1:], state_template=template)
+        ck.write_config(names)
+        self.results.scale["fleet"] = {"size": n, "seed": seed, "seconds": time.monotonic() - started}
+        return ck
+
+    def scale_startup(self, ck: Certkeeper) -> None:
+        n = self.plan.scale_size
+        self.say(f"scale {n}: daemon start-up x{self.plan.scale_startup_reps}")
+        self.results.scale["startup"] = self.startups(
+            ck, self.plan.scale_startup_reps, log="certkeeper-scale-startup.log",
+            command_key="scale run")
+
+    def scale_rest(self, ck: Certkeeper) -> "RestMeasurement":
+        """The daemon at rest over the large fleet (start it, or hand it to `fleet`)."""
+        return RestMeasurement(self, ck, name="scale-rest",
+                               save=lambda result: self.results.scale.__setitem__("rest", result))
+
+    def scale_commands(self, ck: Certkeeper) -> None:
+        """`renew` (nothing due) and `status --json` over the large fleet, each checked: every
+        lineage reported not due, every status row valid."""
+        n = self.plan.scale_size
+        reps = self.plan.scale_reps
+        log = self.logs / "certkeeper-scale.log"
+        for how, args, expect in (("renew, nothing due", ("renew",), ": not due"),
+                                  ("status --json", ("status", "--json"), '"state": "valid"')):
+            row = Row("scale", n, "certkeeper", how, [], self.show(ck.argv(*args)))
+            self.say(f"scale {n}: certkeeper {' '.join(args)} x{reps}")
+            codes = []
+            for _ in range(reps):
+                sample, _ = self.counted(lambda: measure.run(ck.argv(*args), log=log, check=False))
+                codes.append(sample.extra["rc"])
+                row.samples.append(sample)
+            last_run = log.read_text().rsplit("\n$ ", 1)[-1]
+            seen = last_run.count(expect)
+            row.note = (f"`{' '.join(args)}`: {seen} of {n} lineages "
+                        f"{'not due' if args[0] == 'renew' else 'valid'} in the last run, "
+                        f"exit codes {sorted(set(codes))}")
+            self.results.add(row)
+
+    def burst(self) -> None:
+        """HTTP-01 answers while the daemon issues `burst_certs` certificates with
+        `burst_key_type` keys at once. The daemon listens on the port Pebble validates; it starts
+        with an empty inventory, an open-loop probe GETs an unknown token on that port (an
+        answer is a 404) at `probe_rate` for `burst_before_seconds`, then the inventory is
+        rewritten with the new certificates (the daemon reloads it by itself, 0.5 s after the
+        file changed) and the probe goes on until every one is live."""
+        plan = self.plan
+        path = "/.well-known/acme-challenge/not-a-published-token"
+        port = self.pebble.http01_port
+        for rep in range(plan.burst_reps):
+            ck = Certkeeper(self.work / f"burst-{rep}", self.pebble, self.bin)
+            names = [lineage(i, prefix="b") for i in range(plan.burst_certs)]
+            ck.write_config([])
+            notify = measure.NotifySocket(self.work / "notify-burst.sock")
+            env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+            self.say(f"burst {rep + 1}/{plan.burst_reps}: {plan.burst_certs} {plan.burst_key_type} "
+                     f"certificates, HTTP-01 port probed at {plan.probe_rate:g}/s")
+            proc = Spawned(ck.argv("run"), env=env, log=self.logs / "certkeeper-burst.log")
+            probe = None
+            try:
+                if notify.wait_for("READY=1", timeout=60) is None:
+                    raise measure.CommandFailed("certkeeper run sent no READY=1 (see certkeeper-burst.log)")
+                time.sleep(0.5)
+                probe = OpenLoopProbe(port, path, plan.probe_rate).start()
+                before_at = time.monotonic()
+                time.sleep(plan.burst_before_seconds)
+                a = measure.snapshot(proc.pid)
+                offset = self.pebble.log_file.stat().st_size
+                burst_at = time.monotonic()
+                ck.write_config(names, key_type=plan.burst_key_type)
+                pending = [ck.live(n) for n in names]
+                deadline = burst_at + 120 + 15 * len(names)
+                while pending:
+                    pending = [p for p in pending if not os.path.lexists(p)]
+                    if not proc.running():
+                        raise measure.CommandFailed("certkeeper run exited during the burst (see certkeeper-burst.log)")
+                    if time.monotonic() > deadline:
+                        raise measure.CommandFailed(f"{len(pending)} of the burst's certificates not live in time (see certkeeper-burst.log)")
+                    time.sleep(0.01)
+                done_at = time.monotonic()
+                b = measure.snapshot(proc.pid)
+                lateness = probe.lateness_max_s
+                answers = probe.stop()
+                probe = None
+                requests, _ = measure.pebble_requests(self.pebble.log_file, offset)
+                self.results.scale.setdefault("burst", []).append({
+                    "before": summarize_probe(answers, before_at, burst_at, "404"),
+                    "during": summarize_probe(answers, burst_at, done_at, "404"),
+                    "certificates": len(names),
+                    "key_type": plan.burst_key_type,
+                    "seconds": done_at - burst_at,
+                    "cpu_s": (b.cpu_ns - a.cpu_ns) / 1e9,
+                    "rss_kib": b.rss_kib,
+                    "hwm_kib": b.hwm_kib,
+                    "requests": requests,
+                    "probe_lateness_max_s": lateness,
+                    "rate": plan.probe_rate,
+                })
+                self.results.commands["burst run"] = f"NOTIFY_SOCKET=$W/notify-burst.sock {self.show(ck.argv('run'))}"
+            finally:
+                if probe is not None:
+                    probe.stop()
+                proc.signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+                notify.close()
+
+
 def ck_names(ck: Certkeeper) -> list[str]:
-    return re.findall(r'^name = "(c\d+)"', ck.config.read_text(), flags=re.M)
+    """The certificate names of `ck`'s inventory (the CA's name is `pebble`)."""
+    return [n for n in re.findall(r'^name = "([^"]+)"', ck.config.read_text(), flags=re.M)
+            if n != "pebble"]
 
 
 class RestMeasurement:
@@ -481,11 +649,16 @@ class RestMeasurement:
     Started with NOTIFY_SOCKET and WATCHDOG_USEC as systemd would (the shipped unit has
     WatchdogSec=60), on an HTTP-01 port of its own, so it can run while another tool uses
     Pebble's: nothing else can wake it (its only inputs are its timers, signals, its
-    configuration directory and its own listening sockets)."""
+    configuration directory and its own listening sockets).
 
-    def __init__(self, bench: Bench, ck: Certkeeper):
+    `name` keeps two measurements apart (log, notify socket, config file), so two can run at
+    once; the result goes to `results.rest`, or wherever `save` puts it."""
+
+    def __init__(self, bench: Bench, ck: Certkeeper, name: str = "rest", save=None):
         self.bench = bench
         self.ck = ck
+        self.name = name
+        self.save = save or (lambda result: setattr(bench.results, "rest", result))
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -509,13 +682,13 @@ class RestMeasurement:
     def run(self) -> None:
         bench, ck = self.bench, self.ck
         period = bench.plan.rest_seconds
-        notify = measure.NotifySocket(bench.work / "notify-rest.sock")
-        config = ck.root / "rest.toml"
+        notify = measure.NotifySocket(bench.work / f"notify-{self.name}.sock")
+        config = ck.root / f"{self.name}.toml"
         ck.write_config(ck_names(ck), http01_port=free_port(), path=config)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify.path),
                    WATCHDOG_USEC=str(bench.plan.rest_watchdog_usec))
         bench.say(f"daemon at rest: {len(ck_names(ck))} certificates, {period:g} s")
-        proc = Spawned(ck.argv_with(config, "run"), env=env, log=bench.logs / "certkeeper-rest.log")
+        proc = Spawned(ck.argv_with(config, "run"), env=env, log=bench.logs / f"certkeeper-{self.name}.log")
         try:
             ready = notify.wait_for("READY=1", timeout=120)
             if ready is None:
@@ -541,7 +714,7 @@ class RestMeasurement:
                 name = Path(f"/proc/{proc.pid}/task/{tid}/comm").read_text().strip()
                 per_thread[f"{name} ({tid})"] = {"cpu_ns": ns - ns0, "wakeups": runs - runs0}
             measured = b.at - a.at
-            bench.results.rest = {
+            result = {
                 "certificates": len(ck_names(ck)),
                 "seconds": measured,
                 "watchdog_usec": bench.plan.rest_watchdog_usec,
@@ -565,22 +738,25 @@ class RestMeasurement:
                 "threads": len(b.threads),
                 "threads_gone": sorted(set(a.threads) - set(b.threads)),
                 "per_thread": per_thread,
+                "command": f"NOTIFY_SOCKET=$W/notify.sock WATCHDOG_USEC={bench.plan.rest_watchdog_usec} "
+                           f"{bench.show(ck.argv_with(config, 'run'))}",
             }
         finally:
             proc.signal(signal.SIGTERM)
             proc.wait(timeout=60)
             notify.close()
-        bench.results.rest["quiet"] = self.quiet(config)
+        result["quiet"] = self.quiet(config)
+        self.save(result)
 
     def quiet(self, config: Path) -> dict:
         """The same daemon without a watchdog: any wake-up now is one it chose to make."""
         bench = self.bench
         seconds = bench.plan.quiet_seconds
-        notify = measure.NotifySocket(bench.work / "notify-quiet.sock")
+        notify = measure.NotifySocket(bench.work / f"notify-{self.name}-quiet.sock")
         env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
         env.pop("WATCHDOG_USEC", None)
         bench.say(f"daemon at rest without watchdog: {seconds:g} s")
-        proc = Spawned(self.ck.argv_with(config, "run"), env=env, log=bench.logs / "certkeeper-rest.log")
+        proc = Spawned(self.ck.argv_with(config, "run"), env=env, log=bench.logs / f"certkeeper-{self.name}.log")
         try:
             if notify.wait_for("READY=1", timeout=120) is None:
                 raise measure.CommandFailed("certkeeper run sent no READY=1")
@@ -596,33 +772,45 @@ class RestMeasurement:
             notify.close()
 
 
-def write_synthetic_lineages(state_dir: Path, names: list[str]) -> None:
+def write_synthetic_lineages(state_dir: Path, names: list[str], state_template: bytes | None = None) -> None:
     """`state_dir/archive/NAME/v0001/*.pem` and `live/NAME -> ../archive/NAME/v0001` for every
-    name, as certkeeper's store lays them out (see crates/store/src/layout.rs): a fresh P-256
-    key and a 90-day certificate for `NAME.bench.example.com` from a local CA."""
+    name, as certkeeper's store lays them out, with its modes (see crates/store/src/layout.rs:
+    directories 0750, private keys 0600, the rest 0644): a fresh P-256 key and a 90-day
+    certificate for `NAME.bench.example.com` from a local CA. With `state_template`, also
+    `state/NAME.json` (0644) with that content."""
     ca_key, ca_cert = make_ca("certkeeper bench synthetic CA")
     ca_pem = pem_cert(ca_cert)
     from cryptography.hazmat.primitives.asymmetric import ec
 
     start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
-    for sub in ("archive", "live", "state", "accounts"):
+    for sub, mode in (("archive", 0o750), ("live", 0o750), ("state", 0o700), ("accounts", 0o700)):
         (state_dir / sub).mkdir(parents=True, exist_ok=True)
-    (state_dir / "accounts").chmod(0o700)
+        (state_dir / sub).chmod(mode)
     state_dir.chmod(0o750)
+    def public(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)  # whatever the umask
+
     for name in names:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = sign_leaf(ca_key, ca_cert, key, [domain(name)], not_before=start,
                          lifetime=datetime.timedelta(days=90))
         version = state_dir / "archive" / name / "v0001"
         version.mkdir(parents=True)
+        version.chmod(0o750)
+        version.parent.chmod(0o750)
         leaf = pem_cert(cert)
-        (version / "cert.pem").write_bytes(leaf)
-        (version / "chain.pem").write_bytes(ca_pem)
-        (version / "fullchain.pem").write_bytes(leaf + ca_pem)
+        public(version / "cert.pem", leaf)
+        public(version / "chain.pem", ca_pem)
+        public(version / "fullchain.pem", leaf + ca_pem)
         fd = os.open(version / "privkey.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem_key(key))
         os.symlink(f"../archive/{name}/v0001", state_dir / "live" / name)
+        if state_template is not None:
+            public(state_dir / "state" / f"{name}.json", state_template)
 
 
 def parse_wrk(text: str) -> dict:

@@ -141,9 +141,12 @@ class Certkeeper:
         return self.root / "state"
 
     def write_config(self, names: list[str], *, max_concurrent: int | None = None,
-                     http01_port: int | None = None, path: Path | None = None) -> None:
+                     http01_port: int | None = None, path: Path | None = None,
+                     key_type: str | None = None) -> None:
         """The inventory: one CA (Pebble, EAB) and one certificate per name; without
-        `max_concurrent` the default (4) applies."""
+        `max_concurrent` the default (4) applies, without `key_type` certkeeper's default
+        (ECDSA P-256). Written to a temporary file and renamed into place, so a running
+        daemon watching it reloads once, on the whole file."""
         p = self.pebble
         port = http01_port or p.http01_port
         lines = [
@@ -163,9 +166,13 @@ class Certkeeper:
             "",
         ]
         for name in names:
-            lines += ["[[certificate]]", f'name = "{name}"', f'domains = ["{domain(name)}"]', ""]
+            lines += ["[[certificate]]", f'name = "{name}"', f'domains = ["{domain(name)}"]',
+                      *([f'key_type = "{key_type}"'] if key_type else []), ""]
         self.root.mkdir(parents=True, exist_ok=True)
-        (path or self.config).write_text("\n".join(lines))
+        target = path or self.config
+        temp = target.with_name(f".{target.name}.tmp")
+        temp.write_text("\n".join(lines))
+        os.replace(temp, target)
 
     def argv(self, *args: str) -> list[str]:
         return self.argv_with(self.config, *args)
