@@ -5,6 +5,7 @@
 # and a test that cannot find one fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
 
 packages=()
 command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || packages+=(pebble)
@@ -37,3 +38,4 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # which is often an empty doc-test run).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "all tests: %d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log"
+echo "test command duration: $((SECONDS - started)) s"
