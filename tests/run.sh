@@ -36,6 +36,6 @@ log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line for the whole workspace (cargo prints one per test binary, the last of
 # which is often an empty doc-test run).
+echo "test command duration: $((SECONDS - started)) s"
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "all tests: %d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log"
-echo "test command duration: $((SECONDS - started)) s"
