@@ -20,7 +20,7 @@ use instant_acme::{
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AcmeError, registration_error};
+use crate::error::{AcmeError, CaFailure, registration_error};
 use crate::transport::Transport;
 
 /// How often a step is retried when the CA keeps rejecting nonces, on top of instant-acme's
@@ -219,6 +219,12 @@ impl AcmeAccount {
     #[must_use]
     pub fn take_retry_after(&self) -> Option<std::time::SystemTime> {
         self.transport.take_retry_after()
+    }
+
+    /// `error`, met using this account, with the Retry-After the CA sent with it (taken).
+    #[must_use]
+    pub fn failure(&self, error: AcmeError) -> CaFailure {
+        self.transport.failure(error)
     }
 
     /// The CA's name, for messages.

@@ -13,10 +13,14 @@
 //!
 //! Variants with a `source` leave it out of their own message; render errors with their
 //! chain (`{:#}` through anyhow) so each cause is printed exactly once.
+//!
+//! When the CA may be asked again is part of its answer: [`CaFailure`] is an [`AcmeError`]
+//! with the `Retry-After` the CA sent along, taken from the transport where the error was
+//! met. It renders as the error itself, so carrying it adds nothing to the chain.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use instant_acme::Problem;
 
@@ -320,6 +324,14 @@ impl AcmeError {
         self.problem().and_then(ProblemType::of) == Some(ProblemType::AccountDoesNotExist)
     }
 
+    /// The CA has not finished the order within the wait (approval pending, still
+    /// processing): nothing is wrong, and the order is worth resuming later rather than
+    /// counted as a failure.
+    #[must_use]
+    pub fn is_waiting_on_ca(&self) -> bool {
+        matches!(self, AcmeError::Timeout { .. })
+    }
+
     /// Worth retrying later without a human changing anything: transport failures, timeouts,
     /// rate limits and server-side errors. Configuration and validation problems are not.
     #[must_use]
@@ -337,6 +349,37 @@ impl AcmeError {
             }
             _ => false,
         }
+    }
+}
+
+/// An [`AcmeError`] with the `Retry-After` the CA sent with its error response, if any
+/// (see [`Transport::failure`](crate::Transport::failure)). It displays as the error and
+/// has the error's sources, so a rendered chain names each cause once.
+#[derive(Debug)]
+pub struct CaFailure {
+    pub error: AcmeError,
+    /// Not before this instant, when the CA said so.
+    pub retry_after: Option<SystemTime>,
+}
+
+impl From<AcmeError> for CaFailure {
+    fn from(error: AcmeError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl fmt::Display for CaFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for CaFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
     }
 }
 
@@ -607,6 +650,54 @@ mod tests {
             assert!(err.is_retryable(), "{kind:?}");
             assert!(!chain(&err).contains("eab_kid"), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_failure_with_its_retry_after_renders_as_the_error_once() {
+        let error = || AcmeError::Protocol {
+            ca: "ca-1".to_owned(),
+            step: "new order",
+            source: Box::new(instant_acme::Error::Api(problem(
+                Some("urn:ietf:params:acme:error:rateLimited"),
+                "too many orders",
+                429,
+            ))),
+        };
+        let failure = CaFailure {
+            error: error(),
+            retry_after: Some(SystemTime::UNIX_EPOCH),
+        };
+        let text = {
+            let mut text = failure.to_string();
+            let mut source = failure.source();
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        };
+        assert_eq!(text, chain(&error()));
+        assert_eq!(text.matches("too many orders").count(), 1, "{text}");
+        assert!(CaFailure::from(error()).retry_after.is_none());
+    }
+
+    #[test]
+    fn only_a_timeout_is_waiting_on_the_ca() {
+        let timeout = AcmeError::Timeout {
+            ca: "ca-1".to_owned(),
+            order_url: "https://ca/order/1".to_owned(),
+            waiting_for: "valid",
+            waited: Duration::from_secs(300),
+        };
+        assert!(timeout.is_waiting_on_ca());
+        assert!(timeout.is_retryable());
+        let validation = AcmeError::Validation {
+            ca: "ca-1".to_owned(),
+            domain: "www.example.com".to_owned(),
+            detail: "connection refused".to_owned(),
+        };
+        assert!(!validation.is_waiting_on_ca());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! - [`order`]: new order, HTTP-01 through the core's [`Http01Responder`] port, already-valid
 //!   authorizations skipped, finalize with a CSR from [`keys`], certificate download.
 //! - [`error`]: errors that keep the CA's problem document and say whether to retry, what a
-//!   refused registration asks the operator to change, and whether the CA lost the account.
+//!   refused registration asks the operator to change, and whether the CA lost the account;
+//!   [`CaFailure`] adds the Retry-After the CA sent with one.
 //!
 //! It never touches the disk except to read `root_ca_file`; persisting credentials and
 //! certificates is the caller's business (the store adapter).
@@ -27,6 +28,6 @@ pub mod order;
 pub mod transport;
 
 pub use account::{AcmeAccount, StoredAccount};
-pub use error::{AcmeError, ProblemType, RegistrationFix};
+pub use error::{AcmeError, CaFailure, ProblemType, RegistrationFix};
 pub use order::{Issued, OrderRequest, PlacedOrder, PollPolicy};
 pub use transport::{Transport, TransportSettings};

@@ -26,7 +26,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::error::AcmeError;
+use crate::error::{AcmeError, CaFailure};
 
 /// Timeouts and trust for talking to one CA.
 #[derive(Debug, Clone)]
@@ -112,6 +112,15 @@ impl Transport {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    /// `error`, met through this transport, with the Retry-After the CA sent with it (taken).
+    #[must_use]
+    pub fn failure(&self, error: AcmeError) -> CaFailure {
+        CaFailure {
+            error,
+            retry_after: self.take_retry_after(),
+        }
     }
 
     /// This transport boxed for instant-acme's account builder.
