@@ -18,10 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use anyhow::Context;
-use certkeeper_acme::{AcmeAccount, Transport, TransportSettings};
+use certkeeper_acme::{AcmeAccount, AcmeError, CaFailure, Transport, TransportSettings};
 use certkeeper_core::{CaName, CaSpec};
-use certkeeper_store::{AccountKey, Store, unix_seconds};
+use certkeeper_store::{AccountKey, Store, StoreError, unix_seconds};
 
 /// One CA's slot: empty until the account is loaded or registered.
 type Slot = Arc<tokio::sync::Mutex<Option<AcmeAccount>>>;
@@ -31,21 +30,45 @@ pub struct Accounts {
     slots: Arc<Mutex<HashMap<CaName, Slot>>>,
 }
 
-/// The account could not be loaded or registered.
-#[derive(Debug)]
-pub struct AccountError {
-    pub error: anyhow::Error,
-    /// The CA's Retry-After, when it sent one with its refusal.
-    pub retry_after: Option<SystemTime>,
+/// Why the account at a CA could not be loaded or registered. Each variant keeps its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The CA (or the way to it) failed or refused, with the Retry-After it sent.
+    #[error(transparent)]
+    Acme(#[from] CaFailure),
+    /// The stored credentials could not be read.
+    #[error("reading the stored account for CA {ca:?}")]
+    Read {
+        ca: String,
+        #[source]
+        source: StoreError,
+    },
+    /// The credentials of an account the CA no longer knows could not be kept aside, so no
+    /// new one was registered.
+    #[error("keeping the old account for CA {ca:?} aside")]
+    KeepAside {
+        ca: String,
+        #[source]
+        source: StoreError,
+    },
+    /// A newly registered account could not be saved; no order used it.
+    #[error("saving the new account for CA {ca:?}")]
+    Save {
+        ca: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
-impl From<anyhow::Error> for AccountError {
-    fn from(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
+impl From<AcmeError> for AccountError {
+    fn from(error: AcmeError) -> Self {
+        AccountError::Acme(error.into())
     }
+}
+
+/// The CA's name as messages quote it.
+fn ca_label(ca: &CaSpec) -> String {
+    ca.name.as_str().to_owned()
 }
 
 impl Accounts {
@@ -69,10 +92,13 @@ impl Accounts {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let key = AcmeAccount::storage_key(ca).map_err(anyhow::Error::from)?;
+        let key = AcmeAccount::storage_key(ca)?;
         let stored = store
             .read_account(&key)
-            .with_context(|| format!("reading the stored account for CA {:?}", ca.name.as_str()))?;
+            .map_err(|source| AccountError::Read {
+                ca: ca_label(ca),
+                source,
+            })?;
         let account = load_or_register(store, ca, &key, stored.as_deref()).await?;
         *slot = Some(account.clone());
         Ok(account)
@@ -97,18 +123,22 @@ impl Accounts {
             return Ok(current.clone());
         }
         tracing::warn!(ca = %ca.name, account = %gone.account_url(), "the CA no longer knows the account; registering a new one");
-        let key = AcmeAccount::storage_key(ca).map_err(anyhow::Error::from)?;
+        let key = AcmeAccount::storage_key(ca)?;
         let old = store
             .read_account(&key)
-            .with_context(|| format!("reading the stored account for CA {:?}", ca.name.as_str()))?;
+            .map_err(|source| AccountError::Read {
+                ca: ca_label(ca),
+                source,
+            })?;
         if let Some(old) = old {
             let aside = replaced_key(&key, SystemTime::now());
-            let path = store.write_account(&aside, &old).with_context(|| {
-                format!(
-                    "keeping the old account for CA {:?} aside",
-                    ca.name.as_str()
-                )
-            })?;
+            let path =
+                store
+                    .write_account(&aside, &old)
+                    .map_err(|source| AccountError::KeepAside {
+                        ca: ca_label(ca),
+                        source,
+                    })?;
             tracing::info!(ca = %ca.name, path = %path.display(), "old account credentials kept aside");
         }
         let account = load_or_register(store, ca, &key, None).await?;
@@ -138,22 +168,17 @@ async fn load_or_register(
         root_ca_file: ca.root_ca_file.clone(),
         request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
         ..defaults
-    })
-    .map_err(anyhow::Error::from)?;
-    let (account, registered) =
-        match AcmeAccount::load_or_register(ca, transport.clone(), stored).await {
-            Ok(loaded) => loaded,
-            Err(err) => {
-                return Err(AccountError {
-                    error: err.into(),
-                    retry_after: transport.take_retry_after(),
-                });
-            }
-        };
+    })?;
+    let (account, registered) = AcmeAccount::load_or_register(ca, transport.clone(), stored)
+        .await
+        .map_err(|err| transport.failure(err))?;
     if let Some(json) = registered {
         let path = store
             .write_account(key, &json)
-            .with_context(|| format!("saving the new account for CA {:?}", ca.name.as_str()))?;
+            .map_err(|source| AccountError::Save {
+                ca: ca_label(ca),
+                source,
+            })?;
         tracing::info!(ca = %ca.name, path = %path.display(), "account credentials saved");
     }
     Ok(account)

@@ -36,8 +36,10 @@ pub fn short_duration(span: Duration) -> String {
     }
 }
 
-/// An error and its causes on one line, `outer: cause: root cause`, for errors held by
-/// reference (owned ones go through `anyhow` and `{:#}`).
+/// An error and its causes on one line, `outer: cause: root cause`: the binary's one renderer
+/// of error chains, for logs, state records and `renew`'s error lines alike (anyhow's `{:#}`
+/// prints the same at the binary's edge, in `main`). Typed errors keep their cause out of
+/// their own message, so each cause appears once.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -65,5 +67,25 @@ mod tests {
         );
         assert_eq!(short_duration(Duration::from_secs(65)), "1m 5s");
         assert_eq!(short_duration(Duration::from_secs(42)), "42s");
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once_like_anyhow() {
+        let err = certkeeper_store::StoreError::Io {
+            action: "write",
+            path: "/var/lib/certkeeper/state/www.json".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        let expected = format!("{:#}", anyhow::Error::from(err));
+        let err = certkeeper_store::StoreError::Io {
+            action: "write",
+            path: "/var/lib/certkeeper/state/www.json".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        assert_eq!(error_chain(&err), expected);
+        assert_eq!(
+            expected,
+            "cannot write /var/lib/certkeeper/state/www.json: no storage space"
+        );
     }
 }

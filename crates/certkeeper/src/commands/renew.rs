@@ -29,7 +29,7 @@ use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::plan::LineageView;
 use crate::exit::Exit;
-use crate::report::{short_duration, timestamp};
+use crate::report::{error_chain, short_duration, timestamp};
 
 pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit> {
     let selected = select(inventory, &args.names)?;
@@ -193,7 +193,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             Err(failure) => {
                 // The live certificate (if any) stays in place.
                 failed += 1;
-                eprintln!("error: {}: {:#}", spec.name, failure.error());
+                eprintln!("error: {}: {}", spec.name, error_chain(&failure));
             }
         }
     }

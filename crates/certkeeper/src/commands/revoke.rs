@@ -24,10 +24,7 @@ pub async fn run(inventory: &Inventory, args: &RevokeArgs) -> anyhow::Result<Exi
     let live = lineage
         .live()?
         .with_context(|| format!("{} has no certificate to revoke", spec.name))?;
-    let account = Accounts::default()
-        .get(&store, ca)
-        .await
-        .map_err(|failure| failure.error)?;
+    let account = Accounts::default().get(&store, ca).await?;
     account.revoke(&live.leaf_der, args.reason).await?;
 
     lineage.record_revocation(&live.serial_hex, args.reason, SystemTime::now())?;

@@ -1,9 +1,10 @@
 //! One attempt at one certificate, the same for `certkeeper renew` and the daemon: the pre
 //! hooks, the order ([`job::obtain`]: resume or place, persist, validate, verify, install),
 //! the record the planner reads next time, the log line of an installed certificate, and the
-//! deploy hooks once the certificate is live. A failure is reported once by the caller: the
-//! daemon logs it with [`log_failure`] (its level says whether a human must act), `renew`
-//! prints it as the command's error line.
+//! deploy hooks once the certificate is live. A failure is an [`AttemptError`], recorded on
+//! the lineage by its class and reported once by the caller, rendered by
+//! [`error_chain`]: the daemon logs it with [`log_failure`] (its level says whether a human
+//! must act), `renew` prints it as the command's error line.
 //!
 //! Callers decide *when* (the planner) and *how many at once* (`Limits`); what happens inside
 //! an attempt is decided here only, so `renew` and `run` cannot drift apart.
@@ -13,11 +14,11 @@ use std::time::SystemTime;
 use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
 use certkeeper_hooks::ReloadCoalescer;
-use certkeeper_store::{Lineage, LiveCert};
+use certkeeper_store::{FailureClass, Lineage, LiveCert};
 
-use crate::engine::deploy;
-use crate::engine::job::{self, Failure, JobContext};
-use crate::report::timestamp;
+use crate::engine::deploy::{self, HookFailure};
+use crate::engine::job::{self, AttemptError, JobContext};
+use crate::report::{error_chain, timestamp};
 
 /// Everything one attempt needs.
 #[derive(Debug, Clone, Copy)]
@@ -35,10 +36,10 @@ pub struct Attempt<'a> {
 #[derive(Debug)]
 pub struct Outcome {
     /// The installed certificate, or why there is none (the live one, if any, stays).
-    pub result: Result<LiveCert, Failure>,
+    pub result: Result<LiveCert, AttemptError>,
     /// The deploy hooks of an installed certificate (`Ok` when none ran). A failure is
     /// recorded as a pending deploy and retried without a new order.
-    pub deploy: Result<(), String>,
+    pub deploy: Result<(), HookFailure>,
 }
 
 /// A renewal when a certificate is live (with `action` overriding the configured lifecycle
@@ -63,7 +64,7 @@ impl Attempt<'_> {
             Ok(lineage) => self.run_on(lineage).await,
             // Nothing can be recorded either; the error names the file to fix.
             Err(err) => Outcome {
-                result: Err(Failure::store(err)),
+                result: Err(err.into()),
                 deploy: Ok(()),
             },
         }
@@ -74,11 +75,10 @@ impl Attempt<'_> {
     pub async fn run_on(self, mut lineage: Lineage) -> Outcome {
         let spec = self.spec;
         let result = match self.inventory.ca(&spec.ca) {
-            None => Err(Failure::needs_human(anyhow::anyhow!(
-                "certificate {} refers to unknown CA {}",
-                spec.name,
-                spec.ca
-            ))),
+            None => Err(AttemptError::UnknownCa {
+                name: spec.name.clone(),
+                ca: spec.ca.clone(),
+            }),
             Some(ca) => {
                 let pre = if self.hooks {
                     deploy::pre(self.inventory, spec).await
@@ -87,7 +87,7 @@ impl Attempt<'_> {
                 };
                 match pre {
                     Ok(()) => job::obtain(self.ctx, &mut lineage, ca, spec, self.purpose).await,
-                    Err(err) => Err(Failure::pre_hook(&err)),
+                    Err(failure) => Err(AttemptError::PreHook(failure)),
                 }
             }
         };
@@ -110,7 +110,8 @@ impl Attempt<'_> {
                         deploy::deploy_action(self.purpose),
                     )
                     .await;
-                    deploy::record(&mut lineage, &deployed);
+                    let failure = deployed.as_ref().err().map(ToString::to_string);
+                    deploy::record(&mut lineage, failure.as_deref());
                     deployed
                 } else {
                     Ok(())
@@ -123,7 +124,7 @@ impl Attempt<'_> {
 
     /// Run the deploy hooks of the live certificate again (a pending deploy), recording the
     /// outcome on the lineage as it is on disk now.
-    pub async fn redeploy(self, live: &LiveCert) -> Result<(), String> {
+    pub async fn redeploy(self, live: &LiveCert) -> Result<(), HookFailure> {
         tracing::info!(cert = %self.spec.name, "running the deploy hooks again");
         let deployed = deploy::deploy(
             self.inventory,
@@ -133,7 +134,8 @@ impl Attempt<'_> {
             DeployAction::Renew,
         )
         .await;
-        deploy::record_on_disk(&self.ctx.store, &self.spec.name, &deployed);
+        let failure = deployed.as_ref().err().map(ToString::to_string);
+        deploy::record_on_disk(&self.ctx.store, &self.spec.name, failure.as_deref());
         deployed
     }
 }
@@ -141,27 +143,27 @@ impl Attempt<'_> {
 /// The daemon's log line for a failed attempt. `error` is for what a human must act on: a
 /// problem that will not go away by itself, or a certificate running out of time (`urgent`:
 /// inside its urgent threshold, or missing).
-pub fn log_failure(spec: &CertificateSpec, failure: &Failure, urgent: bool) {
-    let error = format!("{:#}", failure.error());
-    match failure {
-        Failure::StillWaiting(_) => tracing::info!(
+pub fn log_failure(spec: &CertificateSpec, failure: &AttemptError, urgent: bool) {
+    let error = error_chain(failure);
+    match failure.class() {
+        FailureClass::WaitingOnCa => tracing::info!(
             cert = %spec.name,
             error,
             "the CA has not finished the order yet; it is kept and checked again later"
         ),
-        Failure::Failed {
-            retryable: false, ..
-        } => tracing::error!(
+        FailureClass::NeedsHuman => tracing::error!(
             cert = %spec.name,
             error,
             "attempt failed and will not succeed by itself; fix the cause (the live certificate, if any, stays; will retry with backoff)"
         ),
-        Failure::Failed { .. } if urgent => tracing::error!(
-            cert = %spec.name,
-            error,
-            "certificate not obtained close to expiry (or missing); will retry with backoff"
-        ),
-        Failure::Failed { .. } => tracing::warn!(
+        FailureClass::Transient { .. } | FailureClass::RateLimited { .. } if urgent => {
+            tracing::error!(
+                cert = %spec.name,
+                error,
+                "certificate not obtained close to expiry (or missing); will retry with backoff"
+            );
+        }
+        FailureClass::Transient { .. } | FailureClass::RateLimited { .. } => tracing::warn!(
             cert = %spec.name,
             error,
             "renewal failed; the certificate is still valid; will retry with backoff"

@@ -35,7 +35,7 @@ use crate::accounts::Accounts;
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
 use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
-use crate::engine::job::{Failure, JobContext};
+use crate::engine::job::{AttemptError, JobContext};
 use crate::engine::limits::Limits;
 use crate::engine::plan::LineageView;
 use crate::engine::watch::ConfigWatcher;
@@ -76,7 +76,7 @@ enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
     Attempt {
         spec: CertificateSpec,
-        outcome: Result<LiveCert, Failure>,
+        outcome: Result<LiveCert, AttemptError>,
     },
     /// Deploy hooks retried for a certificate already installed.
     Redeploy { spec: CertificateSpec },
@@ -417,7 +417,7 @@ impl Daemon {
         }
     }
 
-    fn finish_attempt(&mut self, spec: &CertificateSpec, outcome: &Result<LiveCert, Failure>) {
+    fn finish_attempt(&mut self, spec: &CertificateSpec, outcome: &Result<LiveCert, AttemptError>) {
         self.in_flight.remove(&spec.name);
         if outcome.is_ok() {
             self.renewed_since_post.push(spec.clone());

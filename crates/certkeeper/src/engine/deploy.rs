@@ -5,28 +5,81 @@
 //! A failed deploy hook or reload never un-installs a certificate: the lineage is marked
 //! `pending_deploy` and the hooks run again on the next pass until they succeed, without a new
 //! order. A failed pre hook skips the order and counts as a failed attempt (with backoff).
+//!
+//! A phase that did not succeed is a [`HookFailure`]: every hook of it that failed, each with
+//! its cause (the exit code, signal or timeout of a hook that ran, the error of one that could
+//! not), rendered once by [`report::error_chain`].
+
+use std::fmt;
 
 use certkeeper_core::hooks::{
     DeployAction, Deployment, Hook, deploy_env, distinct_post_hooks, post_env, pre_env,
 };
 use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
-use certkeeper_hooks::{HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run};
+use certkeeper_hooks::{
+    HookError, HookOutcome, HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run,
+};
 use certkeeper_store::{Lineage, LiveCert, Store};
 
-/// Run `hooks` in order; the first failure is described.
-async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(), String> {
+use crate::report::{self, error_chain};
+
+/// The hooks of one phase that did not succeed (the others of the phase still ran).
+#[derive(Debug)]
+pub struct HookFailure(Vec<FailedHook>);
+
+/// One hook that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum FailedHook {
+    /// It ran and failed: its exit code, the signal that ended it, or its timeout.
+    #[error("hook {label} {outcome}")]
+    Ran {
+        label: String,
+        outcome: Box<HookOutcome>,
+    },
+    /// It could not be started or waited for, or its hooks directory could not be listed.
+    #[error(transparent)]
+    NotRun(#[from] HookError),
+}
+
+impl From<HookError> for HookFailure {
+    fn from(error: HookError) -> Self {
+        HookFailure(vec![error.into()])
+    }
+}
+
+impl fmt::Display for HookFailure {
+    /// Each failed hook with its causes, `; `-separated.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, failed) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(&error_chain(failed))?;
+        }
+        Ok(())
+    }
+}
+
+/// Its causes are in its message (there may be several), so it has no `source`.
+impl std::error::Error for HookFailure {}
+
+/// Run `hooks` in order, every one even after a failure; the failures are kept.
+async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(), HookFailure> {
     let mut failures = Vec::new();
     for (label, hook) in hooks {
         match run(HookRun::new(label, hook, env)).await {
             Ok(outcome) if outcome.success => {}
-            Ok(outcome) => failures.push(format!("hook {label} {outcome}")),
-            Err(err) => failures.push(format!("{:#}", anyhow::Error::from(err))),
+            Ok(outcome) => failures.push(FailedHook::Ran {
+                label: label.clone(),
+                outcome: Box::new(outcome),
+            }),
+            Err(err) => failures.push(err.into()),
         }
     }
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.join("; "))
+        Err(HookFailure(failures))
     }
 }
 
@@ -36,22 +89,19 @@ fn phase_hooks(
     own: Option<&Hook>,
     label: &str,
     phase: Phase,
-) -> Result<Vec<(String, Hook)>, String> {
+) -> Result<Vec<(String, Hook)>, HookFailure> {
     let mut hooks: Vec<(String, Hook)> = own
         .map(|hook| (label.to_owned(), hook.clone()))
         .into_iter()
         .collect();
     if let Some(dir) = &inventory.hooks_dir {
-        hooks.extend(
-            dir_hooks(dir, phase, inventory.hook_timeout)
-                .map_err(|err| format!("{:#}", anyhow::Error::from(err)))?,
-        );
+        hooks.extend(dir_hooks(dir, phase, inventory.hook_timeout)?);
     }
     Ok(hooks)
 }
 
 /// Before an order: the certificate's `pre_hook` and `hooks_dir/pre/*`.
-pub async fn pre(inventory: &Inventory, spec: &CertificateSpec) -> Result<(), String> {
+pub async fn pre(inventory: &Inventory, spec: &CertificateSpec) -> Result<(), HookFailure> {
     let hooks = phase_hooks(
         inventory,
         spec.hooks.pre.as_ref(),
@@ -81,7 +131,7 @@ pub async fn deploy(
     spec: &CertificateSpec,
     live: &LiveCert,
     action: DeployAction,
-) -> Result<(), String> {
+) -> Result<(), HookFailure> {
     let hooks = phase_hooks(
         inventory,
         spec.hooks.deploy.as_ref(),
@@ -105,7 +155,7 @@ pub async fn deploy(
     };
     if let Err(err) = reloads.request(spec.name.as_str(), &spec.hooks.reload) {
         // Targets are checked when the config loads; a race with a reload is all that is left.
-        tracing::warn!(cert = %spec.name, error = %format!("{:#}", anyhow::Error::from(err)), "reload target not configured");
+        tracing::warn!(cert = %spec.name, error = error_chain(&err), "reload target not configured");
     }
     if let Err(err) = &result {
         tracing::error!(cert = %spec.name, error = %err, "deploy hook failed; the certificate is installed, the hook will be retried");
@@ -119,11 +169,11 @@ pub fn record_reloads(store: &Store, outcomes: &[ReloadOutcome]) {
     for outcome in outcomes.iter().filter(|o| !o.succeeded()) {
         let why = match &outcome.result {
             Ok(hook) => format!("reload {} {hook}", outcome.target),
-            Err(err) => crate::report::error_chain(err),
+            Err(err) => report::error_chain(err),
         };
         for cert in &outcome.certificates {
             if let Ok(name) = CertName::new(cert) {
-                record_on_disk(store, &name, &Err(why.clone()));
+                record_on_disk(store, &name, Some(&why));
             }
         }
     }
@@ -145,7 +195,7 @@ pub async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
         match dir_hooks(dir, Phase::Post, inventory.hook_timeout) {
             Ok(found) => hooks.extend(found),
             Err(err) => {
-                tracing::error!(error = %format!("{:#}", anyhow::Error::from(err)), "cannot list post hooks");
+                tracing::error!(error = error_chain(&err), "cannot list post hooks");
             }
         }
     }
@@ -158,24 +208,24 @@ pub async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
     }
 }
 
-/// Note a deploy outcome on `lineage`: a failure keeps `pending_deploy` set (with the error
-/// shown by `status`), a success clears it.
-pub fn record(lineage: &mut Lineage, outcome: &Result<(), String>) {
-    let saved = match outcome {
-        Ok(()) => lineage.record_deploy(),
-        Err(why) => lineage.record_deploy_failure(why),
+/// Note a deploy outcome on `lineage`: a failure (`why`) keeps `pending_deploy` set (with the
+/// error shown by `status`), a success clears it.
+pub fn record(lineage: &mut Lineage, failure: Option<&str>) {
+    let saved = match failure {
+        None => lineage.record_deploy(),
+        Some(why) => lineage.record_deploy_failure(why),
     };
     if let Err(err) = saved {
-        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
+        tracing::warn!(cert = %lineage.name(), error = error_chain(&err), "cannot record the deploy outcome");
     }
 }
 
 /// [`record`] on the lineage `name` as it is on disk now (a retried deploy, a reload batch).
-pub fn record_on_disk(store: &Store, name: &CertName, outcome: &Result<(), String>) {
+pub fn record_on_disk(store: &Store, name: &CertName, failure: Option<&str>) {
     match store.lineage(name) {
-        Ok(mut lineage) => record(&mut lineage, outcome),
+        Ok(mut lineage) => record(&mut lineage, failure),
         Err(err) => {
-            tracing::warn!(cert = %name, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the deploy outcome");
+            tracing::warn!(cert = %name, error = error_chain(&err), "cannot record the deploy outcome");
         }
     }
 }

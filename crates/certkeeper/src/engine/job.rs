@@ -9,131 +9,106 @@
 
 use std::time::SystemTime;
 
-use certkeeper_acme::{AcmeAccount, AcmeError, OrderRequest, PlacedOrder, PollPolicy};
+use certkeeper_acme::{AcmeAccount, CaFailure, OrderRequest, PlacedOrder, PollPolicy};
 use certkeeper_challenge::ChallengeTokens;
-use certkeeper_core::lifecycle::order_directory_url;
-use certkeeper_core::{CaSpec, CertificateSpec, OrderPurpose, Secret};
-use certkeeper_store::{FailureClass, Lineage, LiveCert, PendingOrder, Store};
+use certkeeper_core::lifecycle::{DirectoryUrlError, order_directory_url};
+use certkeeper_core::{CaName, CaSpec, CertName, CertificateSpec, OrderPurpose, Secret};
+use certkeeper_store::{FailureClass, Lineage, LiveCert, PendingOrder, Store, StoreError};
 
 use crate::accounts::{AccountError, Accounts};
+use crate::engine::deploy::HookFailure;
+use crate::report::error_chain;
 
-/// How an attempt ended when it did not install a certificate.
-#[derive(Debug)]
-pub enum Failure {
-    /// The CA has not finished yet (approval pending, still processing): the order is kept
-    /// and polled again later. Not counted as a failure.
-    StillWaiting(anyhow::Error),
-    /// The attempt failed; `retryable` tells transient trouble from a problem a human must fix.
-    Failed {
-        error: anyhow::Error,
-        retryable: bool,
-        rate_limited: bool,
-        /// The CA's Retry-After, when it sent one.
-        retry_after: Option<SystemTime>,
+/// Why an attempt installed no certificate (the live one, if any, stays). Each variant keeps
+/// its cause; [`AttemptError::class`] says what that means for the next attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The CA refused, failed, or has not finished the order yet.
+    #[error(transparent)]
+    Acme(#[from] CaFailure),
+    /// The account at the CA could not be loaded or registered.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// The lineage's state could not be loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The new order could not be persisted: carrying on would risk a second order after a
+    /// restart.
+    #[error("persisting the new order")]
+    PersistOrder(#[source] StoreError),
+    /// The certificate the CA issued was refused or could not be installed.
+    #[error("installing the certificate from order {order_url}")]
+    Install {
+        order_url: String,
+        #[source]
+        source: StoreError,
+    },
+    /// A pre hook failed, so no order was placed.
+    #[error("pre hook failed, so no order was placed")]
+    PreHook(#[source] HookFailure),
+    /// The certificate names a CA the inventory does not have.
+    #[error("certificate {name} refers to unknown CA {ca}")]
+    UnknownCa { name: CertName, ca: CaName },
+    /// The CA's directory URL cannot be used for this order.
+    #[error("the directory URL of CA {ca} cannot be used for this order")]
+    DirectoryUrl {
+        ca: CaName,
+        #[source]
+        source: DirectoryUrlError,
     },
 }
 
-impl Failure {
-    fn from_acme(err: AcmeError) -> Self {
-        if matches!(err, AcmeError::Timeout { .. }) {
-            return Failure::StillWaiting(err.into());
-        }
-        let retryable = err.is_retryable();
-        let rate_limited = err.is_rate_limited();
-        Failure::Failed {
-            error: err.into(),
-            retryable,
-            rate_limited,
-            retry_after: None,
-        }
-    }
-
-    /// A problem that will not go away by itself (a configuration mistake).
-    pub fn needs_human(error: anyhow::Error) -> Self {
-        Failure::Failed {
-            error,
-            retryable: false,
-            rate_limited: false,
-            retry_after: None,
-        }
-    }
-
-    /// The pre hooks failed, so no order was placed; retried with backoff like any transient
-    /// failure (the hook may depend on something that comes back).
-    pub fn pre_hook(why: &str) -> Self {
-        Failure::other(anyhow::anyhow!(
-            "pre hook failed, so no order was placed: {why}"
-        ))
-    }
-
-    fn other(error: anyhow::Error) -> Self {
-        Failure::Failed {
-            error,
-            retryable: true,
-            rate_limited: false,
-            retry_after: None,
-        }
-    }
-
-    /// Attach the CA's Retry-After to a failure.
-    fn with_retry_after(mut self, at: Option<SystemTime>) -> Self {
-        if let (Failure::Failed { retry_after, .. }, Some(at)) = (&mut self, at) {
-            *retry_after = Some(at);
-        }
-        self
-    }
-
-    /// How the lineage records it.
-    fn class(&self) -> FailureClass {
+impl AttemptError {
+    /// What the cause means for the next attempt, decided by the crate that knows it: the
+    /// ACME adapter for the CA's answers, the store for the disk. A pre hook is retried like
+    /// transient trouble (it may depend on something that comes back); a configuration
+    /// mistake needs a human.
+    pub fn class(&self) -> FailureClass {
         match self {
-            Failure::StillWaiting(_) => FailureClass::WaitingOnCa,
-            Failure::Failed {
-                rate_limited: true,
-                retry_after,
-                ..
-            } => FailureClass::RateLimited {
-                retry_after: *retry_after,
-            },
-            Failure::Failed {
-                retryable: true,
-                retry_after,
-                ..
-            } => FailureClass::Transient {
-                retry_after: *retry_after,
-            },
-            Failure::Failed { .. } => FailureClass::NeedsHuman,
-        }
-    }
-
-    /// The lineage could not be loaded.
-    pub fn store(error: certkeeper_store::StoreError) -> Self {
-        if error.is_transient() {
-            Failure::other(error.into())
-        } else {
-            Failure::needs_human(error.into())
+            AttemptError::Acme(failure) | AttemptError::Account(AccountError::Acme(failure)) => {
+                ca_class(failure)
+            }
+            AttemptError::Account(
+                AccountError::Read { source, .. }
+                | AccountError::KeepAside { source, .. }
+                | AccountError::Save { source, .. },
+            )
+            | AttemptError::Store(source)
+            | AttemptError::PersistOrder(source)
+            | AttemptError::Install { source, .. } => {
+                if source.is_transient() {
+                    FailureClass::Transient { retry_after: None }
+                } else {
+                    FailureClass::NeedsHuman
+                }
+            }
+            AttemptError::PreHook(_) => FailureClass::Transient { retry_after: None },
+            AttemptError::UnknownCa { .. } | AttemptError::DirectoryUrl { .. } => {
+                FailureClass::NeedsHuman
+            }
         }
     }
 
     /// The CA answered `accountDoesNotExist`: registering again may carry the attempt on.
     fn is_account_gone(&self) -> bool {
-        matches!(self, Failure::Failed { error, .. }
-            if error.downcast_ref::<AcmeError>().is_some_and(AcmeError::is_account_gone))
-    }
-
-    pub fn error(&self) -> &anyhow::Error {
-        match self {
-            Failure::StillWaiting(error) | Failure::Failed { error, .. } => error,
-        }
+        matches!(self, AttemptError::Acme(failure) if failure.error.is_account_gone())
     }
 }
 
-/// The account could not be loaded or registered.
-fn account_failure(AccountError { error, retry_after }: AccountError) -> Failure {
-    match error.downcast::<AcmeError>() {
-        Ok(acme) => Failure::from_acme(acme),
-        Err(other) => Failure::other(other),
+/// The class of a CA's answer: an order still in the works is waited for, a rate limit or
+/// transient trouble is retried (not before the CA's Retry-After), anything else is a refusal
+/// a human must look at.
+fn ca_class(CaFailure { error, retry_after }: &CaFailure) -> FailureClass {
+    let retry_after = *retry_after;
+    if error.is_waiting_on_ca() {
+        FailureClass::WaitingOnCa
+    } else if error.is_rate_limited() {
+        FailureClass::RateLimited { retry_after }
+    } else if error.is_retryable() {
+        FailureClass::Transient { retry_after }
+    } else {
+        FailureClass::NeedsHuman
     }
-    .with_retry_after(retry_after)
 }
 
 /// Everything one attempt needs from its surroundings.
@@ -152,12 +127,8 @@ pub async fn obtain(
     ca: &CaSpec,
     spec: &CertificateSpec,
     purpose: OrderPurpose,
-) -> Result<LiveCert, Failure> {
-    let account = ctx
-        .accounts
-        .get(&ctx.store, ca)
-        .await
-        .map_err(account_failure)?;
+) -> Result<LiveCert, AttemptError> {
+    let account = ctx.accounts.get(&ctx.store, ca).await?;
     // Declared before the order that may borrow it: the account registered again when the CA
     // no longer knows ours (once per attempt; a second refusal ends the attempt).
     let replacement;
@@ -169,14 +140,11 @@ pub async fn obtain(
                 replacement = ctx
                     .accounts
                     .register_again(&ctx.store, ca, &account)
-                    .await
-                    .map_err(account_failure)?;
-                let (placed, key_pem) = place(lineage, &replacement, ca, spec, purpose)
-                    .await
-                    .map_err(|failure| failure.with_retry_after(replacement.take_retry_after()))?;
+                    .await?;
+                let (placed, key_pem) = place(lineage, &replacement, ca, spec, purpose).await?;
                 (placed, key_pem, &replacement)
             }
-            Err(failure) => return Err(failure.with_retry_after(account.take_retry_after())),
+            Err(failure) => return Err(failure),
         },
     };
     let chain_pem = match placed
@@ -190,7 +158,7 @@ pub async fn obtain(
                 // start over rather than resume it.
                 forget_order(lineage);
             }
-            return Err(Failure::from_acme(err).with_retry_after(account.take_retry_after()));
+            return Err(account.failure(err).into());
         }
     };
     match lineage.install(&spec.domains, key_pem.expose(), &chain_pem) {
@@ -199,9 +167,10 @@ pub async fn obtain(
         Err(err) => {
             // A chain that does not verify will not verify next time either.
             forget_order(lineage);
-            Err(Failure::needs_human(anyhow::Error::from(err).context(
-                format!("installing the certificate from order {}", placed.url()),
-            )))
+            Err(AttemptError::Install {
+                order_url: placed.url().to_owned(),
+                source: err,
+            })
         }
     }
 }
@@ -226,7 +195,7 @@ async fn resume<'a>(
     {
         Ok(placed) => Some((placed, Secret::new(key))),
         Err(err) => {
-            tracing::warn!(cert = %spec.name, order_url = %pending.order_url, error = %format!("{:#}", anyhow::Error::from(err)), "cannot resume the stored order; placing a new one");
+            tracing::warn!(cert = %spec.name, order_url = %pending.order_url, error = error_chain(&err), "cannot resume the stored order; placing a new one");
             forget_order(lineage);
             None
         }
@@ -240,11 +209,14 @@ async fn place<'a>(
     ca: &CaSpec,
     spec: &CertificateSpec,
     purpose: OrderPurpose,
-) -> Result<(PlacedOrder<'a>, Secret), Failure> {
+) -> Result<(PlacedOrder<'a>, Secret), AttemptError> {
     let directory_url = order_directory_url(&ca.directory, purpose, spec.order_id.as_deref())
-        .map_err(|err| Failure::needs_human(err.into()))?;
+        .map_err(|source| AttemptError::DirectoryUrl {
+            ca: ca.name.clone(),
+            source,
+        })?;
     let key_pem =
-        certkeeper_acme::keys::generate_key_pem(spec.key_type).map_err(Failure::from_acme)?;
+        certkeeper_acme::keys::generate_key_pem(spec.key_type).map_err(CaFailure::from)?;
     let placed = account
         .place_order(&OrderRequest {
             cert: &spec.name,
@@ -253,7 +225,7 @@ async fn place<'a>(
             directory_url: &directory_url,
         })
         .await
-        .map_err(Failure::from_acme)?;
+        .map_err(|err| account.failure(err))?;
     let order = PendingOrder::new(
         placed.url(),
         &directory_url,
@@ -261,32 +233,181 @@ async fn place<'a>(
         spec.key_type,
         SystemTime::now(),
     );
-    if let Err(err) = lineage.record_order(order, key_pem.expose()) {
-        // Carrying on would risk a second order after a restart; the disk needs a human.
-        return Err(Failure::other(
-            anyhow::Error::from(err).context("persisting the new order"),
-        ));
-    }
+    lineage
+        .record_order(order, key_pem.expose())
+        .map_err(AttemptError::PersistOrder)?;
     Ok((placed, key_pem))
 }
 
 /// The order is dead or stale: the next attempt places a new one.
 fn forget_order(lineage: &mut Lineage) {
     if let Err(err) = lineage.forget_order() {
-        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot clear the stored order");
+        tracing::warn!(cert = %lineage.name(), error = error_chain(&err), "cannot clear the stored order");
     }
 }
 
 /// Record an attempt's outcome on its lineage, where the planner and `status` read it: the
 /// install (which also ends the order), or the failure by its class.
-pub fn record(lineage: &mut Lineage, outcome: &Result<LiveCert, Failure>, now: SystemTime) {
+pub fn record(lineage: &mut Lineage, outcome: &Result<LiveCert, AttemptError>, now: SystemTime) {
     let saved = match outcome {
         Ok(_) => lineage.record_install(now),
-        Err(failure) => {
-            lineage.record_failure(failure.class(), &format!("{:#}", failure.error()), now)
-        }
+        Err(error) => lineage.record_failure(error.class(), &error_chain(error), now),
     };
     if let Err(err) = saved {
-        tracing::warn!(cert = %lineage.name(), error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the attempt");
+        tracing::warn!(cert = %lineage.name(), error = error_chain(&err), "cannot record the attempt");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use certkeeper_acme::AcmeError;
+    use certkeeper_hooks::HookError;
+    use certkeeper_store::VerifyProblem;
+    use instant_acme::Problem;
+
+    use super::*;
+
+    fn refused(kind: &str, status: u16) -> AcmeError {
+        AcmeError::Protocol {
+            ca: "pebble".to_owned(),
+            step: "new order",
+            source: Box::new(instant_acme::Error::Api(Problem {
+                r#type: Some(format!("urn:ietf:params:acme:error:{kind}")),
+                detail: Some(format!("{kind} detail")),
+                status: Some(status),
+                subproblems: Vec::new(),
+            })),
+        }
+    }
+
+    fn with_retry_after(error: AcmeError, retry_after: Option<SystemTime>) -> CaFailure {
+        CaFailure { error, retry_after }
+    }
+
+    fn disk_full() -> StoreError {
+        StoreError::Io {
+            action: "write",
+            path: "/var/lib/certkeeper/state/www.json".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        }
+    }
+
+    #[test]
+    fn each_cause_is_classified_by_the_crate_that_knows_it() {
+        let later = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let timeout = AcmeError::Timeout {
+            ca: "pebble".to_owned(),
+            order_url: "https://ca/order/1".to_owned(),
+            waiting_for: "valid",
+            waited: Duration::from_secs(300),
+        };
+        let validation = AcmeError::Validation {
+            ca: "pebble".to_owned(),
+            domain: "www.example.com".to_owned(),
+            detail: "connection refused".to_owned(),
+        };
+        let table: Vec<(AttemptError, FailureClass)> = vec![
+            (
+                with_retry_after(timeout, later).into(),
+                FailureClass::WaitingOnCa,
+            ),
+            (
+                with_retry_after(refused("rateLimited", 429), later).into(),
+                FailureClass::RateLimited { retry_after: later },
+            ),
+            (
+                CaFailure::from(refused("rateLimited", 429)).into(),
+                FailureClass::RateLimited { retry_after: None },
+            ),
+            (
+                with_retry_after(refused("serverInternal", 500), later).into(),
+                FailureClass::Transient { retry_after: later },
+            ),
+            (CaFailure::from(validation).into(), FailureClass::NeedsHuman),
+            (
+                CaFailure::from(refused("unauthorized", 403)).into(),
+                FailureClass::NeedsHuman,
+            ),
+            (
+                AccountError::Acme(with_retry_after(refused("rateLimited", 429), later)).into(),
+                FailureClass::RateLimited { retry_after: later },
+            ),
+            (
+                AccountError::Save {
+                    ca: "pebble".to_owned(),
+                    source: disk_full(),
+                }
+                .into(),
+                FailureClass::Transient { retry_after: None },
+            ),
+            (
+                AttemptError::PersistOrder(disk_full()),
+                FailureClass::Transient { retry_after: None },
+            ),
+            (
+                AttemptError::Install {
+                    order_url: "https://ca/order/1".to_owned(),
+                    source: StoreError::Verify {
+                        name: CertName::new("www").expect("name"),
+                        problem: VerifyProblem::KeyMismatch,
+                    },
+                },
+                FailureClass::NeedsHuman,
+            ),
+            (
+                AttemptError::PreHook(HookFailure::from(HookError::ReadDir {
+                    path: "/etc/certkeeper/hooks/pre".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                })),
+                FailureClass::Transient { retry_after: None },
+            ),
+            (
+                AttemptError::UnknownCa {
+                    name: CertName::new("www").expect("name"),
+                    ca: CaName::new("gone").expect("name"),
+                },
+                FailureClass::NeedsHuman,
+            ),
+        ];
+        for (error, class) in table {
+            assert_eq!(error.class(), class, "{}", error_chain(&error));
+        }
+    }
+
+    #[test]
+    fn an_attempt_error_renders_each_cause_once() {
+        let error = AttemptError::PersistOrder(disk_full());
+        assert_eq!(
+            error_chain(&error),
+            "persisting the new order: cannot write /var/lib/certkeeper/state/www.json: no storage space"
+        );
+        let error = AttemptError::from(with_retry_after(refused("rateLimited", 429), None));
+        let text = error_chain(&error);
+        assert!(
+            text.starts_with("CA \"pebble\": new order failed"),
+            "{text}"
+        );
+        assert_eq!(text.matches("rateLimited detail").count(), 1, "{text}");
+        let error = AttemptError::PreHook(HookFailure::from(HookError::ReadDir {
+            path: "/etc/certkeeper/hooks/pre".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }));
+        assert_eq!(
+            error_chain(&error),
+            "pre hook failed, so no order was placed: cannot read hooks directory /etc/certkeeper/hooks/pre: permission denied"
+        );
+    }
+
+    #[test]
+    fn only_an_unknown_account_is_registered_again() {
+        assert!(
+            AttemptError::from(CaFailure::from(refused("accountDoesNotExist", 400)))
+                .is_account_gone()
+        );
+        assert!(
+            !AttemptError::from(CaFailure::from(refused("unauthorized", 403))).is_account_gone()
+        );
     }
 }
