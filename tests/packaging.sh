@@ -99,7 +99,7 @@ IFS=: read -r _ _ _ _ _ home shell < <(getent passwd certkeeper) || fail "no cer
 [ "$(stat -c '%a %U:%G' /etc/certkeeper)" = "750 root:certkeeper" ] \
   || fail "/etc/certkeeper is $(stat -c '%a %U:%G' /etc/certkeeper)"
 for dir in /run/certkeeper /run/certkeeper/reload; do
-  [ "$(stat -c '%a %U:%G' "$dir")" = "700 certkeeper:certkeeper" ] \
+  [ "$(stat -c '%a %U:%G' "$dir")" = "750 certkeeper:certkeeper" ] \
     || fail "$dir is $(stat -c '%a %U:%G' "$dir" 2>&1)"
 done
 

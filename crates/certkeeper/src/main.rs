@@ -4,6 +4,7 @@
 mod accounts;
 mod cli;
 mod commands;
+mod control;
 #[cfg(test)]
 mod docs;
 mod engine;

@@ -15,6 +15,7 @@ use certkeeper_core::Inventory;
 use certkeeper_store::{Store, StoreError, StoreLock};
 
 use crate::cli::{Cli, Command};
+use crate::control::{self, Reply, Request};
 use crate::engine::{self, daemon::Daemon};
 use crate::exit::Exit;
 use crate::privilege;
@@ -50,12 +51,84 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             ))?;
             Ok(Exit::Success)
         }
-        Command::Status(args) => status::run(&inventory, &args),
-        Command::Renew(args) => runtime()?.block_on(renew::run(&inventory, &args)),
-        Command::Revoke(args) => runtime()?.block_on(revoke::run(&inventory, &args)),
+        Command::Status(args) => {
+            let running = runtime()?.block_on(in_flight(&inventory));
+            status::run(&inventory, &args, running.as_deref())
+        }
+        Command::Renew(args) => runtime()?.block_on(async {
+            let request = Request::Renew {
+                names: args.names.clone(),
+                force: args.force,
+                action: args.action.map(|action| action.as_str().to_owned()),
+            };
+            match via_daemon(&inventory, &request, args.no_hooks).await? {
+                Some(exit) => Ok(exit),
+                None => renew::run(&inventory, &args).await,
+            }
+        }),
+        Command::Revoke(args) => runtime()?.block_on(async {
+            let request = Request::Revoke {
+                name: args.name.clone(),
+                reason: args.reason.as_str().to_owned(),
+            };
+            match via_daemon(&inventory, &request, false).await? {
+                Some(exit) => Ok(exit),
+                None => revoke::run(&inventory, &args).await,
+            }
+        }),
         // Dispatched above, before the inventory is loaded.
         Command::ImportCertbot(args) => import_certbot::run(&args),
     }
+}
+
+/// While a daemon runs, `renew` and `revoke` are carried out by it over its control socket:
+/// its output is printed as it comes, and the exit code is the one the command would have
+/// had. `None` when no daemon answers (the command then runs here, taking the lock).
+async fn via_daemon(
+    inventory: &Inventory,
+    request: &Request,
+    no_hooks: bool,
+) -> anyhow::Result<Option<Exit>> {
+    let Some(client) = control::Client::connect(&inventory.state_dir).await else {
+        return Ok(None);
+    };
+    if no_hooks {
+        eprintln!(
+            "error: a certkeeper daemon is running and always runs hooks; stop it for a --no-hooks pass"
+        );
+        return Ok(Some(Exit::Locked));
+    }
+    let last = client
+        .request(request, |reply| match reply {
+            Reply::Out(line) => println!("{line}"),
+            Reply::Err(line) => eprintln!("{line}"),
+            Reply::InFlight(_) | Reply::Done { .. } | Reply::Refused(_) => {}
+        })
+        .await
+        .context("talking to the running daemon")?;
+    Ok(Some(match last {
+        Reply::Done { ok: true } => Exit::Success,
+        Reply::Refused(why) => {
+            eprintln!("error: the running daemon refused: {why}");
+            Exit::Failure
+        }
+        _ => Exit::Failure,
+    }))
+}
+
+/// The certificates the running daemon is attempting now; `None` when no daemon answers.
+async fn in_flight(inventory: &Inventory) -> Option<Vec<String>> {
+    let client = control::Client::connect(&inventory.state_dir).await?;
+    let mut names = None;
+    client
+        .request(&Request::InFlight, |reply| {
+            if let Reply::InFlight(list) = reply {
+                names = Some(list);
+            }
+        })
+        .await
+        .ok()?;
+    names
 }
 
 /// Load and validate the inventory, printing every problem (and warning) to stderr.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
-use certkeeper_core::schedule::{Hold, Planned};
+use certkeeper_core::schedule::Planned;
 use certkeeper_core::{CertificateSpec, Inventory};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer};
 use certkeeper_store::{Lineage, Store};
@@ -27,9 +27,9 @@ use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
 use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
+use crate::engine::pass::{self, Step};
 use crate::engine::plan::LineageView;
 use crate::exit::Exit;
-use crate::report::{error_chain, short_duration, timestamp};
 
 pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit> {
     let selected = select(inventory, &args.names)?;
@@ -45,44 +45,12 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut redeploys = Vec::new();
     for spec in selected {
         let view = LineageView::load(&store, &spec.name);
-        let Some(planned) = view.plan_one_shot(spec, now, args.force) else {
-            println!(
-                "{}: revoked; not renewed (use --force to issue anew)",
-                spec.name
-            );
-            continue;
-        };
-        if planned.at <= now {
-            jobs.push((spec, planned, view.lineage));
-            continue;
-        }
-        let wait = short_duration(planned.at.duration_since(now).unwrap_or_default());
-        let at = timestamp(planned.at);
-        match planned.hold {
-            Some(Hold::RetryAfter) => {
-                failed += 1;
-                println!(
-                    "{}: not attempted: the CA asked to wait until {at} (in {wait}){}",
-                    spec.name,
-                    last_error(&view)
-                );
-            }
-            Some(Hold::Backoff) => {
-                failed += 1;
-                println!(
-                    "{}: not attempted: backing off after {} failed attempts until {at} (in {wait}); `certkeeper renew --force {}` tries now{}",
-                    spec.name,
-                    view.record.consecutive_failures,
-                    spec.name,
-                    last_error(&view)
-                );
-            }
-            Some(Hold::Window) | None => {
-                println!("{}: not due (renewal in {wait}, at {at})", spec.name);
-                if !args.no_hooks
-                    && view.record.pending_deploy
-                    && let Some(live) = view.live
-                {
+        match pass::step(view, spec, now, args.force) {
+            Step::Attempt(planned, lineage) => jobs.push((spec, planned, lineage)),
+            Step::Skip(skip) => {
+                println!("{}", skip.line);
+                failed += usize::from(skip.failing);
+                if let (false, Some(live)) = (args.no_hooks, skip.redeploy) {
                     redeploys.push((spec, live));
                 }
             }
@@ -174,26 +142,17 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     while let Some((spec, renewal, outcome)) = running.next().await {
         match outcome.result {
             Ok(installed) => {
-                println!(
-                    "{}: {} (serial {}, expires {})",
-                    spec.name,
-                    if renewal { "renewed" } else { "issued" },
-                    installed.serial_hex,
-                    timestamp(installed.observed.not_after)
-                );
+                println!("{}", pass::installed_line(spec, renewal, &installed));
                 if outcome.deploy.is_err() {
                     failed += 1;
-                    println!(
-                        "{}: deploy hooks failed (the certificate is installed; they run again on the next pass)",
-                        spec.name
-                    );
+                    println!("{}", pass::deploy_failed_line(spec));
                 }
                 renewed.push(spec);
             }
             Err(failure) => {
                 // The live certificate (if any) stays in place.
                 failed += 1;
-                eprintln!("error: {}: {}", spec.name, error_chain(&failure));
+                eprintln!("{}", pass::failed_line(spec, &failure));
             }
         }
     }
@@ -212,15 +171,6 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     } else {
         Exit::Failure
     })
-}
-
-/// `; last error: ...` when the lineage has one on record.
-fn last_error(view: &LineageView) -> String {
-    view.record
-        .last_error
-        .as_ref()
-        .map(|error| format!("; last error: {error}"))
-        .unwrap_or_default()
 }
 
 /// After the batch: run the reload targets now (once each) and the post hooks; returns how

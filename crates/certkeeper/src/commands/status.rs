@@ -36,20 +36,37 @@ struct Row {
     last_success: Option<String>,
     last_error: Option<String>,
     order_in_flight: Option<String>,
+    /// Whether the running daemon is attempting it now; absent when no daemon answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_running: Option<bool>,
 }
 
-pub fn run(inventory: &Inventory, args: &StatusArgs) -> anyhow::Result<Exit> {
+/// `running`: the certificates a running daemon is attempting now (from its control socket),
+/// `None` when no daemon answered.
+pub fn run(
+    inventory: &Inventory,
+    args: &StatusArgs,
+    running: Option<&[String]>,
+) -> anyhow::Result<Exit> {
     let store = Store::open(&inventory.state_dir)?;
     let now = SystemTime::now();
     let rows: Vec<Row> = inventory
         .certificates
         .iter()
-        .map(|spec| row(&store, spec, now))
+        .map(|spec| Row {
+            attempt_running: running.map(|names| names.iter().any(|n| n == spec.name.as_str())),
+            ..row(&store, spec, now)
+        })
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_table(&rows);
+        match running {
+            None => println!("daemon: not answering (status read from the state directory)"),
+            Some([]) => println!("daemon: running; no attempt in flight"),
+            Some(names) => println!("daemon: running; attempts in flight: {}", names.join(" ")),
+        }
     }
     let unwell = rows.iter().any(|r| {
         r.urgent
@@ -107,6 +124,7 @@ fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
             .map(|t| timestamp(from_unix_seconds(t))),
         last_error: read_error.or(state.attempts.last_error.clone()),
         order_in_flight: state.pending_order.map(|p| p.order_url),
+        attempt_running: None,
     }
 }
 

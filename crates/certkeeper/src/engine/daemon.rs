@@ -23,7 +23,7 @@ use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
-use certkeeper_core::{CertName, CertificateSpec, Inventory, ObservedCert};
+use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
 use certkeeper_store::{AttemptRecord, LiveCert, Store, StoreLock, unix_seconds};
 use tokio::sync::mpsc;
@@ -32,12 +32,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
+use crate::control::{self, Incoming, Reply, Request};
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
 use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
 use crate::engine::job::{AttemptError, JobContext};
 use crate::engine::limits::Limits;
+use crate::engine::pass::{self, Step};
 use crate::engine::plan::LineageView;
+use crate::engine::revoke::{Revoked, revoke};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
 use crate::report::short_duration;
@@ -76,6 +79,10 @@ enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
     Attempt {
         spec: CertificateSpec,
+        /// It replaced a live certificate (renewed) rather than issuing a first one.
+        renewal: bool,
+        /// Installed, but its deploy hooks failed (retried later).
+        deploy_failed: bool,
         outcome: Result<LiveCert, AttemptError>,
     },
     /// Deploy hooks retried for a certificate already installed.
@@ -83,6 +90,12 @@ enum Done {
     /// An attempt that was still waiting for a free slot when the daemon was asked to stop:
     /// it never started (nothing was ordered).
     NotStarted { spec: CertificateSpec },
+    /// A revocation asked for over the control socket.
+    Revoked {
+        replies: mpsc::UnboundedSender<Reply>,
+        name: String,
+        result: Result<Revoked, String>,
+    },
     /// A batch of reload targets ran.
     Reloads(Vec<ReloadOutcome>),
     /// Post hooks ran after a batch of renewals.
@@ -111,6 +124,18 @@ pub struct Daemon {
     redeploy_at: HashMap<CertName, SystemTime>,
     reload_error: Option<String>,
     snapshot: SharedSnapshot,
+    /// Requests from `certkeeper renew`/`revoke`/`status` over the control socket.
+    requests: mpsc::UnboundedReceiver<Incoming>,
+    /// Control clients waiting for attempts to finish.
+    waiters: Vec<Waiter>,
+}
+
+/// A control client waiting for the attempts its `renew` started (or found running).
+#[derive(Debug)]
+struct Waiter {
+    replies: mpsc::UnboundedSender<Reply>,
+    names: HashSet<CertName>,
+    ok: bool,
 }
 
 impl Daemon {
@@ -154,6 +179,24 @@ impl Daemon {
             }));
         }
 
+        let (requests_tx, requests) = mpsc::unbounded_channel();
+        let control_path = control::socket_path(&inventory.state_dir);
+        let control_path = match control::bind(&control_path) {
+            Ok(listener) => {
+                tracing::info!(path = %control_path.display(), "control socket: renew, revoke and status reach this daemon");
+                let stop = stop_responder.clone();
+                responders.spawn(async move {
+                    control::serve(listener, requests_tx, stop.cancelled_owned()).await;
+                    Ok(())
+                });
+                Some(control_path)
+            }
+            Err(err) => {
+                tracing::warn!(path = %control_path.display(), error = %err, "cannot open the control socket; renew and revoke will refuse while this daemon runs");
+                None
+            }
+        };
+
         // Every socket is bound: the capability to bind low ports is of no further use, and
         // a daemon without it cannot lend it to anything.
         crate::privilege::drop_bind_capability()?;
@@ -186,12 +229,17 @@ impl Daemon {
             tasks: JoinSet::new(),
             reload_error: None,
             snapshot,
+            requests,
+            waiters: Vec::new(),
         };
         daemon.refresh_all_views();
         let outcome = daemon.serve().await;
 
         stop_responder.cancel();
         while responders.join_next().await.is_some() {}
+        if let Some(path) = control_path {
+            let _ = std::fs::remove_file(path);
+        }
         outcome
     }
 
@@ -242,6 +290,7 @@ impl Daemon {
                     self.tasks.spawn(async move { Done::Reloads(batch.run().await) });
                     replan = false;
                 }
+                Some(incoming) = self.requests.recv() => self.handle_request(incoming),
                 event = self.lifecycle.next_event() => match event {
                     Event::Reload => self.reload("SIGHUP", &mut watcher),
                     Event::Stop(signal) => {
@@ -294,7 +343,7 @@ impl Daemon {
                 view.urgent = planned.urgent;
             }
             if planned.at <= now {
-                self.spawn_attempt(spec, &planned);
+                self.spawn_attempt(spec, &planned, None);
             } else {
                 upcoming.push(planned.at);
                 if next.as_ref().is_none_or(|(at, _)| planned.at < *at) {
@@ -308,8 +357,14 @@ impl Daemon {
         }
     }
 
-    fn spawn_attempt(&mut self, spec: &CertificateSpec, planned: &Planned) {
-        let purpose = attempt::purpose(spec, planned.renewal, None);
+    fn spawn_attempt(
+        &mut self,
+        spec: &CertificateSpec,
+        planned: &Planned,
+        action: Option<LifecycleAction>,
+    ) {
+        let purpose = attempt::purpose(spec, planned.renewal, action);
+        let renewal = planned.renewal;
         let limits = self.limits.clone();
         let ctx = self.ctx.clone();
         let spec = spec.clone();
@@ -350,6 +405,8 @@ impl Daemon {
                 }
                 Done::Attempt {
                     spec,
+                    renewal,
+                    deploy_failed: outcome.deploy.is_err(),
                     outcome: outcome.result,
                 }
             }
@@ -388,10 +445,57 @@ impl Daemon {
 
     fn finish(&mut self, done: Done) {
         match done {
-            Done::Attempt { spec, outcome } => self.finish_attempt(&spec, &outcome),
-            Done::Redeploy { spec } | Done::NotStarted { spec } => {
+            Done::Attempt {
+                spec,
+                renewal,
+                deploy_failed,
+                outcome,
+            } => {
+                let mut lines = Vec::new();
+                match &outcome {
+                    Ok(installed) => {
+                        lines.push(Reply::Out(pass::installed_line(&spec, renewal, installed)));
+                        if deploy_failed {
+                            lines.push(Reply::Out(pass::deploy_failed_line(&spec)));
+                        }
+                    }
+                    Err(error) => lines.push(Reply::Err(pass::failed_line(&spec, error))),
+                }
+                self.answer_waiters(&spec.name, &lines, outcome.is_ok() && !deploy_failed);
+                self.finish_attempt(&spec, &outcome);
+            }
+            Done::Redeploy { spec } => {
                 self.in_flight.remove(&spec.name);
                 self.refresh_view(&spec.name);
+                let line = format!(
+                    "{}: its pending deploy hooks ran; nothing was ordered",
+                    spec.name
+                );
+                self.answer_waiters(&spec.name, &[Reply::Out(line)], true);
+            }
+            Done::NotStarted { spec } => {
+                self.in_flight.remove(&spec.name);
+                self.refresh_view(&spec.name);
+                let line = format!(
+                    "error: {}: the daemon is stopping; not attempted",
+                    spec.name
+                );
+                self.answer_waiters(&spec.name, &[Reply::Err(line)], false);
+            }
+            Done::Revoked {
+                replies,
+                name,
+                result,
+            } => {
+                let ok = result.is_ok();
+                let _ = replies.send(match result {
+                    Ok(revoked) => Reply::Out(revoked.line()),
+                    Err(error) => Reply::Err(format!("error: {error}")),
+                });
+                let _ = replies.send(Reply::Done { ok });
+                if let Ok(name) = CertName::new(&name) {
+                    self.refresh_view(&name);
+                }
             }
             Done::Reloads(outcomes) => {
                 deploy::record_reloads(&self.store, &outcomes);
@@ -423,6 +527,135 @@ impl Daemon {
             self.renewed_since_post.push(spec.clone());
         }
         self.refresh_view(&spec.name);
+    }
+
+    /// A request from the control socket.
+    fn handle_request(&mut self, Incoming { request, replies }: Incoming) {
+        match request {
+            Request::InFlight => {
+                let mut names: Vec<String> =
+                    self.in_flight.iter().map(ToString::to_string).collect();
+                names.sort();
+                let _ = replies.send(Reply::InFlight(names));
+                let _ = replies.send(Reply::Done { ok: true });
+            }
+            Request::Renew {
+                names,
+                force,
+                action,
+            } => self.renew_request(&names, force, action.as_deref(), replies),
+            Request::Revoke { name, reason } => {
+                let reason = match reason.parse() {
+                    Ok(reason) => reason,
+                    Err(err) => {
+                        let _ = replies.send(Reply::Refused(format!("bad reason: {err}")));
+                        return;
+                    }
+                };
+                let inventory = Arc::clone(&self.inventory);
+                let ctx = self.ctx.clone();
+                self.tasks.spawn(async move {
+                    let result = revoke(&inventory, &ctx.store, &ctx.accounts, &name, reason)
+                        .await
+                        .map_err(|err| crate::report::error_chain(&err));
+                    Done::Revoked {
+                        replies,
+                        name,
+                        result,
+                    }
+                });
+            }
+        }
+    }
+
+    /// `certkeeper renew` carried out by the daemon: the same pass as without it (the
+    /// daemon's attempts, within its limits), answered as the attempts finish.
+    fn renew_request(
+        &mut self,
+        names: &[String],
+        force: bool,
+        action: Option<&str>,
+        replies: mpsc::UnboundedSender<Reply>,
+    ) {
+        let inventory = Arc::clone(&self.inventory);
+        let mut specs = Vec::new();
+        for name in names {
+            match inventory.certificate(name) {
+                Some(spec) => specs.push(spec),
+                None => {
+                    let known: Vec<&str> = inventory
+                        .certificates
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    let _ = replies.send(Reply::Refused(format!(
+                        "no certificate named {name:?} in the daemon's inventory (known: {})",
+                        known.join(", ")
+                    )));
+                    return;
+                }
+            }
+        }
+        if names.is_empty() {
+            specs = inventory.certificates.iter().collect();
+        }
+        let action = match action.map(str::parse::<LifecycleAction>).transpose() {
+            Ok(action) => action,
+            Err(err) => {
+                let _ = replies.send(Reply::Refused(format!("bad action: {err}")));
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        let mut waiter = Waiter {
+            replies,
+            names: HashSet::new(),
+            ok: true,
+        };
+        for spec in specs {
+            if self.in_flight.contains(&spec.name) {
+                let _ = waiter.replies.send(Reply::Out(format!(
+                    "{}: an attempt is already running; waiting for it",
+                    spec.name
+                )));
+                waiter.names.insert(spec.name.clone());
+                continue;
+            }
+            match pass::step(LineageView::load(&self.store, &spec.name), spec, now, force) {
+                Step::Attempt(planned, _) => {
+                    self.spawn_attempt(spec, &planned, action);
+                    waiter.names.insert(spec.name.clone());
+                }
+                Step::Skip(skip) => {
+                    let _ = waiter.replies.send(Reply::Out(skip.line));
+                    waiter.ok &= !skip.failing;
+                }
+            }
+        }
+        if waiter.names.is_empty() {
+            let _ = waiter.replies.send(Reply::Done { ok: waiter.ok });
+        } else {
+            self.waiters.push(waiter);
+        }
+    }
+
+    /// Tell the control clients waiting for `name` how it went; finish those with nothing
+    /// left to wait for.
+    fn answer_waiters(&mut self, name: &CertName, lines: &[Reply], ok: bool) {
+        self.waiters.retain_mut(|waiter| {
+            if !waiter.names.remove(name) {
+                return true;
+            }
+            for line in lines {
+                let _ = waiter.replies.send(line.clone());
+            }
+            waiter.ok &= ok;
+            if waiter.names.is_empty() {
+                let _ = waiter.replies.send(Reply::Done { ok: waiter.ok });
+                return false;
+            }
+            true
+        });
     }
 
     fn refresh_all_views(&mut self) {

@@ -10,7 +10,9 @@ pub mod daemon;
 pub mod deploy;
 pub mod job;
 pub mod limits;
+pub mod pass;
 pub mod plan;
+pub mod revoke;
 pub mod watch;
 
 use certkeeper_core::Inventory;
