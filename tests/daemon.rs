@@ -358,3 +358,57 @@ fn a_notify_socket_nobody_reads_never_blocks_the_daemon() {
     daemon.signal(Signal::TERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn sigterm_parks_an_order_waiting_on_the_ca_and_the_next_start_resumes_it() {
+    // As with SIGKILL, Pebble's random validation delay can beat the signal (the order
+    // completes first) or fall between the two daemons; such a try is discarded.
+    for attempt in 1..=3 {
+        if sigterm_and_resume() {
+            return;
+        }
+        eprintln!("try {attempt}: Pebble's timing beat the test; trying again");
+    }
+    panic!("three tries in a row could not park and resume an order");
+}
+
+fn sigterm_and_resume() -> bool {
+    let setup = Setup::new(PebbleOptions::default().env("PEBBLE_VA_SLEEPTIME", "8"));
+    setup.write_config(&[Cert::new("slow", &["slow.example.com"])]);
+    let state_file = setup.state_dir.join("state/slow.json");
+    let mut first = setup.spawn_daemon(&[]);
+    first.wait_for_log("the order to be placed", Duration::from_secs(30), |_| {
+        fs::read_to_string(&state_file).is_ok_and(|s| s.contains("\"order_url\": \"https"))
+    });
+    first.signal(Signal::TERM);
+    assert_eq!(first.wait_exit(Duration::from_secs(40)), Some(0));
+    if setup.live("slow").exists() {
+        return false;
+    }
+    // Stopped at a safe point: the order is kept, and stopping is no failure.
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&state_file).unwrap()).unwrap();
+    let order_url = state["pending_order"]["order_url"]
+        .as_str()
+        .expect("the order is kept for the next start")
+        .to_owned();
+    assert_eq!(state["attempts"]["consecutive_failures"], 0, "{state}");
+
+    let second = setup.spawn_daemon(&[]);
+    second.wait_for_log(
+        "the parked order to complete or be found invalid",
+        Duration::from_secs(60),
+        |log| log.contains("certificate installed") || log.contains("status=Invalid"),
+    );
+    let log = second.log_text();
+    if log.contains("status=Invalid") {
+        return false;
+    }
+    assert!(
+        log.contains(&format!("resumed order order_url={order_url}")),
+        "{log}"
+    );
+    assert!(!log.contains("order created"), "no second order:\n{log}");
+    assert_eq!(setup.versions("slow").len(), 1);
+    true
+}

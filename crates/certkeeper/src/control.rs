@@ -263,7 +263,16 @@ impl Client {
         let (read, mut write) = self.stream.into_split();
         let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
         line.push(b'\n');
-        write.write_all(&line).await?;
+        if let Err(err) = write.write_all(&line).await {
+            // A daemon that refuses a client answers before reading its request, and may
+            // have closed already: its answer is still there to read.
+            if !matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return Err(err);
+            }
+        }
         let mut lines = BufReader::new(read).lines();
         while let Some(line) = lines.next_line().await? {
             let reply: Reply = serde_json::from_str(&line).map_err(io::Error::other)?;

@@ -66,6 +66,8 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             timeout: Duration::from_secs(args.timeout),
             ..PollPolicy::default()
         },
+        // A pass runs to its end; Ctrl-C ends the process (persisted orders resume).
+        stop: CancellationToken::new(),
     };
     // Deploy hooks that failed earlier run again for certificates that are not re-ordered.
     for (spec, live) in &redeploys {

@@ -144,6 +144,10 @@ impl Attempt<'_> {
 /// problem that will not go away by itself, or a certificate running out of time (`urgent`:
 /// inside its urgent threshold, or missing).
 pub fn log_failure(spec: &CertificateSpec, failure: &AttemptError, urgent: bool) {
+    if matches!(failure, AttemptError::Stopping) {
+        tracing::info!(cert = %spec.name, "attempt stopped at a safe point; certkeeper is stopping");
+        return;
+    }
     let error = error_chain(failure);
     match failure.class() {
         FailureClass::WaitingOnCa => tracing::info!(

@@ -220,6 +220,7 @@ impl Daemon {
                     timeout: ORDER_WAIT,
                     ..PollPolicy::default()
                 },
+                stop: lifecycle.soft(),
             },
             store,
             _lock: lock,

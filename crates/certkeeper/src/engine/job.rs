@@ -15,6 +15,8 @@ use certkeeper_core::lifecycle::{DirectoryUrlError, order_directory_url};
 use certkeeper_core::{CaName, CaSpec, CertName, CertificateSpec, OrderPurpose, Secret};
 use certkeeper_store::{FailureClass, Lineage, LiveCert, PendingOrder, Store, StoreError};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::accounts::{AccountError, Accounts};
 use crate::engine::deploy::HookFailure;
 use crate::report::error_chain;
@@ -49,6 +51,15 @@ pub enum AttemptError {
     /// The certificate names a CA the inventory does not have.
     #[error("certificate {name} refers to unknown CA {ca}")]
     UnknownCa { name: CertName, ca: CaName },
+    /// The daemon is stopping: the attempt ended at a safe point (before an order, or while
+    /// waiting on one that is persisted and resumes at the next start). Not a failure.
+    #[error(
+        "stopped at a safe point: certkeeper is stopping (a persisted order resumes at the next start)"
+    )]
+    Stopping,
+    /// A key could not be generated (the blocking task that makes it died).
+    #[error("generating the certificate key")]
+    KeyGeneration(#[source] tokio::task::JoinError),
     /// The CA's directory URL cannot be used for this order.
     #[error("the directory URL of CA {ca} cannot be used for this order")]
     DirectoryUrl {
@@ -82,7 +93,10 @@ impl AttemptError {
                     FailureClass::NeedsHuman
                 }
             }
-            AttemptError::PreHook(_) => FailureClass::Transient { retry_after: None },
+            AttemptError::PreHook(_) | AttemptError::KeyGeneration(_) => {
+                FailureClass::Transient { retry_after: None }
+            }
+            AttemptError::Stopping => FailureClass::WaitingOnCa,
             AttemptError::UnknownCa { .. } | AttemptError::DirectoryUrl { .. } => {
                 FailureClass::NeedsHuman
             }
@@ -118,6 +132,8 @@ pub struct JobContext {
     pub accounts: Accounts,
     pub tokens: ChallengeTokens,
     pub poll: PollPolicy,
+    /// The lifecycle's soft token: cancelled, an attempt stops at its next safe point.
+    pub stop: CancellationToken,
 }
 
 /// Obtain and install a certificate for `spec` from `ca`, recording the order on `lineage`.
@@ -129,6 +145,10 @@ pub async fn obtain(
     purpose: OrderPurpose,
 ) -> Result<LiveCert, AttemptError> {
     let account = ctx.accounts.get(&ctx.store, ca).await?;
+    // A safe point: nothing is placed yet.
+    if ctx.stop.is_cancelled() {
+        return Err(AttemptError::Stopping);
+    }
     // Declared before the order that may borrow it: the account registered again when the CA
     // no longer knows ours (once per attempt; a second refusal ends the attempt).
     let replacement;
@@ -147,10 +167,13 @@ pub async fn obtain(
             Err(failure) => return Err(failure),
         },
     };
-    let chain_pem = match placed
-        .complete(&key_pem, &spec.domains, &ctx.tokens, ctx.poll)
-        .await
-    {
+    // Waiting on the CA is a safe point: the order is persisted (resumed, or placed and
+    // persisted before anything waited), so a stop parks it for the next start.
+    let completed = tokio::select! {
+        completed = placed.complete(&key_pem, &spec.domains, &ctx.tokens, ctx.poll) => completed,
+        () = ctx.stop.cancelled() => return Err(AttemptError::Stopping),
+    };
+    let chain_pem = match completed {
         Ok(chain) => chain,
         Err(err) => {
             if !err.is_retryable() {
@@ -215,8 +238,14 @@ async fn place<'a>(
             ca: ca.name.clone(),
             source,
         })?;
+    // Off the runtime thread: an RSA-4096 key takes a second or more, and the same thread
+    // answers the CA's HTTP-01 requests for every other order.
+    let key_type = spec.key_type;
     let key_pem =
-        certkeeper_acme::keys::generate_key_pem(spec.key_type).map_err(CaFailure::from)?;
+        tokio::task::spawn_blocking(move || certkeeper_acme::keys::generate_key_pem(key_type))
+            .await
+            .map_err(AttemptError::KeyGeneration)?
+            .map_err(CaFailure::from)?;
     let placed = account
         .place_order(&OrderRequest {
             cert: &spec.name,
@@ -250,6 +279,8 @@ fn forget_order(lineage: &mut Lineage) {
 /// install (which also ends the order), or the failure by its class.
 pub fn record(lineage: &mut Lineage, outcome: &Result<LiveCert, AttemptError>, now: SystemTime) {
     let saved = match outcome {
+        // Nothing happened that the next start should plan around.
+        Err(AttemptError::Stopping) => return,
         Ok(_) => lineage.record_install(now),
         Err(error) => lineage.record_failure(error.class(), &error_chain(error), now),
     };
