@@ -42,6 +42,8 @@ pub struct Lifecycle {
     watchdog: Option<Interval>,
     soft: CancellationToken,
     hard: CancellationToken,
+    /// A stop asked for from inside the process (scheduler tests), like a SIGTERM.
+    requested: CancellationToken,
 }
 
 impl Lifecycle {
@@ -51,7 +53,19 @@ impl Lifecycle {
     /// When a signal handler cannot be installed.
     pub fn start() -> io::Result<Self> {
         let notifier = Notifier::from_env();
-        let watchdog = notifier.watchdog_interval().map(|every| {
+        let every = notifier.watchdog_interval();
+        Self::new(notifier, every)
+    }
+
+    /// With a notifier and watchdog interval of the caller's (scheduler tests).
+    ///
+    /// # Errors
+    /// When a signal handler cannot be installed.
+    pub fn new(
+        notifier: Notifier,
+        watchdog_every: Option<std::time::Duration>,
+    ) -> io::Result<Self> {
+        let watchdog = watchdog_every.map(|every| {
             let mut interval = tokio::time::interval(every);
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
@@ -64,7 +78,14 @@ impl Lifecycle {
             watchdog,
             soft: CancellationToken::new(),
             hard: CancellationToken::new(),
+            requested: CancellationToken::new(),
         })
+    }
+
+    /// Cancel it to stop the daemon as a SIGTERM would.
+    #[cfg(test)]
+    pub fn stop_handle(&self) -> CancellationToken {
+        self.requested.clone()
     }
 
     /// Cancelled when the daemon is asked to stop: finish or park what is running, start
@@ -86,6 +107,7 @@ impl Lifecycle {
                 _ = self.hangup.recv() => return Event::Reload,
                 _ = self.terminate.recv() => return self.stop("SIGTERM"),
                 _ = self.interrupt.recv() => return self.stop("SIGINT"),
+                () = self.requested.cancelled() => return self.stop("stop request"),
                 _ = tick(self.watchdog.as_mut()) => self.notifier.watchdog(),
             }
         }

@@ -36,10 +36,15 @@ impl Notifier {
     /// Connect to `$NOTIFY_SOCKET` when it is set. A socket that cannot be reached is logged
     /// and ignored: the daemon works without systemd.
     pub fn from_env() -> Self {
-        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Self::default();
-        };
-        match connect(&path) {
+        match std::env::var_os("NOTIFY_SOCKET") {
+            Some(path) => Self::connect(&path),
+            None => Self::default(),
+        }
+    }
+
+    /// Notify the socket at `path` (`@name` for the abstract namespace).
+    pub fn connect(path: &OsStr) -> Self {
+        match connect(path) {
             Ok(socket) => Self {
                 socket: Some(Arc::new(NotifySocket {
                     socket,

@@ -10,6 +10,7 @@
 //! planning rules are plain functions that tests drive with tables of instants. A test in
 //! the binary crate checks that this crate never links tokio, axum or instant-acme.
 
+pub mod clock;
 pub mod hooks;
 pub mod inventory;
 pub mod lifecycle;
@@ -20,6 +21,7 @@ pub mod revocation;
 pub mod schedule;
 pub mod secret;
 
+pub use clock::Clock;
 pub use hooks::{
     CertHooks, DeployAction, Deployment, Hook, HookCommand, ReloadTarget, deploy_env, post_env,
     pre_env,

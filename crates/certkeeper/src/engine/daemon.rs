@@ -34,12 +34,13 @@ use tracing::Instrument;
 use crate::accounts::Accounts;
 use crate::control::{self, Incoming, Reply, Request};
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
-use crate::engine::attempt::{self, Attempt};
+use crate::engine::attempt;
 use crate::engine::deploy;
 use crate::engine::job::{AttemptError, JobContext};
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::LineageView;
+use crate::engine::ports::{AttemptInput, Clock, EngineRunner, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
@@ -105,7 +106,18 @@ enum Done {
 /// How long a failed deploy hook waits before it runs again.
 const DEPLOY_RETRY: Duration = Duration::from_secs(60);
 
+/// What the daemon runs on; see [`ports`](super::ports).
+#[derive(Debug)]
+pub struct Ports {
+    pub clock: Arc<dyn Clock>,
+    /// `None`: the engine's own runner.
+    pub runner: Option<Arc<dyn Runner>>,
+    pub lifecycle: Lifecycle,
+}
+
 pub struct Daemon {
+    clock: Arc<dyn Clock>,
+    runner: Arc<dyn Runner>,
     config_path: PathBuf,
     env: Environment,
     inventory: Arc<Inventory>,
@@ -145,9 +157,30 @@ impl Daemon {
         config_path: PathBuf,
         env: Environment,
         inventory: Inventory,
-        (store, lock): (Store, StoreLock),
+        locked: (Store, StoreLock),
     ) -> anyhow::Result<()> {
-        let lifecycle = Lifecycle::start()?;
+        let ports = Ports {
+            clock: Arc::new(SystemClock),
+            runner: None,
+            lifecycle: Lifecycle::start()?,
+        };
+        Self::run_with(config_path, env, inventory, locked, ports).await
+    }
+
+    /// [`Daemon::run`] with the ports given: scheduler tests pass a clock that follows
+    /// tokio's paused time and a runner of scripted outcomes.
+    pub async fn run_with(
+        config_path: PathBuf,
+        env: Environment,
+        inventory: Inventory,
+        (store, lock): (Store, StoreLock),
+        ports: Ports,
+    ) -> anyhow::Result<()> {
+        let Ports {
+            clock,
+            runner,
+            lifecycle,
+        } = ports;
         let tokens = ChallengeTokens::new();
         let stop_responder = CancellationToken::new();
         let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
@@ -201,7 +234,20 @@ impl Daemon {
         // a daemon without it cannot lend it to anything.
         crate::privilege::drop_bind_capability()?;
 
+        let ctx = JobContext {
+            store: store.clone(),
+            accounts: Accounts::default(),
+            tokens,
+            poll: PollPolicy {
+                timeout: ORDER_WAIT,
+                ..PollPolicy::default()
+            },
+            stop: lifecycle.soft(),
+        };
+        let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
         let mut daemon = Daemon {
+            clock,
+            runner,
             config_path,
             env,
             limits: Limits::new(&inventory),
@@ -212,16 +258,7 @@ impl Daemon {
             renewed_since_post: Vec::new(),
             redeploy_at: HashMap::new(),
             inventory: Arc::new(inventory),
-            ctx: JobContext {
-                store: store.clone(),
-                accounts: Accounts::default(),
-                tokens,
-                poll: PollPolicy {
-                    timeout: ORDER_WAIT,
-                    ..PollPolicy::default()
-                },
-                stop: lifecycle.soft(),
-            },
+            ctx,
             store,
             _lock: lock,
             lifecycle,
@@ -254,7 +291,7 @@ impl Daemon {
         // none, so it only does its one thing. The watchdog is petted inside the lifecycle's
         // wait and never wakes this loop (at rest, the daemon's only periodic work is the pet).
         let mut replan = true;
-        let mut wake_at = SystemTime::now();
+        let mut wake_at = self.clock.now();
         let mut last_status = String::new();
         loop {
             if replan {
@@ -275,9 +312,7 @@ impl Daemon {
                 last_status = status;
             }
             replan = true;
-            let sleep = wake_at
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
+            let sleep = wake_at.duration_since(self.clock.now()).unwrap_or_default();
             let reloads = Arc::clone(&self.reloads);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
@@ -311,7 +346,7 @@ impl Daemon {
 
     /// Plan every certificate, start the due ones, and say when to wake next.
     fn start_due_attempts(&mut self) -> Plan {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let inventory = Arc::clone(&self.inventory);
         let mut upcoming = Vec::new();
         let mut next: Option<(SystemTime, CertName)> = None;
@@ -367,11 +402,15 @@ impl Daemon {
         let purpose = attempt::purpose(spec, planned.renewal, action);
         let renewal = planned.renewal;
         let limits = self.limits.clone();
-        let ctx = self.ctx.clone();
         let spec = spec.clone();
         let urgent = planned.urgent;
-        let inventory = Arc::clone(&self.inventory);
-        let reloads = Arc::clone(&self.reloads);
+        let input = AttemptInput {
+            inventory: Arc::clone(&self.inventory),
+            reloads: Arc::clone(&self.reloads),
+            spec: spec.clone(),
+            purpose,
+        };
+        let attempt = self.runner.attempt(input);
         let stopping = self.lifecycle.soft();
         let span = tracing::info_span!(
             "attempt",
@@ -391,16 +430,7 @@ impl Daemon {
                 };
                 tracing::info!("starting attempt");
                 // A failed deploy is recorded (pending_deploy) and retried by the loop.
-                let outcome = Attempt {
-                    inventory: &inventory,
-                    ctx: &ctx,
-                    reloads: &reloads,
-                    spec: &spec,
-                    purpose,
-                    hooks: true,
-                }
-                .run()
-                .await;
+                let outcome = attempt.await;
                 if let Err(failure) = &outcome.result {
                     attempt::log_failure(&spec, failure, urgent);
                 }
@@ -417,27 +447,19 @@ impl Daemon {
 
     /// Start the deploy hooks of an installed certificate again.
     fn spawn_redeploy(&mut self, spec: &CertificateSpec) {
-        let inventory = Arc::clone(&self.inventory);
-        let reloads = Arc::clone(&self.reloads);
-        let ctx = self.ctx.clone();
+        let input = AttemptInput {
+            inventory: Arc::clone(&self.inventory),
+            reloads: Arc::clone(&self.reloads),
+            spec: spec.clone(),
+            purpose: attempt::purpose(spec, true, None),
+        };
+        let redeploy = self.runner.redeploy(input);
         let spec = spec.clone();
         self.in_flight.insert(spec.name.clone());
         let span = tracing::info_span!("redeploy", cert = %spec.name);
         self.tasks.spawn(
             async move {
-                let view = LineageView::load(&ctx.store, &spec.name);
-                if let (true, Some(live)) = (view.record.pending_deploy, &view.live) {
-                    let attempt = Attempt {
-                        inventory: &inventory,
-                        ctx: &ctx,
-                        reloads: &reloads,
-                        spec: &spec,
-                        purpose: attempt::purpose(&spec, true, None),
-                        hooks: true,
-                    };
-                    // A failure stays recorded as pending and is retried later.
-                    let _ = attempt.redeploy(live).await;
-                }
+                redeploy.await;
                 Done::Redeploy { spec }
             }
             .instrument(span),
@@ -607,7 +629,7 @@ impl Daemon {
                 return;
             }
         };
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let mut waiter = Waiter {
             replies,
             names: HashSet::new(),
@@ -742,7 +764,7 @@ impl Daemon {
             }
         }
         let status = self.status_line(&Plan {
-            wake_at: SystemTime::now() + IDLE_RECHECK,
+            wake_at: self.clock.now() + IDLE_RECHECK,
             next: None,
         });
         self.lifecycle.ready(&status);
@@ -816,7 +838,7 @@ impl Daemon {
 
     /// `12 certificates, next: www in 3d 4h, 0 failing` (plus what is running or wrong).
     fn status_line(&self, plan: &Plan) -> String {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let failing = self
             .views
             .values()
@@ -847,3 +869,6 @@ impl Daemon {
         line
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod job;
 pub mod limits;
 pub mod pass;
 pub mod plan;
+pub mod ports;
 pub mod revoke;
 pub mod watch;
 

@@ -1,0 +1,386 @@
+//! The scheduler in-process, with tokio's clock paused: a clock that follows it, a runner of
+//! scripted outcomes that records them on a real store in a temporary directory, and the
+//! daemon's own loop, planner and lifecycle. Months of renewals pass in milliseconds of real
+//! time; each test waits on the runner's calls, never on a sleep of real time.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::collections::VecDeque;
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use certkeeper_acme::{AcmeError, CaFailure};
+use certkeeper_config::Environment;
+use certkeeper_core::schedule::{Attempts, Backoff, backoff_delay, plan_certificate};
+use certkeeper_core::{CertName, CertificateSpec, Clock};
+use certkeeper_store::Store;
+use instant_acme::Problem;
+use rcgen::{CertificateParams, KeyPair};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Daemon, Ports};
+use crate::engine::attempt::Outcome;
+use crate::engine::job::{self, AttemptError};
+use crate::engine::ports::{AttemptInput, Runner, Task};
+use crate::lifecycle::Lifecycle;
+use crate::systemd::Notifier;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
+
+/// Wall-clock time that follows tokio's (paused) clock, from a fixed origin.
+#[derive(Debug)]
+struct TokioClock {
+    origin: SystemTime,
+    start: Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        // 2027-01-01T00:00:00Z: a fixed origin keeps every instant of a test the same.
+        Self {
+            origin: SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> SystemTime {
+        self.origin + self.start.elapsed()
+    }
+}
+
+/// What the scripted CA does on one attempt.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    /// Issue a certificate valid for this long from now.
+    Issue(Duration),
+    /// Fail as a transient CA error would, with the CA's Retry-After (from now) if any.
+    Fail(Option<Duration>),
+    /// Never answer.
+    Hang,
+}
+
+/// A runner of scripted outcomes, recording them on the lineage as the real one does.
+#[derive(Debug)]
+struct ScriptedRunner {
+    clock: Arc<TokioClock>,
+    store: Store,
+    script: Mutex<VecDeque<Script>>,
+    calls: mpsc::UnboundedSender<SystemTime>,
+}
+
+impl Runner for ScriptedRunner {
+    fn attempt(&self, input: AttemptInput) -> Task<Outcome> {
+        let now = self.clock.now();
+        let _ = self.calls.send(now);
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("the script has a step for every attempt");
+        let store = self.store.clone();
+        Box::pin(async move {
+            if matches!(step, Script::Hang) {
+                std::future::pending::<()>().await;
+            }
+            let mut lineage = store.lineage(&input.spec.name).unwrap();
+            let result = match step {
+                Script::Issue(lifetime) => {
+                    let key = KeyPair::generate().unwrap();
+                    let names: Vec<String> =
+                        input.spec.domains.iter().map(ToString::to_string).collect();
+                    let mut params = CertificateParams::new(names).unwrap();
+                    params.not_before = now.into();
+                    params.not_after = (now + lifetime).into();
+                    let cert = params.self_signed(&key).unwrap();
+                    Ok(lineage
+                        .install(
+                            &input.spec.domains,
+                            key.serialize_pem().as_bytes(),
+                            &cert.pem(),
+                        )
+                        .unwrap())
+                }
+                Script::Fail(retry_after) => Err(AttemptError::Acme(CaFailure {
+                    error: server_error(),
+                    retry_after: retry_after.map(|wait| now + wait),
+                })),
+                Script::Hang => unreachable!("a hanging attempt never gets here"),
+            };
+            job::record(&mut lineage, &result, now);
+            Outcome {
+                result,
+                deploy: Ok(()),
+            }
+        })
+    }
+
+    fn redeploy(&self, _input: AttemptInput) -> Task<()> {
+        Box::pin(async {})
+    }
+}
+
+fn server_error() -> AcmeError {
+    AcmeError::Protocol {
+        ca: "scripted".to_owned(),
+        step: "new order",
+        source: Box::new(instant_acme::Error::Api(Problem {
+            r#type: Some("urn:ietf:params:acme:error:serverInternal".to_owned()),
+            detail: Some("scripted outage".to_owned()),
+            status: Some(500),
+            subproblems: Vec::new(),
+        })),
+    }
+}
+
+/// A daemon on a fresh state directory with one certificate `www`, `top` added before the
+/// tables (a window, say), running `script`. Returns the calls' instants as they happen,
+/// the stop handle and the daemon's task.
+struct Running {
+    calls: mpsc::UnboundedReceiver<SystemTime>,
+    stop: tokio_util::sync::CancellationToken,
+    daemon: tokio::task::JoinHandle<anyhow::Result<()>>,
+    store: Store,
+    spec: CertificateSpec,
+    _dir: tempfile::TempDir,
+}
+
+fn start(top: &str, script: &[Script], lifecycle: Option<Lifecycle>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{}"
+{top}
+[http01]
+listen = ["127.0.0.1:0"]
+
+[[ca]]
+name = "scripted"
+directory = "https://ca.invalid/directory"
+
+[[certificate]]
+name = "www"
+ca = "scripted"
+domains = ["www.example.com"]
+"#,
+            state.display()
+        ),
+    )
+    .unwrap();
+    let env = Environment::from_process();
+    let inventory = certkeeper_config::load(&config, &env).unwrap().inventory;
+    let spec = inventory.certificates[0].clone();
+    let store = Store::open(&state).unwrap();
+    let lock = store.lock().unwrap();
+    let clock = Arc::new(TokioClock::new());
+    let (calls_tx, calls) = mpsc::unbounded_channel();
+    let runner = ScriptedRunner {
+        clock: Arc::clone(&clock),
+        store: store.clone(),
+        script: Mutex::new(script.iter().copied().collect()),
+        calls: calls_tx,
+    };
+    let lifecycle = lifecycle.unwrap_or_else(|| Lifecycle::new(Notifier::default(), None).unwrap());
+    let stop = lifecycle.stop_handle();
+    let ports = Ports {
+        clock,
+        runner: Some(Arc::new(runner)),
+        lifecycle,
+    };
+    let daemon = tokio::spawn(Daemon::run_with(
+        config,
+        env,
+        inventory,
+        (store.clone(), lock),
+        ports,
+    ));
+    Running {
+        calls,
+        stop,
+        daemon,
+        store,
+        spec,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn next_call(&mut self) -> SystemTime {
+        self.calls
+            .recv()
+            .await
+            .expect("the daemon calls the runner")
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.daemon.await.unwrap().unwrap();
+    }
+}
+
+fn www() -> CertName {
+    CertName::new("www").unwrap()
+}
+
+/// `a` and `b` within a second (certificates and state files keep whole seconds).
+fn assert_close(a: SystemTime, b: SystemTime, what: &str) {
+    let gap = a
+        .duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap();
+    assert!(gap <= Duration::from_secs(1), "{what}: {a:?} vs {b:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_certificate_is_issued_at_once_and_renewed_at_its_planned_instant() {
+    let mut running = start(
+        "",
+        &[Script::Issue(90 * DAY), Script::Issue(90 * DAY)],
+        None,
+    );
+    let first = running.next_call().await;
+    assert_eq!(first, TokioClock::new().origin, "issued at start");
+    // The instant the core's planner gives for the certificate the first attempt installed
+    // (read before the second attempt replaces it).
+    let observed = running
+        .store
+        .read_live_certificate(&www())
+        .unwrap()
+        .unwrap()
+        .observed;
+    let second = running.next_call().await;
+    let planned = plan_certificate(
+        &www(),
+        &running.spec,
+        Some(&observed),
+        &Attempts::default(),
+        &running.spec.schedule,
+        first,
+    )
+    .unwrap();
+    assert_close(second, planned.at, "the planned renewal");
+    // A third of 90 days before expiry, less at most a tenth of that for jitter.
+    assert!(
+        second > first + 57 * DAY && second <= first + 60 * DAY,
+        "{second:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_doubling_and_a_ca_retry_after_beats_the_backoff() {
+    let mut running = start(
+        "",
+        &[
+            Script::Fail(None),
+            Script::Fail(None),
+            Script::Fail(Some(2 * HOUR)),
+            Script::Issue(90 * DAY),
+        ],
+        None,
+    );
+    let calls = [
+        running.next_call().await,
+        running.next_call().await,
+        running.next_call().await,
+        running.next_call().await,
+    ];
+    let backoff = Backoff::default();
+    assert_close(
+        calls[1],
+        calls[0] + backoff_delay(&www(), 1, &backoff),
+        "after one failure",
+    );
+    assert_close(
+        calls[2],
+        calls[1] + backoff_delay(&www(), 2, &backoff),
+        "after two failures",
+    );
+    assert!(backoff_delay(&www(), 2, &backoff) > backoff_delay(&www(), 1, &backoff));
+    // The CA's two hours, longer than the backoff after three failures.
+    assert!(backoff_delay(&www(), 3, &backoff) < 2 * HOUR);
+    assert_close(calls[3], calls[2] + 2 * HOUR, "the CA's Retry-After");
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_due_renewal_waits_for_the_window_and_an_urgent_one_does_not() {
+    // Daily at 02:30 UTC. The first issuance (missing: urgent) runs at once, at 00:00.
+    let mut running = start(
+        "window = \"30 2 * * *\"\ntimezone = \"UTC\"",
+        &[Script::Issue(10 * DAY), Script::Issue(10 * DAY)],
+        None,
+    );
+    let first = running.next_call().await;
+    let second = running.next_call().await;
+    // Due a third of the lifetime before expiry (less jitter), then held to a window start:
+    // some day at 02:30:00 UTC, unless that is past the urgent point (a tenth of 10 days
+    // before expiry), in which case at the urgent point.
+    let since_midnight = second
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 86_400;
+    let urgent_point = first + 9 * DAY;
+    assert!(
+        since_midnight == 2 * 3_600 + 30 * 60 || second == urgent_point,
+        "renewed at {second:?}, {since_midnight} s after midnight"
+    );
+    assert!(
+        second > first + 5 * DAY && second <= urgent_point,
+        "{second:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watchdog_is_petted_while_an_attempt_hangs_and_a_stop_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let lifecycle = Lifecycle::new(
+        Notifier::connect(socket_path.as_os_str()),
+        Some(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let mut running = start("", &[Script::Hang], Some(lifecycle));
+    running.next_call().await;
+    // A minute of (paused) time with the attempt hanging.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let pets = received(&socket)
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count();
+    assert!(
+        pets >= 5,
+        "{pets} watchdog pets in a minute at one per 10 s"
+    );
+    // Stopping: the hanging attempt gets the grace period, then is dropped.
+    running.stop().await;
+    assert!(
+        received(&socket)
+            .iter()
+            .any(|m| m.lines().any(|l| l == "STOPPING=1"))
+    );
+}
+
+fn received(socket: &UnixDatagram) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    messages
+}
