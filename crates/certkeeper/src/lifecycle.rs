@@ -44,6 +44,8 @@ pub struct Lifecycle {
     hard: CancellationToken,
     /// A stop asked for from inside the process (scheduler tests), like a SIGTERM.
     requested: CancellationToken,
+    /// A reload asked for from inside the process (scheduler tests), like a SIGHUP.
+    reload_requested: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Lifecycle {
@@ -79,6 +81,7 @@ impl Lifecycle {
             soft: CancellationToken::new(),
             hard: CancellationToken::new(),
             requested: CancellationToken::new(),
+            reload_requested: std::sync::Arc::default(),
         })
     }
 
@@ -86,6 +89,12 @@ impl Lifecycle {
     #[cfg(test)]
     pub fn stop_handle(&self) -> CancellationToken {
         self.requested.clone()
+    }
+
+    /// Notify it to reload the configuration as a SIGHUP would.
+    #[cfg(test)]
+    pub fn reload_handle(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.reload_requested)
     }
 
     /// Cancelled when the daemon is asked to stop: finish or park what is running, start
@@ -105,6 +114,7 @@ impl Lifecycle {
         loop {
             tokio::select! {
                 _ = self.hangup.recv() => return Event::Reload,
+                () = self.reload_requested.notified() => return Event::Reload,
                 _ = self.terminate.recv() => return self.stop("SIGTERM"),
                 _ = self.interrupt.recv() => return self.stop("SIGINT"),
                 () = self.requested.cancelled() => return self.stop("stop request"),

@@ -63,6 +63,8 @@ enum Script {
     Issue(Duration),
     /// Fail as a transient CA error would, with the CA's Retry-After (from now) if any.
     Fail(Option<Duration>),
+    /// The CA has not finished: the order is parked and looked at again later.
+    Wait,
     /// Never answer.
     Hang,
 }
@@ -73,13 +75,13 @@ struct ScriptedRunner {
     clock: Arc<TokioClock>,
     store: Store,
     script: Mutex<VecDeque<Script>>,
-    calls: mpsc::UnboundedSender<SystemTime>,
+    calls: mpsc::UnboundedSender<(SystemTime, String)>,
 }
 
 impl Runner for ScriptedRunner {
     fn attempt(&self, input: AttemptInput) -> Task<Outcome> {
         let now = self.clock.now();
-        let _ = self.calls.send(now);
+        let _ = self.calls.send((now, input.spec.name.to_string()));
         let step = self
             .script
             .lock()
@@ -113,6 +115,15 @@ impl Runner for ScriptedRunner {
                     error: server_error(),
                     retry_after: retry_after.map(|wait| now + wait),
                 })),
+                Script::Wait => Err(AttemptError::Acme(CaFailure {
+                    error: AcmeError::Timeout {
+                        ca: "scripted".to_owned(),
+                        order_url: "https://ca.invalid/order/1".to_owned(),
+                        waiting_for: "the order to be ready",
+                        waited: Duration::from_secs(300),
+                    },
+                    retry_after: None,
+                })),
                 Script::Hang => unreachable!("a hanging attempt never gets here"),
             };
             job::record(&mut lineage, &result, now);
@@ -145,8 +156,10 @@ fn server_error() -> AcmeError {
 /// tables (a window, say), running `script`. Returns the calls' instants as they happen,
 /// the stop handle and the daemon's task.
 struct Running {
-    calls: mpsc::UnboundedReceiver<SystemTime>,
+    calls: mpsc::UnboundedReceiver<(SystemTime, String)>,
     stop: tokio_util::sync::CancellationToken,
+    reload: Arc<tokio::sync::Notify>,
+    config: std::path::PathBuf,
     daemon: tokio::task::JoinHandle<anyhow::Result<()>>,
     store: Store,
     spec: CertificateSpec,
@@ -193,13 +206,14 @@ domains = ["www.example.com"]
     };
     let lifecycle = lifecycle.unwrap_or_else(|| Lifecycle::new(Notifier::default(), None).unwrap());
     let stop = lifecycle.stop_handle();
+    let reload = lifecycle.reload_handle();
     let ports = Ports {
         clock,
         runner: Some(Arc::new(runner)),
         lifecycle,
     };
     let daemon = tokio::spawn(Daemon::run_with(
-        config,
+        config.clone(),
         env,
         inventory,
         (store.clone(), lock),
@@ -208,6 +222,8 @@ domains = ["www.example.com"]
     Running {
         calls,
         stop,
+        reload,
+        config,
         daemon,
         store,
         spec,
@@ -217,6 +233,10 @@ domains = ["www.example.com"]
 
 impl Running {
     async fn next_call(&mut self) -> SystemTime {
+        self.next_named_call().await.0
+    }
+
+    async fn next_named_call(&mut self) -> (SystemTime, String) {
         self.calls
             .recv()
             .await
@@ -383,4 +403,57 @@ fn received(socket: &UnixDatagram) -> Vec<String> {
         messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
     }
     messages
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_order_is_looked_at_again_later_and_is_no_failure() {
+    let mut running = start("", &[Script::Wait, Script::Issue(90 * DAY)], None);
+    let first = running.next_call().await;
+    let second = running.next_call().await;
+    assert_close(
+        second,
+        first + certkeeper_store::RECHECK_WAITING_ORDER,
+        "the parked order's recheck",
+    );
+    // Waiting on the CA did not count as a failure: no backoff was recorded.
+    let state = running.store.lineage(&www()).unwrap().state().clone();
+    assert_eq!(state.attempts.consecutive_failures, 0);
+    assert_eq!(state.attempts.failures_total, 0);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_adds_and_removes_certificates() {
+    let mut running = start(
+        "",
+        &[
+            Script::Issue(90 * DAY),
+            Script::Issue(90 * DAY),
+            Script::Issue(90 * DAY),
+        ],
+        None,
+    );
+    assert_eq!(running.next_named_call().await.1, "www");
+    // Add `api`: it is issued at once after the reload.
+    let text = std::fs::read_to_string(&running.config).unwrap();
+    let with_api = format!(
+        "{text}\n[[certificate]]\nname = \"api\"\nca = \"scripted\"\ndomains = [\"api.example.com\"]\n"
+    );
+    std::fs::write(&running.config, &with_api).unwrap();
+    running.reload.notify_one();
+    let (added_at, name) = running.next_named_call().await;
+    assert_eq!(name, "api");
+    // Remove `www`: the next renewal is `api`'s, never `www`'s.
+    let without_www = with_api.replacen(
+        "[[certificate]]\nname = \"www\"\nca = \"scripted\"\ndomains = [\"www.example.com\"]\n",
+        "",
+        1,
+    );
+    assert_ne!(without_www, with_api);
+    std::fs::write(&running.config, &without_www).unwrap();
+    running.reload.notify_one();
+    let (renewed_at, name) = running.next_named_call().await;
+    assert_eq!(name, "api", "only the remaining certificate is renewed");
+    assert!(renewed_at > added_at + 50 * DAY);
+    running.stop().await;
 }
