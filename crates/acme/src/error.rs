@@ -22,6 +22,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use certkeeper_core::{ChallengeKind, SolverError};
 use instant_acme::Problem;
 
 /// The RFC 8555 problem types (section 6.7), `urn:ietf:params:acme:error:<name>`.
@@ -273,13 +274,23 @@ pub enum AcmeError {
         domain: String,
         detail: String,
     },
+    /// The CA offers no challenge of the type the configured solver answers for a name.
     #[error(
-        "CA {ca:?} offers no http-01 challenge for {domain} (offered: {offered}); certkeeper answers HTTP-01 only"
+        "CA {ca:?} offers no {wanted} challenge for {domain} (offered: {offered}); the configured challenge solver answers {wanted} only"
     )]
-    NoHttp01Challenge {
+    NoSolvableChallenge {
         ca: String,
         domain: String,
+        wanted: ChallengeKind,
         offered: String,
+    },
+    /// The challenge solver could not present, confirm or remove an answer. Not retried on its
+    /// own: what the solver reports (a web root, DNS credentials) is for a human to look at.
+    #[error("CA {ca:?}: the challenge solver failed")]
+    Solver {
+        ca: String,
+        #[source]
+        source: SolverError,
     },
     #[error("CA {ca:?}: order {order_url} did not reach {waiting_for} within {waited:?}")]
     Timeout {

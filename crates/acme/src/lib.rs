@@ -10,8 +10,9 @@
 //! - [`account`]: one account per (directory, EAB key id), registered once and stored by the
 //!   caller; orders then reach the CA through whatever lifecycle URL the core derives (DigiCert's
 //!   `?action=..&orderId=..`) with the same account.
-//! - [`order`]: new order, HTTP-01 through the core's [`Http01Responder`] port, already-valid
-//!   authorizations skipped, finalize with a CSR from [`keys`], certificate download.
+//! - [`order`]: new order, challenges answered through the core's [`ChallengeSolver`] port
+//!   (cleaned up however the attempt ends), already-valid authorizations skipped, finalize
+//!   with a CSR from [`keys`], certificate download.
 //! - [`error`]: errors that keep the CA's problem document and say whether to retry, what a
 //!   refused registration asks the operator to change, and whether the CA lost the account;
 //!   [`CaFailure`] adds the Retry-After the CA sent with one.
@@ -19,7 +20,7 @@
 //! It never touches the disk except to read `root_ca_file`; persisting credentials and
 //! certificates is the caller's business (the store adapter).
 //!
-//! [`Http01Responder`]: certkeeper_core::Http01Responder
+//! [`ChallengeSolver`]: certkeeper_core::ChallengeSolver
 
 pub mod account;
 pub mod error;

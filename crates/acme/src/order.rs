@@ -1,17 +1,39 @@
 //! One certificate order, from `newOrder` to the downloaded chain.
 //!
 //! The flow follows RFC 8555 section 7.4: create the order on the directory URL the lifecycle
-//! rule chose, answer HTTP-01 for every *pending* authorization (authorizations that are
+//! rule chose, answer a challenge for every *pending* authorization (authorizations that are
 //! already `valid` — DigiCert's prevalidated domains, or a CA reusing a recent validation — are
 //! skipped and may list no challenge at all), wait for `ready`, finalize with a fresh key's CSR,
 //! wait through `processing`, download the chain. Polling starts fast and backs off, and
 //! honours the CA's `Retry-After`.
+//!
+//! # Challenges
+//!
+//! Challenges are answered through the core's [`ChallengeSolver`] port, in passes over the
+//! pending authorizations: pick each one's challenge of the solver's type (failing before
+//! anything is presented when the CA offers none), present every answer, wait until every one
+//! is ready, and only then tell the CA to validate. Presenting all before waiting lets DNS
+//! records propagate together rather than one after another.
+//!
+//! Cleanup is owned by one guard, `Presented`, which records an answer *before* presenting
+//! it. When validation ends (the order ready or invalid, or any error on the way)
+//! [`PlacedOrder::complete`] awaits the guard's cleanup before it finalizes or returns the
+//! error: one exit point instead of a cleanup call on every `?`. When the attempt is dropped
+//! half-way (the engine drops it on a stop while it waits on the CA) nothing can be awaited, so
+//! the guard's `Drop` calls the solver's `cleanup` for what is left (a solver does what it can
+//! within that call; the embedded responder forgets the token there) and hands a future still
+//! pending after one poll to the runtime.
 
 use std::collections::HashSet;
+use std::error::Error as _;
 use std::fmt;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use certkeeper_core::{CertName, DomainName, Http01Responder, KeyType, Secret};
+use certkeeper_core::{
+    CertName, ChallengeAnswer, ChallengeKind, ChallengeSolver, DomainName, KeyType, Secret,
+    SolverError,
+};
 use instant_acme::{
     AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
     RetryPolicy,
@@ -78,18 +100,102 @@ impl fmt::Debug for Issued {
     }
 }
 
-/// Retracts the published HTTP-01 tokens when the order attempt ends, however it ends.
-struct PublishedTokens<'a> {
-    responder: &'a dyn Http01Responder,
-    tokens: Vec<String>,
+/// The answers presented during one attempt, cleaned up when validation ends, however it
+/// ends (see the module docs).
+struct Presented<'a> {
+    solver: &'a dyn ChallengeSolver,
+    /// Every answer whose `present` was started and that is not cleaned up yet.
+    answers: Vec<ChallengeAnswer>,
 }
 
-impl Drop for PublishedTokens<'_> {
-    fn drop(&mut self) {
-        for token in &self.tokens {
-            self.responder.retract(token);
+impl<'a> Presented<'a> {
+    fn new(solver: &'a dyn ChallengeSolver) -> Self {
+        Self {
+            solver,
+            answers: Vec::new(),
         }
     }
+
+    async fn present(&mut self, answer: &ChallengeAnswer) -> Result<(), SolverError> {
+        // Recorded first: a `present` that fails or is cut short may still have left
+        // something behind.
+        self.answers.push(answer.clone());
+        self.solver.present(answer).await
+    }
+
+    /// Clean up every presented answer. A failure is logged, not returned: the order's
+    /// outcome does not depend on it, and the other answers are still cleaned up.
+    async fn clean_up(&mut self) {
+        // Taken off the list only once cleaned up, so a drop during the await leaves it to
+        // `Drop` (cleaning up twice is allowed).
+        while let Some(answer) = self.answers.last() {
+            let cleaned = self.solver.cleanup(answer).await;
+            report_cleanup(answer, cleaned);
+            self.answers.pop();
+        }
+    }
+}
+
+impl Drop for Presented<'_> {
+    fn drop(&mut self) {
+        for answer in self.answers.drain(..) {
+            let mut cleanup = self.solver.cleanup(&answer);
+            // Most cleanups are done within the call; only one still pending needs the runtime.
+            if let Poll::Ready(cleaned) = cleanup
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                report_cleanup(&answer, cleaned);
+                continue;
+            }
+            match tokio::runtime::Handle::try_current() {
+                // Detached: the attempt that would have waited for it is gone.
+                Ok(runtime) => drop(runtime.spawn(async move {
+                    let cleaned = cleanup.await;
+                    report_cleanup(&answer, cleaned);
+                })),
+                Err(_) => tracing::warn!(
+                    domain = %answer.domain(),
+                    challenge = %answer.kind(),
+                    "challenge not cleaned up: the attempt was dropped outside a runtime"
+                ),
+            }
+        }
+    }
+}
+
+fn report_cleanup(answer: &ChallengeAnswer, cleaned: Result<(), SolverError>) {
+    match cleaned {
+        Ok(()) => {
+            tracing::debug!(domain = %answer.domain(), challenge = %answer.kind(), "challenge cleaned up");
+        }
+        Err(err) => tracing::warn!(
+            domain = %answer.domain(),
+            challenge = %answer.kind(),
+            error = %chain(&err),
+            "challenge cleanup failed; remove it by hand"
+        ),
+    }
+}
+
+/// `err` and its sources, `: `-separated.
+fn chain(err: &SolverError) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The challenge picked for one pending authorization.
+struct Picked {
+    authorization_url: String,
+    answer: ChallengeAnswer,
+    /// Still `pending` at the CA: a resumed order may have triggered it before a restart.
+    trigger: bool,
 }
 
 /// An order at the CA, new or resumed by URL, that [`PlacedOrder::complete`] drives to a
@@ -167,13 +273,13 @@ impl AcmeAccount {
     pub async fn issue(
         &self,
         request: &OrderRequest<'_>,
-        responder: &dyn Http01Responder,
+        solver: &dyn ChallengeSolver,
         poll: PollPolicy,
     ) -> Result<Issued, AcmeError> {
         let mut placed = self.place_order(request).await?;
         let key_pem = generate_key_pem(request.key_type)?;
         let chain_pem = placed
-            .complete(&key_pem, request.domains, responder, poll)
+            .complete(&key_pem, request.domains, solver, poll)
             .await?;
         Ok(Issued {
             key_pem,
@@ -198,44 +304,27 @@ impl PlacedOrder<'_> {
         &self.url
     }
 
-    /// Drive the order from wherever it is to a downloaded chain: answer HTTP-01 for pending
-    /// authorizations, finalize with a CSR signed by `key_pem`, wait through `processing`.
+    /// Drive the order from wherever it is to a downloaded chain: answer a challenge for each
+    /// pending authorization through `solver`, finalize with a CSR signed by `key_pem`, wait
+    /// through `processing`. Whatever was presented is cleaned up once validation ends, also
+    /// when it fails or this future is dropped.
     ///
     /// # Errors
-    /// A failed validation, an invalid order, a refusal or a timeout.
+    /// No challenge of the solver's type, a solver failure, a failed validation, an invalid
+    /// order, a refusal or a timeout.
     pub async fn complete(
         &mut self,
         key_pem: &Secret,
         domains: &[DomainName],
-        responder: &dyn Http01Responder,
+        solver: &dyn ChallengeSolver,
         poll: PollPolicy,
     ) -> Result<String, AcmeError> {
         let account = self.account;
         let url = self.url.clone();
-        let mut published = PublishedTokens {
-            responder,
-            tokens: Vec::new(),
-        };
-        match self.order.state().status {
-            OrderStatus::Pending => {
-                account
-                    .answer_challenges(&mut self.order, &mut published)
-                    .await?;
-                let status = retry_bad_nonce!(self.order.poll_ready(&poll.retry_policy()).await)
-                    .map_err(|source| {
-                        account.timeout_or(source, &url, "ready", poll, "validation")
-                    })?;
-                if status == OrderStatus::Invalid {
-                    return Err(account.validation_failure(&mut self.order).await);
-                }
-            }
-            OrderStatus::Ready => {
-                tracing::info!(order_url = %url, "every authorization already valid; no challenge needed");
-            }
-            OrderStatus::Invalid => return Err(account.validation_failure(&mut self.order).await),
-            OrderStatus::Processing | OrderStatus::Valid => {}
-        }
-        drop(published);
+        let mut presented = Presented::new(solver);
+        let validated = self.validate(&mut presented, poll).await;
+        presented.clean_up().await;
+        validated?;
 
         if self.order.state().status == OrderStatus::Ready {
             let csr = csr_der(key_pem, domains)?;
@@ -249,21 +338,79 @@ impl PlacedOrder<'_> {
         tracing::info!(order_url = %url, "certificate downloaded");
         Ok(chain_pem)
     }
+
+    /// Answer the challenges and wait until the order is `ready` (or past it).
+    async fn validate(
+        &mut self,
+        presented: &mut Presented<'_>,
+        poll: PollPolicy,
+    ) -> Result<(), AcmeError> {
+        let account = self.account;
+        let url = &self.url;
+        match self.order.state().status {
+            OrderStatus::Pending => {
+                account
+                    .answer_challenges(&mut self.order, presented)
+                    .await?;
+                let status = retry_bad_nonce!(self.order.poll_ready(&poll.retry_policy()).await)
+                    .map_err(|source| {
+                        account.timeout_or(source, url, "ready", poll, "validation")
+                    })?;
+                if status == OrderStatus::Invalid {
+                    return Err(account.validation_failure(&mut self.order).await);
+                }
+            }
+            OrderStatus::Ready => {
+                tracing::info!(order_url = %url, "every authorization already valid; no challenge needed");
+            }
+            OrderStatus::Invalid => return Err(account.validation_failure(&mut self.order).await),
+            OrderStatus::Processing | OrderStatus::Valid => {}
+        }
+        Ok(())
+    }
 }
 
 impl AcmeAccount {
-    /// Publish and trigger HTTP-01 for every pending authorization.
-    ///
-    /// The authorization stream fetches states lazily; a fetch that fails (a `badNonce`
-    /// streak) restarts the stream, which skips states already fetched, and `done` keeps a
-    /// challenge from being triggered twice.
+    /// Answer a challenge for every pending authorization: pick them all, present them all,
+    /// wait until all are ready, then trigger them (see the module docs).
     async fn answer_challenges(
         &self,
         order: &mut Order,
-        published: &mut PublishedTokens<'_>,
+        presented: &mut Presented<'_>,
     ) -> Result<(), AcmeError> {
+        let picked = self.pick_challenges(order, presented.solver.kind()).await?;
+        for challenge in &picked {
+            presented
+                .present(&challenge.answer)
+                .await
+                .map_err(|source| self.solver_failure(source))?;
+        }
+        for challenge in &picked {
+            presented
+                .solver
+                .ready(&challenge.answer)
+                .await
+                .map_err(|source| self.solver_failure(source))?;
+        }
+        self.trigger_challenges(order, &picked).await
+    }
+
+    /// The challenge of type `kind` of every pending authorization, with its answer.
+    ///
+    /// The authorization stream fetches states lazily; a fetch that fails (a `badNonce`
+    /// streak) restarts the stream, which skips states already fetched. The states stay with
+    /// the order, so later passes fetch nothing.
+    async fn pick_challenges(
+        &self,
+        order: &mut Order,
+        kind: ChallengeKind,
+    ) -> Result<Vec<Picked>, AcmeError> {
         let ca = self.ca().to_owned();
-        let mut done: HashSet<String> = HashSet::new();
+        let wanted = match kind {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::Dns01 => ChallengeType::Dns01,
+        };
+        let mut picked: Vec<Picked> = Vec::new();
         let mut restarts = 0u32;
         'restart: loop {
             let mut authorizations = order.authorizations();
@@ -301,46 +448,100 @@ impl AcmeAccount {
                         });
                     }
                 }
-                if done.contains(&url) {
+                if picked.iter().any(|p| p.authorization_url == url) {
                     continue;
                 }
                 let offered = authz
                     .challenges
                     .iter()
-                    .map(|c| format!("{:?}", c.r#type))
+                    .map(|c| offered_name(&c.r#type))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let Some(mut challenge) = authz.challenge(ChallengeType::Http01) else {
-                    return Err(AcmeError::NoHttp01Challenge {
+                let Some(challenge) = authz.challenge(wanted.clone()) else {
+                    return Err(AcmeError::NoSolvableChallenge {
                         ca,
                         domain,
+                        wanted: kind,
                         offered,
                     });
                 };
                 let key_authorization = challenge.key_authorization();
-                published
-                    .responder
-                    .publish(&challenge.token, key_authorization.as_str());
-                published.tokens.push(challenge.token.clone());
-                // A resumed order may have triggered this challenge before a restart: the
-                // token is published again (the CA may still be fetching it) but the
-                // challenge is not triggered twice.
-                if challenge.status != ChallengeStatus::Pending {
-                    tracing::debug!(domain = %domain, status = ?challenge.status, "http-01 challenge already triggered");
-                    done.insert(url);
-                    continue;
-                }
-                retry_bad_nonce!(challenge.set_ready().await).map_err(|source| {
-                    AcmeError::Protocol {
-                        ca: ca.clone(),
-                        step: "triggering the http-01 challenge",
-                        source: Box::new(source),
-                    }
-                })?;
-                tracing::debug!(domain = %domain, "http-01 challenge triggered");
-                done.insert(url);
+                let answer = match kind {
+                    ChallengeKind::Http01 => ChallengeAnswer::Http01 {
+                        token: challenge.token.clone(),
+                        key_authorization: key_authorization.as_str().to_owned(),
+                        domain,
+                    },
+                    ChallengeKind::Dns01 => ChallengeAnswer::Dns01 {
+                        // RFC 8555 section 8.4: a wildcard is validated at its base name.
+                        record_name: format!(
+                            "_acme-challenge.{}",
+                            domain.strip_prefix("*.").unwrap_or(&domain)
+                        ),
+                        value: key_authorization.dns_value(),
+                        domain,
+                    },
+                };
+                picked.push(Picked {
+                    authorization_url: url,
+                    answer,
+                    trigger: challenge.status == ChallengeStatus::Pending,
+                });
             }
-            return Ok(());
+            return Ok(picked);
+        }
+    }
+
+    /// Tell the CA to validate every picked challenge still pending. A resumed order may have
+    /// triggered some before a restart: those were presented again (the CA may still be
+    /// fetching them) but are not triggered twice.
+    async fn trigger_challenges(
+        &self,
+        order: &mut Order,
+        picked: &[Picked],
+    ) -> Result<(), AcmeError> {
+        let ca = self.ca().to_owned();
+        let mut done: HashSet<&str> = HashSet::new();
+        let mut authorizations = order.authorizations();
+        while let Some(next) = authorizations.next().await {
+            // Every state was fetched while picking, so this fetches nothing.
+            let mut authz = next.map_err(|source| AcmeError::Protocol {
+                ca: ca.clone(),
+                step: "fetching an authorization",
+                source: Box::new(source),
+            })?;
+            let Some(choice) = picked.iter().find(|p| p.authorization_url == authz.url()) else {
+                continue;
+            };
+            let domain = choice.answer.domain();
+            let kind = choice.answer.kind();
+            if !choice.trigger || !done.insert(choice.authorization_url.as_str()) {
+                tracing::debug!(domain = %domain, challenge = %kind, "challenge already triggered");
+                continue;
+            }
+            let wanted = match kind {
+                ChallengeKind::Http01 => ChallengeType::Http01,
+                ChallengeKind::Dns01 => ChallengeType::Dns01,
+            };
+            let Some(mut challenge) = authz.challenge(wanted) else {
+                continue;
+            };
+            retry_bad_nonce!(challenge.set_ready().await).map_err(|source| {
+                AcmeError::Protocol {
+                    ca: ca.clone(),
+                    step: "triggering a challenge",
+                    source: Box::new(source),
+                }
+            })?;
+            tracing::debug!(domain = %domain, challenge = %kind, "challenge triggered");
+        }
+        Ok(())
+    }
+
+    fn solver_failure(&self, source: SolverError) -> AcmeError {
+        AcmeError::Solver {
+            ca: self.ca().to_owned(),
+            source,
         }
     }
 
@@ -405,4 +606,16 @@ fn join(domains: &[DomainName]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A challenge type as the CA names it, for the list of what it offered.
+fn offered_name(kind: &ChallengeType) -> String {
+    match kind {
+        ChallengeType::Http01 => "http-01".to_owned(),
+        ChallengeType::Dns01 => "dns-01".to_owned(),
+        ChallengeType::TlsAlpn01 => "tls-alpn-01".to_owned(),
+        ChallengeType::DeviceAttest01 => "device-attest-01".to_owned(),
+        ChallengeType::Unknown(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
 }

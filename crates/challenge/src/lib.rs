@@ -6,9 +6,12 @@
 //! with the key authorization as `text/plain`. Everything else is a 404 with an empty body,
 //! so the listener exposes nothing while no order is running.
 //!
-//! [`ChallengeTokens`] is the shared table (the ACME adapter publishes through the core's
-//! [`Http01Responder`] port); [`serve`] runs the listener until a shutdown future resolves, so
-//! tests bind port 0 and the lifecycle owner decides when it stops.
+//! [`ChallengeTokens`] is the shared table, and the core's [`ChallengeSolver`] for `http-01`:
+//! the ACME adapter presents and cleans up tokens through that port. Presenting takes effect at
+//! once (the listener reads the table on every request), so `ready` has nothing to wait for,
+//! and cleanup forgets the token within the call, so even a dropped order attempt leaves no
+//! token behind. [`serve`] runs the listener until a shutdown future resolves, so tests bind
+//! port 0 and the lifecycle owner decides when it stops.
 //!
 //! The listener faces the internet on port 80, so it is built to shrug off abuse: HTTP/1 only,
 //! request heads limited to [`Limits::max_head_bytes`], a deadline for the head and for the
@@ -64,7 +67,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use certkeeper_core::Http01Responder;
+use certkeeper_core::{ChallengeAnswer, ChallengeKind, ChallengeSolver, SolverError, SolverFuture};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::{Service as _, service_fn};
@@ -115,21 +118,69 @@ impl ChallengeTokens {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-impl Http01Responder for ChallengeTokens {
-    fn publish(&self, token: &str, key_authorization: &str) {
+    /// Serve `key_authorization` at `/.well-known/acme-challenge/<token>` from now on.
+    pub fn publish(&self, token: &str, key_authorization: &str) {
         self.inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(token.to_owned(), key_authorization.to_owned());
     }
 
-    fn retract(&self, token: &str) {
+    /// Stop serving `token` (nothing happens if it is not served).
+    pub fn retract(&self, token: &str) {
         self.inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(token);
+    }
+}
+
+/// The embedded responder answers `http-01`; every step completes within the call.
+impl ChallengeSolver for ChallengeTokens {
+    fn kind(&self) -> ChallengeKind {
+        ChallengeKind::Http01
+    }
+
+    fn present<'a>(&'a self, answer: &'a ChallengeAnswer) -> SolverFuture<'a> {
+        let presented = match answer {
+            ChallengeAnswer::Http01 {
+                token,
+                key_authorization,
+                ..
+            } => {
+                self.publish(token, key_authorization);
+                Ok(())
+            }
+            other => Err(wrong_kind(other)),
+        };
+        Box::pin(std::future::ready(presented))
+    }
+
+    fn ready<'a>(&'a self, answer: &'a ChallengeAnswer) -> SolverFuture<'a> {
+        let ready = match answer {
+            ChallengeAnswer::Http01 { .. } => Ok(()),
+            other => Err(wrong_kind(other)),
+        };
+        Box::pin(std::future::ready(ready))
+    }
+
+    fn cleanup(&self, answer: &ChallengeAnswer) -> SolverFuture<'static> {
+        let cleaned = match answer {
+            ChallengeAnswer::Http01 { token, .. } => {
+                self.retract(token);
+                Ok(())
+            }
+            other => Err(wrong_kind(other)),
+        };
+        Box::pin(std::future::ready(cleaned))
+    }
+}
+
+fn wrong_kind(answer: &ChallengeAnswer) -> SolverError {
+    SolverError::WrongKind {
+        solver: ChallengeKind::Http01,
+        requested: answer.kind(),
     }
 }
 
@@ -651,6 +702,71 @@ mod tests {
 
         stop.send(()).expect("server running");
         server.await.expect("join").expect("serve");
+    }
+
+    /// The solver port, as the ACME adapter drives it: what `present` publishes is served at
+    /// once (`ready` has nothing to wait for), and `cleanup` takes it down within the call,
+    /// before its future is even polled, which is what a dropped order attempt relies on.
+    #[tokio::test]
+    async fn solver_present_serves_the_token_and_cleanup_removes_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tokens = ChallengeTokens::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, tokens.clone(), async {
+            let _ = stopped.await;
+        }));
+        let solver: &dyn ChallengeSolver = &tokens;
+        assert_eq!(solver.kind(), ChallengeKind::Http01);
+        let answer = ChallengeAnswer::Http01 {
+            domain: "www.example.org".to_owned(),
+            token: "tok-2".to_owned(),
+            key_authorization: "tok-2.thumbprint".to_owned(),
+        };
+        let path = format!("{CHALLENGE_PREFIX}tok-2");
+
+        solver.present(&answer).await.expect("present");
+        solver.ready(&answer).await.expect("ready");
+        assert_eq!(
+            get_path(addr, &path).await,
+            (StatusCode::OK, "tok-2.thumbprint".to_owned())
+        );
+
+        let cleanup = solver.cleanup(&answer);
+        assert!(tokens.is_empty(), "removed before the future is polled");
+        cleanup.await.expect("cleanup");
+        assert_eq!(get_path(addr, &path).await.0, StatusCode::NOT_FOUND);
+        // Twice is harmless: the order code may clean up an answer again after a drop.
+        solver.cleanup(&answer).await.expect("second cleanup");
+
+        stop.send(()).expect("server running");
+        server.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn solver_refuses_a_dns_answer() {
+        let tokens = ChallengeTokens::new();
+        let answer = ChallengeAnswer::Dns01 {
+            domain: "example.org".to_owned(),
+            record_name: "_acme-challenge.example.org".to_owned(),
+            value: "digest".to_owned(),
+        };
+        let err = tokens.present(&answer).await.expect_err("wrong kind");
+        assert!(
+            matches!(
+                err,
+                SolverError::WrongKind {
+                    solver: ChallengeKind::Http01,
+                    requested: ChallengeKind::Dns01
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "this solver answers http-01 challenges, not dns-01"
+        );
+        assert!(tokens.is_empty());
     }
 
     #[tokio::test]

@@ -16,7 +16,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use certkeeper_challenge::{ChallengeTokens, Limits, router, serve_router};
-use certkeeper_core::Http01Responder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};

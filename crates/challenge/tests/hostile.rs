@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use certkeeper_challenge::{ChallengeTokens, Limits, serve_with};
-use certkeeper_core::Http01Responder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

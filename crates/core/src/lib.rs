@@ -4,7 +4,8 @@
 //! ([`Inventory`], [`CaSpec`], [`CertificateSpec`]), the newtypes that make invalid
 //! inventory unrepresentable ([`CertName`], [`DomainName`], [`KeyType`], ...), the renewal
 //! decision ([`renewal`]), DigiCert's lifecycle URL rules ([`lifecycle`]) and the hook
-//! vocabulary with its environment contract ([`hooks`]).
+//! vocabulary with its environment contract ([`hooks`]), and the ports adapters implement
+//! ([`ChallengeSolver`]).
 //!
 //! It performs no I/O: no files, no sockets, no clock. Time enters as a parameter so the
 //! planning rules are plain functions that tests drive with tables of instants. A test in
@@ -29,7 +30,9 @@ pub use hooks::{
 pub use inventory::{AdminSpec, CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};
-pub use ports::Http01Responder;
+pub use ports::{
+    ChallengeAnswer, ChallengeKind, ChallengeSolver, SolverError, SolverFuture, SolverStep,
+};
 pub use renewal::{Decision, ObservedCert};
 pub use revocation::RevocationReason;
 pub use secret::Secret;
