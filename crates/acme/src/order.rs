@@ -619,3 +619,6 @@ fn offered_name(kind: &ChallengeType) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests;
