@@ -57,9 +57,9 @@ pub enum AttemptError {
         "stopped at a safe point: certkeeper is stopping (a persisted order resumes at the next start)"
     )]
     Stopping,
-    /// A key could not be generated (the blocking task that makes it died).
-    #[error("generating the certificate key")]
-    KeyGeneration(#[source] tokio::task::JoinError),
+    /// A task of the blocking pool (generating the key, installing the certificate) died.
+    #[error("a blocking task of the attempt (key generation or install) did not finish")]
+    Blocking(#[source] tokio::task::JoinError),
     /// The CA's directory URL cannot be used for this order.
     #[error("the directory URL of CA {ca} cannot be used for this order")]
     DirectoryUrl {
@@ -93,7 +93,7 @@ impl AttemptError {
                     FailureClass::NeedsHuman
                 }
             }
-            AttemptError::PreHook(_) | AttemptError::KeyGeneration(_) => {
+            AttemptError::PreHook(_) | AttemptError::Blocking(_) => {
                 FailureClass::Transient { retry_after: None }
             }
             AttemptError::Stopping => FailureClass::WaitingOnCa,
@@ -184,7 +184,17 @@ pub async fn obtain(
             return Err(account.failure(err).into());
         }
     };
-    match lineage.install(&spec.domains, key_pem.expose(), &chain_pem) {
+    // Verifying, writing and fsyncing the new version happen on the blocking pool, off the
+    // thread that answers the CA's HTTP-01 requests for the other orders. `install` only
+    // writes files; the lineage's state is recorded afterwards, here, by `record`.
+    let installing = lineage.clone();
+    let domains = spec.domains.clone();
+    let key = key_pem.expose().to_vec();
+    let installed =
+        tokio::task::spawn_blocking(move || installing.install(&domains, &key, &chain_pem))
+            .await
+            .map_err(AttemptError::Blocking)?;
+    match installed {
         // The order is done; [`record`] says so with the success.
         Ok(installed) => Ok(installed),
         Err(err) => {
@@ -244,7 +254,7 @@ async fn place<'a>(
     let key_pem =
         tokio::task::spawn_blocking(move || certkeeper_acme::keys::generate_key_pem(key_type))
             .await
-            .map_err(AttemptError::KeyGeneration)?
+            .map_err(AttemptError::Blocking)?
             .map_err(CaFailure::from)?;
     let placed = account
         .place_order(&OrderRequest {
