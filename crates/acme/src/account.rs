@@ -104,28 +104,6 @@ pub struct AcmeAccount {
     stored: StoredAccount,
 }
 
-#[cfg(test)]
-impl AcmeAccount {
-    /// An account known to a test CA, without registering it there.
-    pub(crate) fn for_test(
-        transport: Transport,
-        account_url: String,
-        directory: String,
-        key_pkcs8_der: &[u8],
-    ) -> Self {
-        Self {
-            ca: "fake".to_owned(),
-            transport,
-            stored: StoredAccount {
-                account_url,
-                directory,
-                eab_kid: None,
-                key_pkcs8: BASE64_URL_SAFE_NO_PAD.encode(key_pkcs8_der),
-            },
-        }
-    }
-}
-
 impl AcmeAccount {
     /// Where the account for `ca` is stored: path components from the core's rule.
     ///

@@ -619,6 +619,3 @@ fn offered_name(kind: &ChallengeType) -> String {
         other => format!("{other:?}"),
     }
 }
-
-#[cfg(test)]
-mod tests;
