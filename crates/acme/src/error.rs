@@ -435,7 +435,6 @@ pub(crate) fn registration_error(
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error as _;
 
     use super::*;
 
@@ -450,14 +449,7 @@ mod tests {
 
     /// The message as `{:#}` prints it: each cause once, joined by ": ".
     fn chain(err: &AcmeError) -> String {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        certkeeper_core::error_chain(err)
     }
 
     #[test]
@@ -678,16 +670,7 @@ mod tests {
             error: error(),
             retry_after: Some(SystemTime::UNIX_EPOCH),
         };
-        let text = {
-            let mut text = failure.to_string();
-            let mut source = failure.source();
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
-        };
+        let text = certkeeper_core::error_chain(&failure);
         assert_eq!(text, chain(&error()));
         assert_eq!(text.matches("too many orders").count(), 1, "{text}");
         assert!(CaFailure::from(error()).retry_after.is_none());

@@ -25,7 +25,6 @@
 //! pending after one poll to the runtime.
 
 use std::collections::HashSet;
-use std::error::Error as _;
 use std::fmt;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -172,22 +171,10 @@ fn report_cleanup(answer: &ChallengeAnswer, cleaned: Result<(), SolverError>) {
         Err(err) => tracing::warn!(
             domain = %answer.domain(),
             challenge = %answer.kind(),
-            error = %chain(&err),
+            error = %certkeeper_core::error_chain(&err),
             "challenge cleanup failed; remove it by hand"
         ),
     }
-}
-
-/// `err` and its sources, `: `-separated.
-fn chain(err: &SolverError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The challenge picked for one pending authorization.

@@ -36,20 +36,7 @@ pub fn short_duration(span: Duration) -> String {
     }
 }
 
-/// An error and its causes on one line, `outer: cause: root cause`: the binary's one renderer
-/// of error chains, for logs, state records and `renew`'s error lines alike (anyhow's `{:#}`
-/// prints the same at the binary's edge, in `main`). Typed errors keep their cause out of
-/// their own message, so each cause appears once.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use certkeeper_core::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod ports;
 pub mod renewal;
+pub mod report;
 pub mod revocation;
 pub mod schedule;
 pub mod secret;
@@ -34,5 +35,6 @@ pub use ports::{
     ChallengeAnswer, ChallengeKind, ChallengeSolver, SolverError, SolverFuture, SolverStep,
 };
 pub use renewal::{Decision, ObservedCert};
+pub use report::error_chain;
 pub use revocation::RevocationReason;
 pub use secret::Secret;

@@ -320,23 +320,11 @@ pub fn log_outcomes(outcomes: &[ReloadOutcome]) {
             Err(err) => tracing::error!(
                 hook,
                 certificates,
-                error = %error_chain(err),
+                error = %certkeeper_core::error_chain(err),
                 "reload could not run; the new certificates are installed but may not be served yet"
             ),
         }
     }
-}
-
-/// `err` and its sources, `: `-separated, as `{:#}` would print them through anyhow.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
