@@ -354,12 +354,7 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
 
     load = meta.get("load") or []
     if load:
-        L += ["## Other activity on the machine", "",
-              "The benchmark shares the machine with whatever else runs on it. CPU the whole "
-              "machine used per phase (`/proc/stat`), and the part that was not the benchmark's "
-              "(its own processes, Pebble included), as a share of one core; the busiest other "
-              "programs by name, sampled from `/proc/PID/stat` every 2 s (a lower bound: "
-              "processes that lived less than that are missed):", ""]
+        L += ["## Other activity on the machine", "", LOAD_INTRO, ""]
         L += table(LOAD_HEADER, [load_row(p) for p in load])
         L += [""]
 
@@ -368,6 +363,12 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
     return "\n".join(L) + "\n"
 
 
+LOAD_INTRO = (
+    "The benchmark shares the machine with whatever else runs on it. CPU the whole machine "
+    "used per phase (`/proc/stat`), and the part that was not the benchmark's (its own "
+    "processes, Pebble included), as a share of one core; the busiest other programs by name, "
+    "sampled from `/proc/PID/stat` every 2 s (a lower bound: processes that lived less than "
+    "that are missed):")
 LOAD_HEADER = ["phase", "wall", "machine CPU", "benchmark", "other processes", "busiest other programs"]
 
 
@@ -448,7 +449,7 @@ def scale_targets(results: Results, plan: Plan) -> list[list[str]]:
                      "certificates are issued (informational)",
                      f"{fmt_time(burst_median(bursts, 'during', 'p99'))} during the burst, "
                      f"{fmt_time(burst_median(bursts, 'before', 'p99'))} before it "
-                     f"(median of {len(bursts)} bursts; slowest answer "
+                     f"(median of {len(bursts)} burst{'s' if len(bursts) > 1 else ''}; slowest answer "
                      f"{fmt_time(max(b['during']['max'] for b in bursts))})",
                      "informational"])
     return rows
@@ -619,6 +620,8 @@ def splice(old: str, results: Results, plan: Plan, meta: dict, notes: str) -> st
                     last = max(i for i, l in enumerate(lines) if l.startswith("|"))
                     lines.insert(last + 1, text)
         elif heading.startswith("## Other activity"):
+            lines[:] = [LOAD_INTRO if l.startswith("The benchmark shares the machine") else l
+                        for l in lines]
             header = [i for i, l in enumerate(lines) if l.startswith("| phase |")]
             if header:
                 i = header[0]
