@@ -58,7 +58,7 @@ use crate::layout::{
     ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, PRIVATE_DIR_MODE, STATE_DIR,
     STATE_ROOT_MODE,
 };
-use crate::nofollow::DirFd;
+use crate::nofollow::{DirFd, HeldDir, Reached};
 
 /// The state directory, held open: every operation goes through its descriptor, so moving
 /// or replacing the path after [`Store::open`] cannot redirect the store.
@@ -66,6 +66,15 @@ use crate::nofollow::DirFd;
 pub struct Store {
     layout: Layout,
     root: Arc<DirFd>,
+    /// `live/`, `archive/` and `state/`, kept open for reads (see [`HeldDir`]).
+    held: Arc<HeldDirs>,
+}
+
+#[derive(Debug)]
+struct HeldDirs {
+    live: HeldDir,
+    archive: HeldDir,
+    state: HeldDir,
 }
 
 impl Store {
@@ -83,17 +92,19 @@ impl Store {
     /// another user's; [`StoreError::Io`] when a directory cannot be created or inspected.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let root = DirFd::open_root(state_dir, STATE_ROOT_MODE)?;
-        for (sub, mode) in [
-            (ACCOUNTS_DIR, PRIVATE_DIR_MODE),
-            (ARCHIVE_DIR, GROUP_DIR_MODE),
-            (LIVE_DIR, GROUP_DIR_MODE),
-            (STATE_DIR, PRIVATE_DIR_MODE),
-        ] {
-            root.ensure_dir(sub, mode)?;
-        }
+        root.ensure_dir(ACCOUNTS_DIR, PRIVATE_DIR_MODE)?;
+        let archive = root.ensure_dir(ARCHIVE_DIR, GROUP_DIR_MODE)?;
+        let live = root.ensure_dir(LIVE_DIR, GROUP_DIR_MODE)?;
+        let state = root.ensure_dir(STATE_DIR, PRIVATE_DIR_MODE)?;
+        let held = HeldDirs {
+            live: HeldDir::new(LIVE_DIR, live)?,
+            archive: HeldDir::new(ARCHIVE_DIR, archive)?,
+            state: HeldDir::new(STATE_DIR, state)?,
+        };
         Ok(Store {
             layout: Layout::new(state_dir),
             root: Arc::new(root),
+            held: Arc::new(held),
         })
     }
 
@@ -147,8 +158,8 @@ impl Store {
     /// [`StoreError::Io`] when they cannot be read; [`StoreError::State`] when the lineage
     /// state file is invalid.
     pub fn read_live(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
-        let state = state::read(&self.root, name)?;
-        live::read_live(&self.root, &self.layout, name, &state, live::Check::Pair)
+        let state = self.read_state(name)?;
+        self.read_live_with(name, &state, live::Check::Pair)
     }
 
     /// Like [`Store::read_live`], reading the certificate only: what planning needs, fast
@@ -160,14 +171,8 @@ impl Store {
     /// # Errors
     /// As [`Store::read_live`], without the key checks.
     pub fn read_live_certificate(&self, name: &CertName) -> Result<Option<LiveCert>, StoreError> {
-        let state = state::read(&self.root, name)?;
-        live::read_live(
-            &self.root,
-            &self.layout,
-            name,
-            &state,
-            live::Check::CertificateOnly,
-        )
+        let state = self.read_state(name)?;
+        self.read_live_with(name, &state, live::Check::CertificateOnly)
     }
 
     /// Verify and install a new certificate for `name`, then make it live.
@@ -194,7 +199,7 @@ impl Store {
     ) -> Result<LiveCert, StoreError> {
         // Read the lineage state before writing, so a damaged state file stops the install
         // while nothing is written, rather than failing the read-back after the swap.
-        let state = state::read(&self.root, name)?;
+        let state = self.read_state(name)?;
         self.install_with_state(name, domains, key_pem, chain_pem, &state)
     }
 
@@ -214,13 +219,12 @@ impl Store {
             }
         })?;
         install::install(&self.root, &self.layout, name, &issue)?;
-        live::read_live(&self.root, &self.layout, name, state, live::Check::Pair)?.ok_or_else(
-            || StoreError::Io {
+        self.read_live_with(name, state, live::Check::Pair)?
+            .ok_or_else(|| StoreError::Io {
                 action: "read back the installed certificate",
                 path: self.live_dir(name),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            },
-        )
+            })
     }
 
     /// Where the account for `key` is stored.
@@ -259,9 +263,50 @@ impl Store {
     /// [`StoreError::Unsafe`] when `live/` is a symlink or not certkeeper's;
     /// [`StoreError::Io`] when it cannot be listed.
     pub fn lineages(&self) -> Result<Vec<CertName>, StoreError> {
-        match self.root.open_dir(LIVE_DIR)? {
+        match self.live_dir_fd()? {
             Some(live) => layout::lineages(&live),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// `live/`, as it is now (see [`HeldDir::current`]).
+    fn live_dir_fd(&self) -> Result<Option<Reached<'_>>, StoreError> {
+        self.held.live.current(&self.root)
+    }
+
+    /// The lineage state of `name`, read through the held `state/`.
+    pub(crate) fn read_state(&self, name: &CertName) -> Result<LineageState, StoreError> {
+        match self.held.state.current(&self.root)? {
+            Some(dir) => state::read_in(&dir, name),
+            None => Ok(LineageState::default()),
+        }
+    }
+
+    /// The pending order key of `name`, read through the held `state/`.
+    pub(crate) fn read_pending_key(&self, name: &CertName) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.held.state.current(&self.root)? {
+            Some(dir) => state::read_pending_key_in(&dir, name),
+            None => Ok(None),
+        }
+    }
+
+    /// What is live for `name`, read through the held `live/` and `archive/`.
+    pub(crate) fn read_live_with(
+        &self,
+        name: &CertName,
+        state: &LineageState,
+        check: live::Check,
+    ) -> Result<Option<LiveCert>, StoreError> {
+        let Some(live) = self.live_dir_fd()? else {
+            return Ok(None);
+        };
+        live::read_live(
+            &live,
+            || self.held.archive.current(&self.root),
+            &self.layout,
+            name,
+            state,
+            check,
+        )
     }
 }

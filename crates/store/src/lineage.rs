@@ -103,7 +103,7 @@ impl Store {
         Ok(Lineage {
             store: self.clone(),
             name: name.clone(),
-            state: state::read(&self.root, name)?,
+            state: self.read_state(name)?,
         })
     }
 }
@@ -139,13 +139,7 @@ impl Lineage {
     }
 
     fn read_live(&self, check: live::Check) -> Result<Option<LiveCert>, StoreError> {
-        live::read_live(
-            &self.store.root,
-            &self.store.layout,
-            &self.name,
-            &self.state,
-            check,
-        )
+        self.store.read_live_with(&self.name, &self.state, check)
     }
 
     /// The order in flight, if one was recorded.
@@ -160,7 +154,7 @@ impl Lineage {
     /// [`StoreError::Unsafe`] when it is a symlink, not certkeeper's or open to others;
     /// [`StoreError::Io`] when it exists but cannot be read.
     pub fn pending_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        state::read_pending_key(&self.store.root, &self.name)
+        self.store.read_pending_key(&self.name)
     }
 
     /// Verify and install a new certificate and make it live, exactly as

@@ -16,18 +16,19 @@
 //! or by certbot) is still read, its files opened without following symlinks: certbot's
 //! per-file links to `../../archive/` are refused, with a message naming the link.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use certkeeper_core::{CertName, ObservedCert};
 
 use crate::error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 use crate::layout::{
-    ARCHIVE_DIR, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, LIVE_DIR, Layout, PRIVKEY_FILE,
-    parse_live_target,
+    ARCHIVE_DIR, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, Layout, PRIVKEY_FILE, parse_live_target,
 };
-use crate::nofollow::{DirFd, Secrecy};
+use crate::nofollow::{DirFd, Reached, Secrecy};
 use crate::state::LineageState;
-use crate::verify::{key_matches, leaf_info, parse_certificate, parse_chain, parse_private_key};
+use crate::verify::{
+    check_certificates, decode_chain, key_matches, leaf_info, parse_certificate, parse_private_key,
+};
 
 /// The certificate currently live for a lineage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,36 +87,45 @@ pub(crate) enum Check {
     CertificateOnly,
 }
 
-pub(crate) fn read_live(
-    root: &DirFd,
+/// What is live for `name` in `live` (the `live/` directory); `archive` reaches `archive/`.
+pub(crate) fn read_live<'a>(
+    live: &DirFd,
+    archive: impl FnOnce() -> Result<Option<Reached<'a>>, StoreError>,
     layout: &Layout,
     name: &CertName,
     state: &LineageState,
     check: Check,
 ) -> Result<Option<LiveCert>, StoreError> {
     let link = layout.live_link(name);
-    let Some(live) = root.open_dir(LIVE_DIR)? else {
-        return Ok(None);
+    // `readlinkat` first: for certkeeper's own links it answers both what the entry is and
+    // where it points; only what is not a link is then looked at.
+    let target = match live.read_link_if_symlink(name.as_str())? {
+        Some(target) => target,
+        None => match live.kind_of(name.as_str())? {
+            None => return Ok(None),
+            // A link again (swapped in between the two calls): read it as one.
+            Some(FileKind::Symlink) => live.read_link(name.as_str())?,
+            Some(FileKind::Directory) => {
+                let dir = live.require_dir(name.as_str())?;
+                return read_version(name, &dir, String::new(), link, state, check).map(Some);
+            }
+            Some(_) => return Err(StoreError::LiveNotSymlink { path: link }),
+        },
     };
-    let (dir, version) = match live.kind_of(name.as_str())? {
-        None => return Ok(None),
-        Some(FileKind::Symlink) => {
-            let target = live.read_link(name.as_str())?;
-            let Some(version) = parse_live_target(name, &target) else {
-                return Err(StoreError::Unsafe {
-                    path: link,
-                    problem: UnsafeProblem::LinkTarget { target },
-                });
-            };
-            let dir = root
-                .require_dir(ARCHIVE_DIR)?
-                .require_dir(name.as_str())?
-                .require_dir(&version)?;
-            (dir, version)
-        }
-        Some(FileKind::Directory) => (live.require_dir(name.as_str())?, String::new()),
-        Some(_) => return Err(StoreError::LiveNotSymlink { path: link }),
+    let Some(version) = parse_live_target(name, &target) else {
+        return Err(StoreError::Unsafe {
+            path: link,
+            problem: UnsafeProblem::LinkTarget { target },
+        });
     };
+    let archive = archive()?.ok_or_else(|| {
+        StoreError::io(
+            "open directory",
+            layout.root().join(ARCHIVE_DIR),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
+    let dir = archive.require_dir(name.as_str())?.require_dir(&version)?;
     read_version(name, &dir, version, link, state, check).map(Some)
 }
 
@@ -127,30 +137,37 @@ fn read_version(
     state: &LineageState,
     check: Check,
 ) -> Result<LiveCert, StoreError> {
-    let cert_path = dir.child(CERT_FILE);
-    let key_path = dir.child(PRIVKEY_FILE);
     let cert_pem = read_text(dir, CERT_FILE, Secrecy::Public)?;
-    let corrupt = |path: &Path, problem: VerifyProblem| StoreError::Corrupt {
+    // Paths are joined for an error only.
+    let corrupt = |path: PathBuf, problem: VerifyProblem| StoreError::Corrupt {
         name: name.clone(),
-        path: path.to_path_buf(),
+        path,
         problem,
     };
+    let cert_path = || dir.child(CERT_FILE);
 
-    let chain = parse_chain(&cert_pem).map_err(|p| corrupt(&cert_path, p))?;
-    let leaf_der = chain
-        .into_iter()
-        .next()
-        .ok_or_else(|| corrupt(&cert_path, VerifyProblem::NoCertificate))?;
-    let leaf =
-        parse_certificate(&leaf_der, "leaf certificate").map_err(|p| corrupt(&cert_path, p))?;
+    // Each certificate is parsed once: the leaf here (kept for the facts below), the
+    // intermediates only to check them.
+    let mut chain = decode_chain(&cert_pem).map_err(|p| corrupt(cert_path(), p))?;
+    let leaf_der = if chain.is_empty() {
+        return Err(corrupt(cert_path(), VerifyProblem::NoCertificate));
+    } else {
+        chain.remove(0)
+    };
+    let leaf = parse_certificate(&leaf_der, "certificate").map_err(|p| corrupt(cert_path(), p))?;
+    check_certificates(&chain).map_err(|p| corrupt(cert_path(), p))?;
     if check == Check::Pair {
         let key_pem = read_text(dir, PRIVKEY_FILE, Secrecy::Secret)?;
-        let key = parse_private_key(&key_pem).map_err(|p| corrupt(&key_path, p))?;
+        let key = parse_private_key(&key_pem, Some(leaf.public_key()))
+            .map_err(|p| corrupt(dir.child(PRIVKEY_FILE), p))?;
         if !key_matches(&key, leaf.public_key()) {
-            return Err(corrupt(dir.path(), VerifyProblem::KeyMismatch));
+            return Err(corrupt(
+                dir.path().to_path_buf(),
+                VerifyProblem::KeyMismatch,
+            ));
         }
     }
-    let info = leaf_info(&leaf).map_err(|p| corrupt(&cert_path, p))?;
+    let info = leaf_info(&leaf).map_err(|p| corrupt(cert_path(), p))?;
     drop(leaf);
 
     Ok(LiveCert {
@@ -171,18 +188,17 @@ fn read_version(
 
 /// The file `name` of `dir` as text; its absence is an error (a version always has it).
 fn read_text(dir: &DirFd, name: &str, secrecy: Secrecy) -> Result<String, StoreError> {
-    let path = dir.child(name);
     let bytes = dir.read_file(name, secrecy, "read")?.ok_or_else(|| {
         StoreError::io(
             "read",
-            &path,
+            dir.child(name),
             std::io::Error::from(std::io::ErrorKind::NotFound),
         )
     })?;
     String::from_utf8(bytes).map_err(|err| {
         StoreError::io(
             "read",
-            path,
+            dir.child(name),
             std::io::Error::new(std::io::ErrorKind::InvalidData, err),
         )
     })

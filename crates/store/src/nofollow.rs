@@ -24,7 +24,6 @@
 //! the daemon before `fstat` refuses it (the flag changes nothing for regular files).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -71,6 +70,12 @@ pub(crate) enum Secrecy {
 pub(crate) struct DirFd {
     fd: OwnedFd,
     path: PathBuf,
+    /// The uid every entry reached from this directory must belong to: the effective uid when
+    /// the state directory was opened, asked once and handed down to every directory opened
+    /// from it rather than asked again after every open. certkeeper changes its uid only
+    /// before it opens the state directory (and while it has one thread), so it cannot differ
+    /// from asking each time.
+    owner: u32,
 }
 
 /// The effective uid: the owner everything in the state directory must have.
@@ -112,6 +117,7 @@ impl DirFd {
         let parent = DirFd {
             fd: parent_fd,
             path: parent.to_path_buf(),
+            owner: euid(),
         };
         let created = match mkdirat(&parent.fd, name, Mode::from_raw_mode(mode)) {
             Ok(()) => true,
@@ -136,13 +142,14 @@ impl DirFd {
         let dir = DirFd {
             fd,
             path: path.to_path_buf(),
+            owner: euid(),
         };
         let stat = dir.stat()?;
-        if stat.st_uid != euid() {
+        if stat.st_uid != dir.owner {
             return Err(StoreError::StateDirNotOwned {
                 path: path.to_path_buf(),
                 owner: stat.st_uid,
-                running_as: euid(),
+                running_as: dir.owner,
             });
         }
         dir.tighten(mode)?;
@@ -162,6 +169,7 @@ impl DirFd {
         Ok(DirFd {
             fd,
             path: path.to_path_buf(),
+            owner: euid(),
         })
     }
 
@@ -202,9 +210,10 @@ impl DirFd {
         let dir = DirFd {
             fd,
             path: self.child(name),
+            owner: self.owner,
         };
         let stat = dir.stat()?;
-        check_stat(&dir.path, &stat, FileKind::Directory)?;
+        check_stat(&dir.path, &stat, FileKind::Directory, self.owner)?;
         Ok(Some(dir))
     }
 
@@ -289,18 +298,33 @@ impl DirFd {
             .map_err(|errno| StoreError::io("read symlink", self.child(name), errno.into()))
     }
 
+    /// The target of `name` when it is a symlink, `None` when it is anything else or
+    /// nothing.
+    pub(crate) fn read_link_if_symlink(&self, name: &str) -> Result<Option<PathBuf>, StoreError> {
+        let name = component(name, &self.path)?;
+        match readlinkat(&self.fd, name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(OsString::from_vec(target.into_bytes())))),
+            Err(Errno::INVAL | Errno::NOENT) => Ok(None),
+            Err(errno) => Err(StoreError::io(
+                "read symlink",
+                self.child(name),
+                errno.into(),
+            )),
+        }
+    }
+
     /// Create the symlink `name` pointing at `target`.
     pub(crate) fn symlink(&self, target: &Path, name: &str) -> io::Result<()> {
         symlinkat(target, &self.fd, name).map_err(io::Error::from)
     }
 
     /// Open `name` for reading: a regular file owned by us, closed to others when it is a
-    /// secret. `None` when it does not exist.
-    pub(crate) fn open_file(
+    /// secret. `None` when it does not exist. Also returns the file's size as `fstat` saw it.
+    fn open_file(
         &self,
         name: &str,
         secrecy: Secrecy,
-    ) -> Result<Option<File>, StoreError> {
+    ) -> Result<Option<(OwnedFd, u64)>, StoreError> {
         let name = component(name, &self.path)?;
         let fd = match openat(&self.fd, name, READ_FLAGS, Mode::empty()) {
             Ok(fd) => fd,
@@ -314,34 +338,55 @@ impl DirFd {
                 ));
             }
         };
-        let path = self.child(name);
-        let stat = fstat(&fd).map_err(|errno| StoreError::io("inspect", &path, errno.into()))?;
-        check_stat(&path, &stat, FileKind::RegularFile)?;
+        // The path is only built for an error: joining it on every successful open showed in
+        // profiles of large fleets.
+        let stat = fstat(&fd)
+            .map_err(|errno| StoreError::io("inspect", self.child(name), errno.into()))?;
         let mode = stat.st_mode & 0o7777;
-        if secrecy == Secrecy::Secret && mode & 0o077 != 0 {
+        let problem = stat_problem(&stat, FileKind::RegularFile, self.owner)
+            .or((secrecy == Secrecy::Secret && mode & 0o077 != 0)
+                .then_some(UnsafeProblem::OpenToOthers { mode }));
+        if let Some(problem) = problem {
             return Err(StoreError::Unsafe {
-                path,
-                problem: UnsafeProblem::OpenToOthers { mode },
+                path: self.child(name),
+                problem,
             });
         }
-        Ok(Some(File::from(fd)))
+        Ok(Some((fd, u64::try_from(stat.st_size).unwrap_or(0))))
     }
 
     /// The content of the file `name` (see [`DirFd::open_file`]); `None` when it does not
     /// exist.
+    ///
+    /// Read with plain `read(2)` into a buffer sized from the `fstat` already made: std's
+    /// `read_to_end` would ask the kernel for the size and position again (`statx`, `lseek`).
     pub(crate) fn read_file(
         &self,
         name: &str,
         secrecy: Secrecy,
         action: &'static str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::Read;
-        let Some(mut file) = self.open_file(name, secrecy)? else {
+        let Some((fd, size)) = self.open_file(name, secrecy)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|err| StoreError::io(action, self.child(name), err))?;
+        // One byte more than the size, so a file read whole is seen to end with one more
+        // `read` returning 0 into spare room, not a reallocation.
+        let mut bytes = vec![0; usize::try_from(size).unwrap_or(0).saturating_add(1)];
+        let mut len = 0;
+        loop {
+            if len == bytes.len() {
+                // The file grew since `fstat`: keep reading.
+                bytes.resize(len.saturating_mul(2).max(4096), 0);
+            }
+            let spare = bytes.get_mut(len..).unwrap_or_default();
+            match rustix::io::read(&fd, spare) {
+                Ok(0) => break,
+                Ok(read) => len += read,
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(StoreError::io(action, self.child(name), errno.into())),
+            }
+        }
+        bytes.truncate(len);
         Ok(Some(bytes))
     }
 
@@ -424,8 +469,12 @@ impl DirFd {
                 return Err(self.open_failed(name, errno, FileKind::Directory, "open directory"));
             }
         };
-        let dir = DirFd { fd, path };
-        check_stat(&dir.path, &dir.stat()?, FileKind::Directory)?;
+        let dir = DirFd {
+            fd,
+            path,
+            owner: self.owner,
+        };
+        check_stat(&dir.path, &dir.stat()?, FileKind::Directory, self.owner)?;
         for entry in dir.raw_entries()? {
             dir.remove_entry_at_depth(&entry, depth + 1)?;
         }
@@ -510,6 +559,73 @@ impl DirFd {
     }
 }
 
+/// A fixed subdirectory of the state directory (`live/`, `archive/`, `state/`), opened and
+/// checked at [`Store::open`](crate::Store::open) and kept open, so a read does not open and
+/// check it again.
+///
+/// Each use still asks what the name is now, with one `fstatat` (never following it): while
+/// the name is the directory held, with the kind and owner it must have, the held descriptor
+/// is used; otherwise (a symlink planted there, the directory replaced or given away) the name
+/// is opened and checked exactly as [`DirFd::open_dir`] does, so what a read finds and refuses
+/// is what it found and refused when every read opened the directory afresh.
+#[derive(Debug)]
+pub(crate) struct HeldDir {
+    name: &'static str,
+    dir: DirFd,
+    dev: u64,
+    ino: u64,
+}
+
+/// A directory reached through a [`HeldDir`]: the held descriptor or a fresh one.
+#[derive(Debug)]
+pub(crate) enum Reached<'a> {
+    Held(&'a DirFd),
+    Fresh(DirFd),
+}
+
+impl std::ops::Deref for Reached<'_> {
+    type Target = DirFd;
+
+    fn deref(&self) -> &DirFd {
+        match self {
+            Reached::Held(dir) => dir,
+            Reached::Fresh(dir) => dir,
+        }
+    }
+}
+
+impl HeldDir {
+    /// Keep `dir`, the entry `name` of the state directory, open.
+    pub(crate) fn new(name: &'static str, dir: DirFd) -> Result<HeldDir, StoreError> {
+        let stat = dir.stat()?;
+        Ok(HeldDir {
+            name,
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            dir,
+        })
+    }
+
+    /// The directory `root/name` now is; `None` when there is nothing by that name.
+    pub(crate) fn current<'a>(&'a self, root: &DirFd) -> Result<Option<Reached<'a>>, StoreError> {
+        match statat(&root.fd, self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            // The held inode stays allocated while it is open, so its number cannot be
+            // reused by another directory: same device and inode means the same directory.
+            Ok(stat) if stat.st_dev == self.dev && stat.st_ino == self.ino => {
+                check_stat(&self.dir.path, &stat, FileKind::Directory, self.dir.owner)?;
+                Ok(Some(Reached::Held(&self.dir)))
+            }
+            Ok(_) => Ok(root.open_dir(self.name)?.map(Reached::Fresh)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(StoreError::io(
+                "inspect",
+                root.child(self.name),
+                errno.into(),
+            )),
+        }
+    }
+}
+
 impl FileKind {
     pub(crate) fn of(stat: &Stat) -> FileKind {
         match FileType::from_raw_mode(stat.st_mode) {
@@ -521,23 +637,35 @@ impl FileKind {
     }
 }
 
-/// Refuse what `fstat` says is not `expected` or not owned by the effective uid.
-pub(crate) fn check_stat(path: &Path, stat: &Stat, expected: FileKind) -> Result<(), StoreError> {
+/// Refuse what `fstat` says is not `expected` or not owned by `owner` (the effective uid).
+pub(crate) fn check_stat(
+    path: &Path,
+    stat: &Stat,
+    expected: FileKind,
+    owner: u32,
+) -> Result<(), StoreError> {
+    match stat_problem(stat, expected, owner) {
+        None => Ok(()),
+        Some(problem) => Err(StoreError::Unsafe {
+            path: path.to_path_buf(),
+            problem,
+        }),
+    }
+}
+
+/// What is wrong with what `fstat` says, if anything: not `expected`, or not `owner`'s.
+fn stat_problem(stat: &Stat, expected: FileKind, owner: u32) -> Option<UnsafeProblem> {
     let found = FileKind::of(stat);
-    let problem = if found != expected {
-        UnsafeProblem::WrongType { expected, found }
-    } else if stat.st_uid != euid() {
-        UnsafeProblem::WrongOwner {
+    if found != expected {
+        Some(UnsafeProblem::WrongType { expected, found })
+    } else if stat.st_uid != owner {
+        Some(UnsafeProblem::WrongOwner {
             uid: stat.st_uid,
-            expected: euid(),
-        }
+            expected: owner,
+        })
     } else {
-        return Ok(());
-    };
-    Err(StoreError::Unsafe {
-        path: path.to_path_buf(),
-        problem,
-    })
+        None
+    }
 }
 
 /// `name` as one path component. Every name the store uses is built from validated parts;

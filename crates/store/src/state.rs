@@ -129,10 +129,8 @@ impl RevokedRecord {
     }
 }
 
-pub(crate) fn read(root: &DirFd, name: &CertName) -> Result<LineageState, StoreError> {
-    let Some(dir) = root.open_dir(STATE_DIR)? else {
-        return Ok(LineageState::default());
-    };
+/// The state of `name` in `dir` (`state/`); the default when it has none.
+pub(crate) fn read_in(dir: &DirFd, name: &CertName) -> Result<LineageState, StoreError> {
     let file = state_file_name(name);
     let Some(bytes) = dir.read_file(&file, Secrecy::Public, "read lineage state")? else {
         return Ok(LineageState::default());
@@ -168,13 +166,11 @@ pub(crate) fn write_pending_key(
     )
 }
 
-pub(crate) fn read_pending_key(
-    root: &DirFd,
+/// The pending order key of `name` in `dir` (`state/`).
+pub(crate) fn read_pending_key_in(
+    dir: &DirFd,
     name: &CertName,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let Some(dir) = root.open_dir(STATE_DIR)? else {
-        return Ok(None);
-    };
     dir.read_file(
         &pending_key_file_name(name),
         Secrecy::Secret,

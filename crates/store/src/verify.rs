@@ -17,10 +17,14 @@ use std::time::{Duration, SystemTime};
 
 use certkeeper_core::renewal::same_names;
 use certkeeper_core::{DomainName, KeyType};
-use rcgen::{KeyPair, PublicKeyData};
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -104,10 +108,11 @@ pub(crate) fn check_issue(
     key_pem: &str,
     chain_pem: &str,
 ) -> Result<VerifiedIssue, VerifyProblem> {
-    let key = parse_private_key(key_pem)?;
-    let chain = parse_chain(chain_pem)?;
-    let leaf_der = chain.first().ok_or(VerifyProblem::NoCertificate)?;
-    let leaf = parse_certificate(leaf_der, "leaf certificate")?;
+    let key = parse_private_key(key_pem, None)?;
+    let chain = decode_chain(chain_pem)?;
+    let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyProblem::NoCertificate)?;
+    let leaf = parse_certificate(leaf_der, "certificate")?;
+    check_certificates(intermediates)?;
     if !key_matches(&key, leaf.public_key()) {
         return Err(VerifyProblem::KeyMismatch);
     }
@@ -123,7 +128,16 @@ pub(crate) fn check_issue(
 }
 
 /// Decode the first private key block of `pem` and load it.
-pub(crate) fn parse_private_key(pem: &str) -> Result<PrivateKey, VerifyProblem> {
+///
+/// `certificate_key` is the public key of the certificate the key should belong to, when
+/// known: the key is then loaded once, with the parser for that key's algorithm. Without it,
+/// or when that parser refuses the key (a key of another type: the caller then reports the
+/// mismatch), the parsers are tried in turn (Ed25519, ECDSA P-256, P-384, P-521, RSA), which
+/// for an ECDSA key means aws-lc decodes and checks it twice.
+pub(crate) fn parse_private_key(
+    pem: &str,
+    certificate_key: Option<&SubjectPublicKeyInfo<'_>>,
+) -> Result<PrivateKey, VerifyProblem> {
     for block in Pem::iter_from_buffer(pem.as_bytes()) {
         let block = block.map_err(|err| VerifyProblem::BadPem {
             what: KEY,
@@ -138,15 +152,20 @@ pub(crate) fn parse_private_key(pem: &str) -> Result<PrivateKey, VerifyProblem> 
         if !block.label.ends_with("PRIVATE KEY") {
             continue;
         }
-        let key_pair = KeyPair::try_from(block.contents.as_slice()).map_err(|_| {
-            VerifyProblem::BadPem {
+        let der = block.contents.as_slice();
+        let known = certificate_key
+            .and_then(signature_algorithm)
+            .and_then(|alg| load_key_as(der, alg));
+        let key_pair = match known {
+            Some(key_pair) => key_pair,
+            None => KeyPair::try_from(der).map_err(|_| VerifyProblem::BadPem {
                 what: KEY,
                 detail: format!(
                     "the {} block is not an ECDSA, Ed25519 or RSA key in PKCS#8, SEC1 or PKCS#1 form",
                     block.label
                 ),
-            }
-        })?;
+            })?,
+        };
         return Ok(PrivateKey {
             spki: key_pair.subject_public_key_info(),
             label: block.label,
@@ -159,10 +178,46 @@ pub(crate) fn parse_private_key(pem: &str) -> Result<PrivateKey, VerifyProblem> 
     })
 }
 
-/// Decode every block of `pem`, which must all be certificates, leaf first. Each must parse
-/// as X.509. Any other block (a private key pasted in by mistake, say) is refused so it can
-/// never end up in a world-readable chain file.
-pub(crate) fn parse_chain(pem: &str) -> Result<Vec<Vec<u8>>, VerifyProblem> {
+/// The key `der` (PKCS#8, SEC1 or PKCS#1) loaded as a key for `alg` only; `None` when it is
+/// not one.
+fn load_key_as(der: &[u8], alg: &'static SignatureAlgorithm) -> Option<KeyPair> {
+    // rcgen takes rustls-pki-types' `PrivateKeyDer`, which sniffs the form from the DER; it
+    // is named here only through inference, so the store needs no dependency for it.
+    match TryInto::try_into(der) {
+        Ok(key) => KeyPair::from_der_and_sign_algo(&key, alg).ok(),
+        Err(_) => None,
+    }
+}
+
+/// The rcgen algorithm whose parser loads the private half of `spki`, by the certificate's
+/// public key algorithm (and named curve).
+fn signature_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Option<&'static SignatureAlgorithm> {
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        Some(&rcgen::PKCS_RSA_SHA256)
+    } else if *algorithm == OID_SIG_ED25519 {
+        Some(&rcgen::PKCS_ED25519)
+    } else if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+        if curve == OID_EC_P256 {
+            Some(&rcgen::PKCS_ECDSA_P256_SHA256)
+        } else if curve == OID_NIST_EC_P384 {
+            Some(&rcgen::PKCS_ECDSA_P384_SHA384)
+        } else if curve == OID_NIST_EC_P521 {
+            Some(&rcgen::PKCS_ECDSA_P521_SHA512)
+        } else {
+            None
+        }
+    } else {
+        None
+    }
+}
+
+/// Decode every block of `pem`, which must all be certificates, leaf first. Any other block
+/// (a private key pasted in by mistake, say) is refused so it can never end up in a
+/// world-readable chain file. The blocks are not parsed as X.509 here: the caller parses the
+/// leaf (once: it needs it anyway) and the rest with [`check_certificates`].
+pub(crate) fn decode_chain(pem: &str) -> Result<Vec<Vec<u8>>, VerifyProblem> {
     let mut chain = Vec::new();
     for (index, block) in Pem::iter_from_buffer(pem.as_bytes()).enumerate() {
         let block = block.map_err(|err| VerifyProblem::BadPem {
@@ -179,12 +234,27 @@ pub(crate) fn parse_chain(pem: &str) -> Result<Vec<Vec<u8>>, VerifyProblem> {
                 ),
             });
         }
-        parse_certificate(&block.contents, "certificate")?;
         chain.push(block.contents);
     }
     if chain.is_empty() {
         return Err(VerifyProblem::NoCertificate);
     }
+    Ok(chain)
+}
+
+/// Check that each of `ders` parses as X.509.
+pub(crate) fn check_certificates(ders: &[Vec<u8>]) -> Result<(), VerifyProblem> {
+    for der in ders {
+        parse_certificate(der, "certificate")?;
+    }
+    Ok(())
+}
+
+/// [`decode_chain`], each block also checked to parse as X.509.
+#[cfg(test)]
+pub(crate) fn parse_chain(pem: &str) -> Result<Vec<Vec<u8>>, VerifyProblem> {
+    let chain = decode_chain(pem)?;
+    check_certificates(&chain)?;
     Ok(chain)
 }
 
@@ -254,13 +324,18 @@ pub(crate) fn leaf_info(cert: &X509Certificate<'_>) -> Result<LeafInfo, VerifyPr
 /// `big.Int.Text(16)` prints it, which is what Pebble's management API returns in `Serial`
 /// and accepts in `/cert-status-by-serial/<serial>`.
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let hex: String = raw.iter().map(|byte| format!("{byte:02x}")).collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".to_owned()
-    } else {
-        trimmed.to_owned()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(raw.len() * 2);
+    for byte in raw {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
+    let zeros = hex.len() - hex.trim_start_matches('0').len();
+    hex.drain(..zeros);
+    if hex.is_empty() {
+        hex.push('0');
+    }
+    hex
 }
 
 /// The key type of a certificate's public key: EC by named curve, RSA by modulus size.
@@ -394,7 +469,7 @@ mod tests {
     fn private_key_debug_is_redacted() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let pem = key.serialize_pem();
-        let parsed = parse_private_key(&pem).expect("parse");
+        let parsed = parse_private_key(&pem, None).expect("parse");
         let printed = format!("{parsed:?}");
         assert_eq!(printed, "PrivateKey(PRIVATE KEY, <redacted>)");
         assert_eq!(parsed.to_pem(), pem);
