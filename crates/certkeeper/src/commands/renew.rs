@@ -43,12 +43,16 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     // records on: the state is read once per pass.
     let mut jobs: Vec<(&CertificateSpec, Planned, Option<Lineage>)> = Vec::new();
     let mut redeploys = Vec::new();
+    let mut skipped = String::new();
     for spec in selected {
         let view = LineageView::load(&store, &spec.name);
         match pass::step(view, spec, now, args.force) {
             Step::Attempt(planned, lineage) => jobs.push((spec, planned, lineage)),
             Step::Skip(skip) => {
-                println!("{}", skip.line);
+                // One write for the whole plan, not one per certificate (a fleet of ten
+                // thousand is mostly "not due" lines).
+                skipped.push_str(&skip.line);
+                skipped.push('\n');
                 failed += usize::from(skip.failing);
                 if let (false, Some(live)) = (args.no_hooks, skip.redeploy) {
                     redeploys.push((spec, live));
@@ -56,6 +60,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             }
         }
     }
+    print!("{skipped}");
 
     let reloads = ReloadCoalescer::new(inventory.reload_targets.clone(), DEFAULT_QUIET);
     let ctx = JobContext {
