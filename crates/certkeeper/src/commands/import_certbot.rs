@@ -167,12 +167,14 @@ fn read_lineage(
         // The renewal file's paths are absolute; when the directory was copied elsewhere
         // (or is given with another path), the lineage's own live/ directory is used. Either
         // way the file must be inside certbot's directory.
-        let path = configured
+        let resolved = match configured
             .as_ref()
-            .filter(|path| certbot.resolve_file(path).is_ok())
-            .cloned()
-            .unwrap_or_else(|| live.join(default));
-        certbot.read(&path)
+            .and_then(|path| certbot.resolve_file(path).ok())
+        {
+            Some(resolved) => resolved,
+            None => certbot.resolve_file(&live.join(default))?,
+        };
+        fs::read_to_string(&resolved).with_context(|| format!("reading {}", resolved.display()))
     };
     let fullchain_pem = file(&lineage.files.fullchain, "fullchain.pem")?;
     let key_pem = file(&lineage.files.privkey, "privkey.pem")?;

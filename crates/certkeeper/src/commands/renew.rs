@@ -9,7 +9,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::schedule::Planned;
@@ -32,7 +31,7 @@ use crate::engine::plan::LineageView;
 use crate::exit::Exit;
 
 pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit> {
-    let selected = select(inventory, &args.names)?;
+    let selected = pass::select(inventory, &args.names)?;
     let Some((store, _lock)) = super::open_locked(inventory)? else {
         return Ok(Exit::Locked);
     };
@@ -200,30 +199,4 @@ async fn finish_hooks(
     }
     deploy::post(inventory, renewed).await;
     failed
-}
-
-/// The certificates named on the command line (all when none), refusing unknown names.
-fn select<'a>(
-    inventory: &'a Inventory,
-    names: &[String],
-) -> anyhow::Result<Vec<&'a CertificateSpec>> {
-    if names.is_empty() {
-        return Ok(inventory.certificates.iter().collect());
-    }
-    names
-        .iter()
-        .map(|name| {
-            inventory.certificate(name).with_context(|| {
-                let known: Vec<&str> = inventory
-                    .certificates
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect();
-                format!(
-                    "no certificate named {name:?} in the inventory (known: {})",
-                    known.join(", ")
-                )
-            })
-        })
-        .collect()
 }

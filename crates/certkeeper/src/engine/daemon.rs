@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
-use certkeeper_core::schedule::{Attempts, Planned, next_wake, plan_certificate};
+use certkeeper_core::schedule::{Planned, next_wake, plan_certificate};
 use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
 use certkeeper_store::{AttemptRecord, LiveCert, Store, StoreLock, unix_seconds};
@@ -39,7 +39,7 @@ use crate::engine::deploy;
 use crate::engine::job::{AttemptError, JobContext};
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
-use crate::engine::plan::LineageView;
+use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{AttemptInput, Clock, EngineRunner, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
 use crate::engine::watch::ConfigWatcher;
@@ -61,7 +61,6 @@ const ORDER_WAIT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default)]
 struct View {
     observed: Option<ObservedCert>,
-    attempts: Attempts,
     record: AttemptRecord,
     /// The last plan put it inside its urgent threshold.
     urgent: bool,
@@ -369,7 +368,7 @@ impl Daemon {
                 &spec.name,
                 spec,
                 view.observed.as_ref(),
-                &view.attempts,
+                &attempts_from(&view.record),
                 &spec.schedule,
                 now,
             ) else {
@@ -417,7 +416,7 @@ impl Daemon {
             cert = %spec.name,
             domains = %spec.domains.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
             action = planned.reason.as_str(),
-            attempt = self.views.get(&spec.name).map_or(0, |v| v.attempts.consecutive_failures) + 1,
+            attempt = self.views.get(&spec.name).map_or(0, |v| v.record.consecutive_failures) + 1,
         );
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(
@@ -601,27 +600,13 @@ impl Daemon {
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         let inventory = Arc::clone(&self.inventory);
-        let mut specs = Vec::new();
-        for name in names {
-            match inventory.certificate(name) {
-                Some(spec) => specs.push(spec),
-                None => {
-                    let known: Vec<&str> = inventory
-                        .certificates
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect();
-                    let _ = replies.send(Reply::Refused(format!(
-                        "no certificate named {name:?} in the daemon's inventory (known: {})",
-                        known.join(", ")
-                    )));
-                    return;
-                }
+        let specs = match pass::select(&inventory, names) {
+            Ok(specs) => specs,
+            Err(unknown) => {
+                let _ = replies.send(Reply::Refused(unknown.to_string()));
+                return;
             }
-        }
-        if names.is_empty() {
-            specs = inventory.certificates.iter().collect();
-        }
+        };
         let action = match action.map(str::parse::<LifecycleAction>).transpose() {
             Ok(action) => action,
             Err(err) => {
@@ -700,7 +685,6 @@ impl Daemon {
             name.clone(),
             View {
                 observed: view.observed().cloned(),
-                attempts: view.attempts(),
                 record: view.record,
                 urgent: false,
             },
@@ -842,7 +826,7 @@ impl Daemon {
         let failing = self
             .views
             .values()
-            .filter(|v| v.attempts.consecutive_failures > 0)
+            .filter(|v| v.record.consecutive_failures > 0)
             .count();
         let next = plan.next.clone();
         let wake_at = plan.wake_at;

@@ -5,13 +5,50 @@
 
 use std::time::SystemTime;
 
-use certkeeper_core::CertificateSpec;
 use certkeeper_core::schedule::{Hold, Planned};
+use certkeeper_core::{CertificateSpec, Inventory};
 use certkeeper_store::{Lineage, LiveCert};
 
 use crate::engine::job::AttemptError;
 use crate::engine::plan::LineageView;
 use crate::report::{error_chain, short_duration, timestamp};
+
+/// A name on the command line that the inventory does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("no certificate named {name:?} in the inventory (known: {known})")]
+pub struct UnknownCertificate {
+    pub name: String,
+    pub known: String,
+}
+
+/// The certificates named (all when none are), or the first unknown name.
+///
+/// # Errors
+/// [`UnknownCertificate`] naming the certificates the inventory has.
+pub fn select<'a>(
+    inventory: &'a Inventory,
+    names: &[String],
+) -> Result<Vec<&'a CertificateSpec>, UnknownCertificate> {
+    if names.is_empty() {
+        return Ok(inventory.certificates.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            inventory
+                .certificate(name)
+                .ok_or_else(|| UnknownCertificate {
+                    name: name.clone(),
+                    known: inventory
+                        .certificates
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
 
 /// What a pass does with one certificate.
 #[derive(Debug)]

@@ -10,12 +10,13 @@ use certkeeper_store::{Store, StoreError};
 use thiserror::Error;
 
 use crate::accounts::{AccountError, Accounts};
+use crate::engine::pass::{UnknownCertificate, select};
 
 /// Why a revocation did not happen (or was not recorded).
 #[derive(Debug, Error)]
 pub enum RevokeError {
-    #[error("no certificate named {name:?} in the inventory (known: {known})")]
-    UnknownCertificate { name: String, known: String },
+    #[error(transparent)]
+    UnknownCertificate(#[from] UnknownCertificate),
     #[error("certificate {name} refers to unknown CA {ca}")]
     UnknownCa { name: CertName, ca: String },
     #[error("{name} has no certificate to revoke")]
@@ -64,17 +65,7 @@ pub async fn revoke(
     name: &str,
     reason: RevocationReason,
 ) -> Result<Revoked, RevokeError> {
-    let spec = inventory
-        .certificate(name)
-        .ok_or_else(|| RevokeError::UnknownCertificate {
-            name: name.to_owned(),
-            known: inventory
-                .certificates
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let spec = select(inventory, &[name.to_owned()])?[0];
     let ca = inventory
         .ca(&spec.ca)
         .ok_or_else(|| RevokeError::UnknownCa {
