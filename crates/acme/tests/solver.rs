@@ -526,28 +526,7 @@ async fn a_dropped_attempt_still_cleans_up() {
         tokens.is_empty(),
         "the dropped attempt retracted its tokens"
     );
-
-    // Let Pebble's held fetches through: the real responder no longer has the tokens, so
-    // Pebble's validation fails on them.
-    release.send(true).expect("release the fetches");
-    let seen = loop {
-        let seen = client.authorizations(placed.url()).await;
-        if seen
-            .iter()
-            .all(|a| a.status != AuthorizationStatus::Pending)
-        {
-            break seen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    for authz in &seen {
-        assert_eq!(authz.status, AuthorizationStatus::Invalid, "{seen:?}");
-        let detail = authz.http01.as_ref().and_then(|(_, error)| error.clone());
-        assert!(
-            detail.as_deref().is_some_and(|d| d.contains("404")),
-            "Pebble found no token at the responder: {seen:?}"
-        );
-    }
+    drop(release);
 }
 
 #[tokio::test]
