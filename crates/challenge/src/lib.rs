@@ -13,6 +13,9 @@
 //! token behind. [`serve`] runs the listener until a shutdown future resolves, so tests bind
 //! port 0 and the lifecycle owner decides when it stops.
 //!
+//! Where a web server owns port 80, [`webroot::Webroot`] is the other `http-01` solver: it
+//! writes key authorizations into the server's document root, never through a symlink.
+//!
 //! The listener faces the internet on port 80, so it is built to shrug off abuse: HTTP/1 only,
 //! request heads limited to [`Limits::max_head_bytes`], a deadline for the head and for the
 //! whole connection (a slow client cannot hold a slot), and at most
@@ -77,6 +80,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+
+pub mod webroot;
 
 /// The path prefix RFC 8555 section 8.3 fixes for HTTP-01.
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
