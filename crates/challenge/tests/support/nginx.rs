@@ -18,8 +18,19 @@ pub struct Nginx {
     child: Child,
 }
 
+/// Stops nginx with SIGTERM (its fast shutdown), so the master stops its workers before it
+/// exits. SIGKILL would kill the master alone and leave the workers running, still holding
+/// the port; it is only the fallback when the master has not exited within a few seconds.
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // The child is not reaped yet, so its pid cannot have been reused.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
