@@ -250,16 +250,9 @@ fn hook(
         DeValue::Table(_) => {
             let table = node.table(diagnostics)?;
             table.reject_unknown_keys(&COMMAND_TABLE_KEYS, diagnostics);
-            let command = table.required("command", diagnostics).and_then(|node| {
-                if matches!(node.value(), DeValue::String(_) | DeValue::Array(_)) {
-                    command(&node, diagnostics)
-                } else {
-                    Err(node.wrong_type(
-                        diagnostics,
-                        "a string (run by /bin/sh -c) or an array of strings (program and arguments)",
-                    ))
-                }
-            });
+            let command = table
+                .required("command", diagnostics)
+                .and_then(|node| command_value(&node, diagnostics));
             let timeout = table.optional("timeout", |node| duration(node, diagnostics));
             Ok(Some(Hook {
                 command: command?,
@@ -267,6 +260,22 @@ fn hook(
             }))
         }
         _ => Err(node.wrong_type(diagnostics, expected)),
+    }
+}
+
+/// The `command` of a hook table (or of a `[dns.NAME]` hook provider): a string or an array
+/// of strings, not another table.
+pub(crate) fn command_value(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<HookCommand, Reported> {
+    if matches!(node.value(), DeValue::String(_) | DeValue::Array(_)) {
+        command(node, diagnostics)
+    } else {
+        Err(node.wrong_type(
+            diagnostics,
+            "a string (run by /bin/sh -c) or an array of strings (program and arguments)",
+        ))
     }
 }
 

@@ -18,6 +18,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use certkeeper_core::challenge::{ChallengeSpec, Challenges};
+use certkeeper_core::hooks::DEFAULT_HOOK_TIMEOUT;
 use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
 use certkeeper_core::lifecycle::parse_directory;
 use certkeeper_core::schedule::{Backoff, CronExpr, MaintenanceWindow, SchedulePolicy};
@@ -29,7 +31,9 @@ use jiff::tz::TimeZone;
 use toml::de::DeValue;
 
 use crate::Context;
+use crate::challenge::{self, CERTIFICATE_CHALLENGE_KEYS, CHALLENGE_KEY, ChallengeSettings};
 use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
+use crate::dns::{self, DNS_KEY};
 use crate::duration::parse_duration;
 use crate::eab::{self, EAB_KEYS};
 use crate::hooks::{
@@ -44,7 +48,7 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 16] = [
+const ROOT_KEYS: [&str; 18] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
@@ -55,7 +59,9 @@ const ROOT_KEYS: [&str; 16] = [
     "retry_max",
     HOOKS_DIR_KEY,
     HOOK_TIMEOUT_KEY,
+    CHALLENGE_KEY,
     "http01",
+    DNS_KEY,
     "admin",
     HOOKS_KEY,
     RELOAD_KEY,
@@ -64,7 +70,7 @@ const ROOT_KEYS: [&str; 16] = [
 ];
 /// What an included file may hold.
 const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
-const HTTP01_KEYS: [&str; 1] = ["listen"];
+const HTTP01_KEYS: [&str; 2] = ["listen", challenge::WEBROOT_KEY];
 const ADMIN_KEYS: [&str; 1] = ["listen"];
 const CA_KEYS: [&str; 7] = [
     "name",
@@ -133,11 +139,26 @@ pub(crate) fn build(
         .map(Option::flatten);
     let urgent_before = root.optional("urgent_before", |node| duration(node, diagnostics));
     let backoff = retry_backoff(root, diagnostics);
-    let http01 = root
-        .optional("http01", |node| http01(node, diagnostics))
-        .map(|spec| spec.unwrap_or_else(default_http01));
+    let (http01, default_webroot) = match root.optional("http01", |node| node.table(diagnostics)) {
+        Ok(Some(table)) => (
+            http01(&table, diagnostics),
+            challenge::default_webroot(&table, diagnostics),
+        ),
+        Ok(None) => (Ok(default_http01()), Ok(None)),
+        Err(reported) => (Err(reported), Err(reported)),
+    };
     let admin = root.optional("admin", |node| admin(node, diagnostics));
     let hook_settings = hooks::settings(root, context, diagnostics);
+    // DNS hooks are checked with the default timeout when `hook_timeout` is broken: that is
+    // reported already and refuses the inventory.
+    let hook_timeout = hook_settings
+        .timeout
+        .as_ref()
+        .copied()
+        .unwrap_or(DEFAULT_HOOK_TIMEOUT);
+    let (known_providers, dns_providers) = dns::providers(root, hook_timeout, context, diagnostics);
+    let challenge_settings =
+        challenge::settings(root, default_webroot, known_providers, diagnostics);
     // Certificates are checked against the defaults even when one of them is broken (that
     // one is reported already, and fails the whole inventory below).
     let defaults = ScheduleDefaults {
@@ -168,8 +189,7 @@ pub(crate) fn build(
         incomplete,
     };
 
-    let mut certificates: Vec<(Option<Named<'_, '_>>, Result<CertificateSpec, Reported>)> =
-        Vec::new();
+    let mut certificates: Vec<CertificateEntry<'_, '_>> = Vec::new();
     for source in &sources {
         for table in entries(&source.root, "certificate", diagnostics) {
             certificates.push(certificate(
@@ -177,6 +197,7 @@ pub(crate) fn build(
                 &known_cas,
                 &defaults,
                 &hook_settings,
+                &challenge_settings,
                 diagnostics,
             ));
         }
@@ -206,17 +227,26 @@ pub(crate) fn build(
     // The scheduling defaults reached the certificates through `defaults`; their own
     // failures still refuse the inventory.
     let (_, _, _, _) = (timezone?, window?, urgent_before?, backoff?);
+    let certificates = certificates?;
+    let challenges = Challenges {
+        dns_providers: dns_providers?,
+        by_certificate: certificates
+            .iter()
+            .map(|(spec, challenge)| (spec.name.clone(), challenge.clone()))
+            .collect(),
+    };
     Ok(Inventory {
         state_dir: state_dir?,
         http01: http01?,
         cas: cas?,
-        certificates: certificates?,
+        certificates: certificates.into_iter().map(|(spec, _)| spec).collect(),
         max_concurrent: max_concurrent?,
         admin: admin?,
         watch_paths: Vec::new(),
         hooks_dir: hook_settings.hooks_dir?,
         hook_timeout: hook_settings.timeout?,
         reload_targets: hook_settings.reload_targets?,
+        challenges,
     })
 }
 
@@ -326,8 +356,11 @@ fn default_http01() -> Http01Spec {
     }
 }
 
-fn http01(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Http01Spec, Reported> {
-    let table = node.table(diagnostics)?;
+/// `[http01]` except `webroot`, which certificates inherit (see [`challenge`]).
+fn http01(
+    table: &Table<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<Http01Spec, Reported> {
     table.reject_unknown_keys(&HTTP01_KEYS, diagnostics);
     let listen = table.optional("listen", |node| {
         let addresses = node.parse_each(diagnostics, |text| {
@@ -574,16 +607,25 @@ impl<'a, 'i> KnownCas<'_, 'a, 'i> {
     }
 }
 
+/// A `[[certificate]]` entry: its name as written, and the validated spec with its
+/// effective challenge.
+type CertificateEntry<'a, 'i> = (
+    Option<Named<'a, 'i>>,
+    Result<(CertificateSpec, ChallengeSpec), Reported>,
+);
+
 fn certificate<'a, 'i>(
     table: &Table<'a, 'i>,
     cas: &KnownCas<'_, '_, '_>,
     defaults: &ScheduleDefaults,
     hook_settings: &HookSettings<'_>,
+    challenge_settings: &ChallengeSettings<'_>,
     diagnostics: &mut Diagnostics<'_>,
-) -> (Option<Named<'a, 'i>>, Result<CertificateSpec, Reported>) {
+) -> CertificateEntry<'a, 'i> {
     let known: Vec<&str> = CERTIFICATE_OWN_KEYS
         .iter()
         .chain(&CERTIFICATE_HOOK_KEYS)
+        .chain(&CERTIFICATE_CHALLENGE_KEYS)
         .copied()
         .collect();
     table.reject_unknown_keys(&known, diagnostics);
@@ -618,9 +660,15 @@ fn certificate<'a, 'i>(
     let own_window = table.optional("window", |node| window(node, diagnostics));
     let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
     let hooks = hooks::certificate_hooks(table, hook_settings, diagnostics);
+    let challenge = challenge::certificate_challenge(
+        table,
+        domains.as_deref().map_err(|reported| *reported),
+        challenge_settings,
+        diagnostics,
+    );
 
     let spec = (|| {
-        Ok(CertificateSpec {
+        let spec = CertificateSpec {
             name: name?,
             ca: ca?,
             domains: domains?,
@@ -639,7 +687,8 @@ fn certificate<'a, 'i>(
                 backoff: defaults.backoff,
             },
             hooks: hooks?,
-        })
+        };
+        Ok((spec, challenge?))
     })();
     (Named::of(table), spec)
 }

@@ -24,6 +24,11 @@
 //!   decoded.
 //! - `hooks`: `hooks_dir`, `hook_timeout`, `[hooks]` defaults, `[reload.NAME]` targets and
 //!   certificates' hook keys; the three forms a hook may take.
+//! - `challenge`: the top-level `challenge` default, `[http01] webroot`, and each
+//!   certificate's `challenge`, `webroot` and `dns`, resolved to its effective challenge;
+//!   wildcards only with DNS-01.
+//! - `dns`: `[dns.NAME]` DNS-01 providers (`rfc2136` with its TSIG secret, `hook`) and their
+//!   propagation settings.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
 //!   come from and the local time zone, passed in so that loading is a function of its
@@ -41,7 +46,9 @@
 //!
 //! See `config/certkeeper.toml` in the repository for every key, documented.
 
+mod challenge;
 mod diagnostic;
+mod dns;
 mod duration;
 mod eab;
 mod environment;

@@ -152,6 +152,20 @@ fn fixtures_cover_every_error_category() {
         "bad_reload_target",
         "reload_not_a_table",
         "hooks_dir_not_a_directory",
+        "bad_challenge",
+        "wildcard_with_http01",
+        "relative_webroot",
+        "webroot_with_dns01",
+        "dns_with_http01",
+        "dns01_without_dns",
+        "dns_unknown_provider",
+        "dns_without_providers",
+        "dns_top_level_string",
+        "dns_unknown_key",
+        "rfc2136_missing_keys",
+        "bad_tsig_algorithm",
+        "bad_tsig_secret",
+        "bad_dns_provider",
     ];
     for category in categories {
         let file = Path::new(FIXTURES).join(format!("{category}.toml"));
@@ -258,6 +272,15 @@ fn key_material_is_never_echoed() {
                 "a0:db:ad:a8:b7:ce:fd:98:24:fd:59:04:83:87:0e:64:da:f4:0a:83",
             ],
             expects: "HMAC key in eab_hmac_key is not valid base64url",
+            quoted: None,
+        },
+        Case {
+            fixture: "tsig_key_material",
+            keys: &[
+                "Xb0mQ2rT9vLp4sWz8yK1nC6hJ3fD5gA7eR0uI2oP+Q8=",
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            ],
+            expects: "secret_env names an environment variable that holds the TSIG secret, e.g. CERTKEEPER_TSIG_SECRET",
             quoted: None,
         },
     ];

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certkeeper_config::{DEFAULT_PATH, Environment, Loaded, load, load_str};
+use certkeeper_core::challenge::ChallengeSpec;
 use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
 use certkeeper_core::schedule::SchedulePolicy;
 use certkeeper_core::{DomainName, KeyType, LifecycleAction};
@@ -20,7 +21,7 @@ directory = "https://acme-v02.api.letsencrypt.org/directory"
 
 [[certificate]]
 name = "www"
-domains = ["WWW.Example.com", "*.example.com"]
+domains = ["WWW.Example.com", "Example.COM"]
 "#;
 
 #[test]
@@ -41,7 +42,7 @@ fn defaults_fill_everything_optional() {
         "the only CA is used when `ca` is left out"
     );
     let domains: Vec<&str> = cert.domains.iter().map(DomainName::as_str).collect();
-    assert_eq!(domains, ["www.example.com", "*.example.com"]);
+    assert_eq!(domains, ["www.example.com", "example.com"]);
     assert_eq!(cert.key_type, KeyType::EcdsaP256);
     assert_eq!(cert.action, LifecycleAction::Auto);
     assert_eq!(cert.order_id, None);
@@ -50,6 +51,12 @@ fn defaults_fill_everything_optional() {
     assert_eq!(ca.max_concurrent, None);
     assert_eq!(inventory.max_concurrent, DEFAULT_MAX_CONCURRENT);
     assert_eq!(inventory.admin, None);
+    assert_eq!(
+        inventory.challenge(&cert.name),
+        &ChallengeSpec::EMBEDDED_HTTP01,
+        "the embedded HTTP-01 responder answers by default"
+    );
+    assert!(inventory.challenges.dns_providers.is_empty());
     assert_eq!(
         inventory.watch_paths,
         [Path::new("/etc/certkeeper/certkeeper.toml")]

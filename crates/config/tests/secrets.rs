@@ -1,5 +1,5 @@
-//! EAB HMAC keys from every source, the warnings about where they are kept, and proof that
-//! no diagnostic or debug print ever contains one.
+//! EAB HMAC keys and TSIG secrets from every source, the warnings about where they are kept,
+//! and proof that no diagnostic or debug print ever contains one.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -219,4 +219,116 @@ fn inline_key_in_a_file_others_can_read_gets_a_louder_warning() {
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
     let loaded = load(&config, &Environment::empty()).unwrap_or_else(|errors| panic!("{errors}"));
     assert!(!loaded.warnings[0].to_string().contains("others can read"));
+}
+
+/// base64 of `TSIG_BYTES`.
+const TSIG_TEXT: &str = "kL9vQ2mX7pR4tW1zB8nC5yH3jF6dG0aE";
+const TSIG_BYTES_PREFIX: &str = "kL9vQ2mX";
+
+/// A config with one RFC 2136 provider whose secret comes from `source`, plus `extra`.
+fn tsig_config(source: &str, extra: &str) -> String {
+    format!(
+        r#"
+[dns.bind]
+type = "rfc2136"
+server = "192.0.2.53"
+key_name = "certkeeper"
+{source}
+
+[[ca]]
+name = "le"
+directory = "https://acme-v02.api.letsencrypt.org/directory"
+
+[[certificate]]
+name = "wild"
+domains = ["*.example.com", "example.com"]
+challenge = "dns-01"
+dns = "bind"
+{extra}
+"#
+    )
+}
+
+/// Neither the secret's text nor its bytes (as Rust would print a byte slice) appear.
+fn assert_no_tsig_secret(printed: &str) {
+    assert!(!printed.contains(TSIG_BYTES_PREFIX), "{printed}");
+    let bytes = base64_bytes(TSIG_TEXT);
+    let debug_bytes = format!("{:?}", &bytes[..8]);
+    let debug_inner = debug_bytes.trim_start_matches('[').trim_end_matches(']');
+    assert!(!printed.contains(debug_inner), "{printed}");
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        assert!(!printed.contains(text), "{printed}");
+    }
+}
+
+fn base64_bytes(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
+}
+
+#[test]
+fn tsig_secrets_never_reach_debug_output_of_the_inventory() {
+    let env = Environment::empty().with_var("CERTKEEPER_TSIG", TSIG_TEXT);
+    let loaded = load_str(
+        &tsig_config(r#"secret_env = "CERTKEEPER_TSIG""#, ""),
+        Path::new("c.toml"),
+        &env,
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let provider = loaded.inventory.dns_provider("bind").expect("provider");
+    let certkeeper_core::challenge::DnsProviderKind::Rfc2136(rfc2136) = &provider.kind else {
+        panic!("an rfc2136 provider");
+    };
+    assert_eq!(rfc2136.secret.expose(), base64_bytes(TSIG_TEXT));
+    for printed in [
+        format!("{loaded:?}"),
+        format!("{:?}", loaded.inventory),
+        format!("{:#?}", loaded.inventory.challenges),
+        format!("{provider:?}"),
+    ] {
+        assert_no_tsig_secret(&printed);
+        assert!(printed.contains("redacted"), "{printed}");
+    }
+}
+
+#[test]
+fn tsig_secrets_never_reach_error_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("tsig.secret");
+    fs::write(&key_file, format!("{TSIG_TEXT}\n")).expect("write key");
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let bad_file = dir.path().join("bad.secret");
+    fs::write(&bad_file, format!("{TSIG_TEXT}$")).expect("write key");
+    fs::set_permissions(&bad_file, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let env = Environment::empty()
+        .with_var("CERTKEEPER_TSIG", TSIG_TEXT)
+        .with_var("CERTKEEPER_BAD_TSIG", format!("{TSIG_TEXT}!"));
+    let config = dir.path().join("certkeeper.toml");
+    let cases = [
+        // A valid secret next to another error, with the loose-mode warning.
+        tsig_config(r#"secret_file = "tsig.secret""#, "unknown = 1"),
+        tsig_config(r#"secret_env = "CERTKEEPER_TSIG""#, "unknown = 1"),
+        // Undecodable secrets.
+        tsig_config(r#"secret_file = "bad.secret""#, ""),
+        tsig_config(r#"secret_env = "CERTKEEPER_BAD_TSIG""#, ""),
+        // The secret pasted where its source's name belongs, inline, or as the key's name.
+        tsig_config(&format!(r#"secret_env = "{TSIG_TEXT}""#), ""),
+        tsig_config(&format!(r#"secret_credential = "{TSIG_TEXT}""#), ""),
+        tsig_config(&format!(r#"secret_file = "{TSIG_TEXT}""#), ""),
+        tsig_config(
+            &format!("secret = \"{TSIG_TEXT}\"\nsecret_env = \"CERTKEEPER_TSIG\""),
+            "",
+        ),
+        tsig_config(r#"secret_env = "CERTKEEPER_TSIG""#, "").replace(
+            r#"key_name = "certkeeper""#,
+            &format!(r#"key_name = "{TSIG_TEXT}=""#),
+        ),
+    ];
+    for text in cases {
+        let errors = load_str(&text, &config, &env).expect_err("each case is invalid");
+        let printed = format!("{errors}\n{errors:?}");
+        assert_no_tsig_secret(&printed);
+    }
 }

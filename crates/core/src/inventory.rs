@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::challenge::{ChallengeSpec, Challenges, DnsProviderSpec};
 use crate::hooks::{CertHooks, ReloadTarget};
 use crate::lifecycle::LifecycleAction;
 use crate::names::{CaName, CertName, DomainName};
@@ -38,6 +39,9 @@ pub struct Inventory {
     pub hook_timeout: Duration,
     /// `[reload.NAME]` targets, in file order; certificates refer to them by name.
     pub reload_targets: Vec<ReloadTarget>,
+    /// The challenge each certificate answers and the `[dns.NAME]` providers they use; see
+    /// [`crate::challenge`] for why this is not a field of [`CertificateSpec`].
+    pub challenges: Challenges,
 }
 
 /// Default for [`Inventory::max_concurrent`].
@@ -62,6 +66,20 @@ impl Inventory {
         self.certificates
             .iter()
             .find(|cert| cert.name.as_str() == name)
+    }
+
+    /// The challenge certificate `name` answers: its own, the configured default, or the
+    /// embedded HTTP-01 responder.
+    #[must_use]
+    pub fn challenge(&self, name: &CertName) -> &ChallengeSpec {
+        self.challenges.of(name)
+    }
+
+    /// A DNS provider by name. Validation guarantees every provider a certificate names
+    /// exists.
+    #[must_use]
+    pub fn dns_provider(&self, name: &str) -> Option<&DnsProviderSpec> {
+        self.challenges.dns_provider(name)
     }
 
     /// A reload target by name. Validation guarantees every name a certificate lists exists.
