@@ -1,15 +1,22 @@
-//! The example configuration shipped in `config/certkeeper.toml` loads, means what its
-//! comments say, and documents every key of the contract.
+//! The example configurations shipped in `config/` load, mean what their comments say, and
+//! together document every key of the contract: `certkeeper.toml` (everything, with the
+//! embedded HTTP-01 responder), `dns-01.toml` (DNS providers, wildcards) and `webroot.toml`
+//! (HTTP-01 through a web server's document root).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use certkeeper_config::{Environment, load};
+use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind, Propagation, TsigAlgorithm};
 use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
-use certkeeper_core::{AdminSpec, DomainName, Hook, HookCommand, KeyType, LifecycleAction};
+use certkeeper_core::{
+    AdminSpec, CertName, DomainName, Hook, HookCommand, KeyType, LifecycleAction,
+};
 use jiff::Timestamp;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/certkeeper.toml");
+const DNS_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dns-01.toml");
+const WEBROOT_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/webroot.toml");
 
 /// The key the example's `eab_hmac_key_env` points at: base64url, unpadded, as
 /// CertCentral shows it.
@@ -189,8 +196,115 @@ fn example_config_fails_loudly_without_its_secret() {
 }
 
 #[test]
+fn every_example_config_is_loaded_by_a_test() {
+    let dir = Path::new(EXAMPLE).parent().expect("config directory");
+    let mut examples: Vec<String> = std::fs::read_dir(dir)
+        .expect("config/ is readable")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .map(|path| {
+            path.file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    examples.sort();
+    assert_eq!(
+        examples,
+        ["certkeeper.toml", "dns-01.toml", "webroot.toml"],
+        "a new example in config/ needs a test here that loads it"
+    );
+}
+
+#[test]
+fn dns_example_is_valid_and_means_what_it_says() {
+    let credentials = tempfile::tempdir().expect("tempdir");
+    let credential = credentials.path().join("tsig-secret");
+    // What `tsig-keygen -a hmac-sha256 certkeeper` puts between the quotes.
+    std::fs::write(
+        &credential,
+        "dGhpcy1pcy1hLXRzaWctc2VjcmV0LWZvci10ZXN0cw==\n",
+    )
+    .expect("write credential");
+    std::fs::set_permissions(
+        &credential,
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .expect("chmod");
+    let env = Environment::empty().with_credentials_directory(credentials.path());
+    let loaded = load(Path::new(DNS_EXAMPLE), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let inventory = loaded.inventory;
+
+    let challenge = |name: &str| inventory.challenge(&CertName::new(name).expect("valid name"));
+    let dns01 = |provider: &str| ChallengeSpec::Dns01 {
+        provider: provider.to_owned(),
+    };
+    let apex = inventory
+        .certificate("example.com")
+        .expect("example.com lineage");
+    let domains: Vec<&str> = apex.domains.iter().map(DomainName::as_str).collect();
+    assert_eq!(domains, ["example.com", "*.example.com"]);
+    assert_eq!(
+        challenge("example.com"),
+        &dns01("bind"),
+        "the global default"
+    );
+    assert_eq!(challenge("intranet"), &dns01("script"));
+    assert_eq!(challenge("www"), &ChallengeSpec::Http01 { webroot: None });
+
+    let bind = inventory.dns_provider("bind").expect("[dns.bind]");
+    assert!(bind.follow_cname);
+    assert_eq!(bind.propagation, Propagation::default());
+    let DnsProviderKind::Rfc2136(rfc2136) = &bind.kind else {
+        panic!("bind is an rfc2136 provider: {bind:?}");
+    };
+    assert_eq!(rfc2136.server, "192.0.2.53:53".parse().expect("address"));
+    assert_eq!(rfc2136.key_name, "certkeeper");
+    assert_eq!(rfc2136.algorithm, TsigAlgorithm::HmacSha256);
+    assert_eq!(rfc2136.secret.expose(), b"this-is-a-tsig-secret-for-tests");
+    assert_eq!(rfc2136.zone, None);
+    assert_eq!(rfc2136.ttl, Duration::from_secs(60));
+
+    let script = inventory.dns_provider("script").expect("[dns.script]");
+    assert_eq!(script.propagation, Propagation::None);
+    assert_eq!(
+        script.kind,
+        DnsProviderKind::Hook(Hook {
+            command: HookCommand::Argv(vec!["/usr/local/lib/certkeeper/dns-hook".to_owned()]),
+            timeout: Duration::from_secs(120),
+        })
+    );
+
+    // Without the credentials directory, the secret's source is what is missing.
+    let errors = load(Path::new(DNS_EXAMPLE), &Environment::empty()).expect_err("no secret");
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert_eq!(errors.errors[0].key, "dns.bind.secret_credential");
+}
+
+#[test]
+fn webroot_example_is_valid_and_means_what_it_says() {
+    let loaded = load(Path::new(WEBROOT_EXAMPLE), &Environment::empty())
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let inventory = loaded.inventory;
+    let webroot = |name: &str| match inventory.challenge(&CertName::new(name).expect("valid")) {
+        ChallengeSpec::Http01 { webroot } => webroot.clone(),
+        other => panic!("{name} answers {other:?}"),
+    };
+    assert_eq!(webroot("www"), Some(PathBuf::from("/var/www/html")));
+    assert_eq!(webroot("shop"), Some(PathBuf::from("/srv/shop/public")));
+    assert_eq!(webroot("status"), None);
+    assert!(inventory.challenges.dns_providers.is_empty());
+}
+
+#[test]
 fn example_config_documents_every_key() {
-    let text = std::fs::read_to_string(EXAMPLE).expect("example is readable");
+    // Keys of DNS-01 and webroots are documented in their own examples.
+    let text = [EXAMPLE, DNS_EXAMPLE, WEBROOT_EXAMPLE]
+        .map(|path| std::fs::read_to_string(path).expect("example is readable"))
+        .join("\n");
     let keys = [
         "state_dir",
         "include",
@@ -229,6 +343,24 @@ fn example_config_documents_every_key() {
         "[reload.",
         "command",
         "timeout",
+        "challenge",
+        "webroot",
+        "dns",
+        "[dns.",
+        "type",
+        "server",
+        "key_name",
+        "algorithm",
+        "secret_file",
+        "secret_env",
+        "secret_credential",
+        "zone",
+        "ttl",
+        "follow_cname",
+        "propagation",
+        "propagation_timeout",
+        "propagation_interval",
+        "resolvers",
     ];
     for key in keys {
         let written = if key.starts_with('[') {
@@ -238,7 +370,7 @@ fn example_config_documents_every_key() {
         };
         assert!(
             text.contains(&written),
-            "{key} is not documented in {EXAMPLE}"
+            "{key} is not documented in the examples in config/"
         );
     }
     for key_type in KeyType::ALL {
@@ -246,6 +378,22 @@ fn example_config_documents_every_key() {
             text.contains(key_type.as_str()),
             "{key_type} is not documented"
         );
+    }
+    for algorithm in TsigAlgorithm::ALL {
+        assert!(
+            text.contains(algorithm.as_str()),
+            "{algorithm} is not documented"
+        );
+    }
+    for value in [
+        "http-01",
+        "dns-01",
+        "rfc2136",
+        "hook",
+        "\"check\"",
+        "\"none\"",
+    ] {
+        assert!(text.contains(value), "{value} is not documented");
     }
     for action in ["auto", "renew", "reissue", "duplicate"] {
         assert!(text.contains(action), "action {action} is not documented");
