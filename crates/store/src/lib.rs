@@ -47,7 +47,7 @@ use certkeeper_core::{CertName, DomainName};
 pub use accounts::AccountKey;
 pub use atomic::write_file_atomic;
 pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
-pub use lineage::{FailureClass, Lineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
+pub use lineage::{FailureClass, Lineage, LoadedLineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
 pub use live::LiveCert;
 pub use lock::StoreLock;
 pub use state::{

@@ -108,6 +108,67 @@ impl Store {
     }
 }
 
+/// A lineage loaded by [`Store::load_lineages`]: its state, and what is live read against it
+/// (the certificate only, as planning needs it), or why either could not be read.
+pub type LoadedLineage = Result<(Lineage, Result<Option<LiveCert>, StoreError>), StoreError>;
+
+impl Store {
+    /// [`Store::lineage`] and [`Lineage::live_certificate`] for each of `names`, in order.
+    ///
+    /// For a batch (a pass over a large inventory), `state/`, `live/` and `archive/` are
+    /// checked once, not once per lineage: three `fstatat` calls of some twenty per lineage.
+    /// A directory swapped during the batch is seen by the next one, as by a single load
+    /// made a moment earlier.
+    #[must_use]
+    pub fn load_lineages(&self, names: &[&CertName]) -> Vec<LoadedLineage> {
+        let held = (
+            self.held.state.current(&self.root),
+            self.held.live.current(&self.root),
+            self.held.archive.current(&self.root),
+        );
+        let (state_dir, live_dir, archive_dir) = match held {
+            (Ok(state), Ok(live), Ok(archive)) => (state, live, archive),
+            // Report it per lineage, as single loads would.
+            _ => {
+                return names
+                    .iter()
+                    .map(|name| {
+                        let lineage = self.lineage(name)?;
+                        let live = lineage.live_certificate();
+                        Ok((lineage, live))
+                    })
+                    .collect();
+            }
+        };
+        names
+            .iter()
+            .map(|&name| {
+                let state = match &state_dir {
+                    Some(dir) => crate::state::read_in(dir, name)?,
+                    None => LineageState::default(),
+                };
+                let live = match &live_dir {
+                    Some(live) => live::read_live(
+                        live,
+                        || Ok(archive_dir.as_deref().map(crate::nofollow::Reached::Held)),
+                        &self.layout,
+                        name,
+                        &state,
+                        live::Check::CertificateOnly,
+                    ),
+                    None => Ok(None),
+                };
+                let lineage = Lineage {
+                    store: self.clone(),
+                    name: name.clone(),
+                    state,
+                };
+                Ok((lineage, live))
+            })
+            .collect()
+    }
+}
+
 impl Lineage {
     #[must_use]
     pub fn name(&self) -> &CertName {

@@ -43,8 +43,8 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut jobs: Vec<(&CertificateSpec, Planned, Option<Lineage>)> = Vec::new();
     let mut redeploys = Vec::new();
     let mut skipped = String::new();
-    for spec in selected {
-        let view = LineageView::load(&store, &spec.name);
+    let views = LineageView::load_all(&store, &selected);
+    for (spec, view) in selected.into_iter().zip(views) {
         match pass::step(view, spec, now, args.force) {
             Step::Attempt(planned, lineage) => jobs.push((spec, planned, lineage)),
             Step::Skip(skip) => {

@@ -14,7 +14,7 @@ use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::engine::plan::attempts_from;
+use crate::engine::plan::{attempts_from, par_map};
 use crate::exit::Exit;
 use crate::report::{days_left, error_chain, timestamp};
 
@@ -50,14 +50,10 @@ pub fn run(
 ) -> anyhow::Result<Exit> {
     let store = Store::open(&inventory.state_dir)?;
     let now = SystemTime::now();
-    let rows: Vec<Row> = inventory
-        .certificates
-        .iter()
-        .map(|spec| Row {
-            attempt_running: running.map(|names| names.iter().any(|n| n == spec.name.as_str())),
-            ..row(&store, spec, now)
-        })
-        .collect();
+    let rows: Vec<Row> = par_map(&inventory.certificates, |spec| Row {
+        attempt_running: running.map(|names| names.iter().any(|n| n == spec.name.as_str())),
+        ..row(&store, spec, now)
+    });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use certkeeper_core::schedule::{Attempts, Planned, plan_one_shot};
 use certkeeper_core::{CertName, CertificateSpec, ObservedCert};
-use certkeeper_store::{AttemptRecord, Lineage, LiveCert, Store, from_unix_seconds};
+use certkeeper_store::{AttemptRecord, Lineage, LiveCert, LoadedLineage, Store, from_unix_seconds};
 
 use crate::report::error_chain;
 
@@ -32,15 +32,23 @@ impl LineageView {
     /// Read `name` from the store: its state once, then the certificate only (what planning
     /// needs; `status` checks the pair itself) against that state.
     pub fn load(store: &Store, name: &CertName) -> Self {
-        let lineage = match store.lineage(name) {
-            Ok(lineage) => lineage,
+        let loaded = store.lineage(name).map(|lineage| {
+            let live = lineage.live_certificate();
+            (lineage, live)
+        });
+        Self::from_loaded(name, loaded)
+    }
+
+    fn from_loaded(name: &CertName, loaded: LoadedLineage) -> Self {
+        let (lineage, live) = match loaded {
+            Ok(loaded) => loaded,
             Err(err) => {
                 let error = error_chain(&err);
                 tracing::warn!(cert = %name, error, "lineage state unreadable; starting afresh");
                 return Self::default();
             }
         };
-        let live = match lineage.live_certificate() {
+        let live = match live {
             Ok(live) => live,
             Err(err) => {
                 let error = error_chain(&err);
@@ -81,6 +89,59 @@ impl LineageView {
             force,
         )
     }
+}
+
+impl LineageView {
+    /// [`LineageView::load`] for every spec, in order, spread over the machine's cores: for a
+    /// large inventory, reading each lineage's state and certificate (`openat`, `read`, parse)
+    /// is most of the work of a pass, and lineages are independent. Blocking: call it from a
+    /// command's main thread or the runtime's blocking pool, never from the runtime thread
+    /// that answers HTTP-01.
+    #[must_use]
+    pub fn load_all(store: &Store, specs: &[&CertificateSpec]) -> Vec<Self> {
+        let names: Vec<&CertName> = specs.iter().map(|spec| &spec.name).collect();
+        par_chunks(&names, |part| {
+            store
+                .load_lineages(part)
+                .into_iter()
+                .zip(part)
+                .map(|(loaded, name)| Self::from_loaded(name, loaded))
+                .collect()
+        })
+    }
+}
+
+/// `f` over `items`, in order, on up to as many threads as the machine has cores (small
+/// inputs stay on the calling thread: a thread costs more than a few lineages).
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_chunks(items, |part| part.iter().map(&f).collect())
+}
+
+/// `f` over consecutive chunks of `items`, one chunk a thread, the results joined in order.
+fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    const PER_THREAD_AT_LEAST: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(items.len() / PER_THREAD_AT_LEAST)
+        .min(8);
+    if threads <= 1 {
+        return f(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || f(part)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(part) => part,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// The planner's view of a lineage's attempt history.
