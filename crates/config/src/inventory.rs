@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use certkeeper_core::challenge::{ChallengeSpec, Challenges};
@@ -230,16 +231,24 @@ pub(crate) fn build(
     let certificates = certificates?;
     let challenges = Challenges {
         dns_providers: dns_providers?,
+        // Only the certificates that do not use the embedded responder: a fleet of ten
+        // thousand on HTTP-01 keeps no table of ten thousand defaults.
         by_certificate: certificates
             .iter()
+            .filter(|(_, challenge)| *challenge != ChallengeSpec::default())
             .map(|(spec, challenge)| (spec.name.clone(), challenge.clone()))
             .collect(),
     };
+    // Collected anew rather than in place: an in-place collect would keep the allocation
+    // sized for the (spec, challenge) pairs, for the daemon's whole life.
+    let mut specs = Vec::with_capacity(certificates.len());
+    specs.extend(certificates.into_iter().map(|(spec, _)| spec));
+    share_common_settings(&mut specs);
     Ok(Inventory {
         state_dir: state_dir?,
         http01: http01?,
         cas: cas?,
-        certificates: certificates.into_iter().map(|(spec, _)| spec).collect(),
+        certificates: specs,
         max_concurrent: max_concurrent?,
         admin: admin?,
         watch_paths: Vec::new(),
@@ -676,7 +685,7 @@ fn certificate<'a, 'i>(
             order_id: order_id?,
             action: action?,
             renew_before: renew_before?,
-            schedule: SchedulePolicy {
+            schedule: Arc::new(SchedulePolicy {
                 urgent_before: urgent_before?.or(defaults.urgent_before),
                 window: own_window?
                     .unwrap_or_else(|| defaults.window.clone())
@@ -685,12 +694,36 @@ fn certificate<'a, 'i>(
                         tz: defaults.timezone.clone(),
                     }),
                 backoff: defaults.backoff,
-            },
-            hooks: hooks?,
+            }),
+            hooks: Arc::new(hooks?),
         };
         Ok((spec, challenge?))
     })();
     (Named::of(table), spec)
+}
+
+/// Point certificates with equal scheduling settings or hooks at one shared copy. Most
+/// inherit the global settings, so a large inventory has a handful of distinct values; past
+/// [`DISTINCT_SHARED`] of them the rest keep their own (equal values are still found among
+/// the first ones).
+fn share_common_settings(specs: &mut [CertificateSpec]) {
+    let mut schedules = Vec::new();
+    let mut hooks = Vec::new();
+    for spec in specs {
+        share(&mut spec.schedule, &mut schedules);
+        share(&mut spec.hooks, &mut hooks);
+    }
+}
+
+/// At most this many distinct values are looked through for each certificate.
+const DISTINCT_SHARED: usize = 16;
+
+fn share<T: PartialEq>(value: &mut Arc<T>, seen: &mut Vec<Arc<T>>) {
+    match seen.iter().find(|known| ***known == **value) {
+        Some(known) => *value = Arc::clone(known),
+        None if seen.len() < DISTINCT_SHARED => seen.push(Arc::clone(value)),
+        None => {}
+    }
 }
 
 /// `retry_initial` and `retry_max`: the backoff after failures (1 min doubling up to 6 h by

@@ -41,7 +41,7 @@ fn without_hook_keys_nothing_runs() {
     assert_eq!(inventory.hook_timeout, DEFAULT_HOOK_TIMEOUT);
     assert_eq!(DEFAULT_HOOK_TIMEOUT, Duration::from_secs(60));
     assert!(inventory.reload_targets.is_empty());
-    assert_eq!(inventory.certificates[0].hooks, CertHooks::default());
+    assert_eq!(*inventory.certificates[0].hooks, CertHooks::default());
 }
 
 #[test]
@@ -132,7 +132,7 @@ reload = []
         )),
         reload: vec!["nginx".to_owned()],
     };
-    let hooks = |name: &str| &inventory.certificate(name).expect("configured").hooks;
+    let hooks = |name: &str| &*inventory.certificate(name).expect("configured").hooks;
     assert_eq!(hooks("www"), &defaults);
     assert_eq!(
         hooks("mail"),

@@ -47,7 +47,7 @@ fn defaults_fill_everything_optional() {
     assert_eq!(cert.action, LifecycleAction::Auto);
     assert_eq!(cert.order_id, None);
     assert_eq!(cert.renew_before, None);
-    assert_eq!(cert.schedule, SchedulePolicy::default());
+    assert_eq!(*cert.schedule, SchedulePolicy::default());
     assert_eq!(ca.max_concurrent, None);
     assert_eq!(inventory.max_concurrent, DEFAULT_MAX_CONCURRENT);
     assert_eq!(inventory.admin, None);

@@ -19,8 +19,7 @@ use certkeeper_core::schedule::{
     Attempts, Backoff, MaintenanceWindow, SchedulePolicy, next_wake, plan_certificate,
 };
 use certkeeper_core::{
-    CaName, CertHooks, CertName, CertificateSpec, DomainName, KeyType, LifecycleAction,
-    ObservedCert,
+    CaName, CertName, CertificateSpec, DomainName, KeyType, LifecycleAction, ObservedCert,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -58,8 +57,8 @@ fn fleet(policy: &SchedulePolicy) -> Vec<Entry> {
                 order_id: (i % 10 == 0).then(|| format!("{}", 100_000_000 + i)),
                 action: LifecycleAction::Auto,
                 renew_before: (i % 7 == 0).then_some(30 * DAY),
-                schedule: policy.clone(),
-                hooks: CertHooks::default(),
+                schedule: std::sync::Arc::new(policy.clone()),
+                hooks: std::sync::Arc::default(),
             };
             let lifetime = [47, 100, 200][i % 3] * DAY;
             // Issued between 0 and 250 days ago: some fresh, some due, a few expired.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::challenge::{ChallengeSpec, Challenges, DnsProviderSpec};
@@ -138,11 +139,12 @@ pub struct CertificateSpec {
     /// Renew when less than this is left; `None` means a third of the lifetime.
     pub renew_before: Option<Duration>,
     /// Maintenance window, urgency margin and backoff for this certificate (the global
-    /// settings, or the certificate's own).
-    pub schedule: SchedulePolicy,
+    /// settings, or the certificate's own). Shared: most certificates use the global
+    /// settings, and a fleet of ten thousand keeps one copy of them, not ten thousand.
+    pub schedule: Arc<SchedulePolicy>,
     /// Pre, deploy, post hooks and reload targets (the certificate's own, or the `[hooks]`
-    /// defaults).
-    pub hooks: CertHooks,
+    /// defaults). Shared like [`CertificateSpec::schedule`].
+    pub hooks: Arc<CertHooks>,
 }
 
 /// Private key algorithm for a certificate.

@@ -157,8 +157,8 @@ mod tests {
             order_id: None,
             action: LifecycleAction::Auto,
             renew_before,
-            schedule: crate::schedule::SchedulePolicy::default(),
-            hooks: crate::hooks::CertHooks::default(),
+            schedule: std::sync::Arc::default(),
+            hooks: std::sync::Arc::default(),
         }
     }
 

@@ -26,8 +26,8 @@ fn spec(
         order_id: None,
         action: LifecycleAction::Auto,
         renew_before,
-        schedule,
-        hooks: certkeeper_core::hooks::CertHooks::default(),
+        schedule: std::sync::Arc::new(schedule),
+        hooks: std::sync::Arc::default(),
     }
 }
 

@@ -37,8 +37,8 @@ fn spec(cert: &str, renew_before: Option<Duration>) -> CertificateSpec {
         order_id: None,
         action: LifecycleAction::Auto,
         renew_before,
-        schedule: crate::schedule::SchedulePolicy::default(),
-        hooks: crate::hooks::CertHooks::default(),
+        schedule: std::sync::Arc::default(),
+        hooks: std::sync::Arc::default(),
     }
 }
 
