@@ -84,6 +84,7 @@ mod tests {
             hooks_dir: None,
             hook_timeout: Duration::from_secs(60),
             reload_targets: Vec::new(),
+            challenges: certkeeper_core::challenge::Challenges::default(),
         }
     }
 
