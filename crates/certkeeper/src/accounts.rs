@@ -104,8 +104,9 @@ impl Accounts {
         Ok(account)
     }
 
-    /// Register a new account at `ca` after the CA answered `gone` with `accountDoesNotExist`,
-    /// keeping the old credentials aside (see the module documentation).
+    /// Register a new account at `ca` after the CA answered the account at `gone` (its URL)
+    /// with `accountDoesNotExist`, keeping the old credentials aside (see the module
+    /// documentation).
     ///
     /// Orders that met the same refusal at the same moment share one new registration: the
     /// ones that come second find `gone` already replaced and take its replacement.
@@ -113,16 +114,16 @@ impl Accounts {
         &self,
         store: &Store,
         ca: &CaSpec,
-        gone: &AcmeAccount,
+        gone: &str,
     ) -> Result<AcmeAccount, AccountError> {
         let slot = self.slot(ca);
         let mut slot = slot.lock().await;
         if let Some(current) = slot.as_ref()
-            && current.account_url() != gone.account_url()
+            && current.account_url() != gone
         {
             return Ok(current.clone());
         }
-        tracing::warn!(ca = %ca.name, account = %gone.account_url(), "the CA no longer knows the account; registering a new one");
+        tracing::warn!(ca = %ca.name, account = %gone, "the CA no longer knows the account; registering a new one");
         let key = AcmeAccount::storage_key(ca)?;
         let old = store
             .read_account(&key)

@@ -7,6 +7,7 @@
 //! per certificate. `--force` overrides due-ness and certkeeper's own backoff, never a CA's
 //! Retry-After: the certificate is then reported as held, with the instant it may be tried.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use certkeeper_acme::PollPolicy;
@@ -14,13 +15,12 @@ use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::schedule::Planned;
 use certkeeper_core::{CertificateSpec, Inventory};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer};
-use certkeeper_store::{Lineage, Store};
+use certkeeper_store::Lineage;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::accounts::Accounts;
 use crate::cli::RenewArgs;
 use crate::engine::attempt::{self, Attempt};
 use crate::engine::deploy;
@@ -61,27 +61,30 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     }
     print!("{skipped}");
 
-    let reloads = ReloadCoalescer::new(inventory.reload_targets.clone(), DEFAULT_QUIET);
-    let ctx = JobContext {
-        store: store.clone(),
-        accounts: Accounts::default(),
-        tokens: ChallengeTokens::new(),
-        poll: PollPolicy {
+    let reloads = Arc::new(ReloadCoalescer::new(
+        inventory.reload_targets.clone(),
+        DEFAULT_QUIET,
+    ));
+    let tokens = ChallengeTokens::new();
+    let ctx = JobContext::real(
+        store.clone(),
+        PollPolicy {
             timeout: Duration::from_secs(args.timeout),
             ..PollPolicy::default()
         },
+        tokens.clone(),
+        Arc::clone(&reloads),
         // A pass runs to its end; Ctrl-C ends the process (persisted orders resume).
-        stop: CancellationToken::new(),
-    };
+        CancellationToken::new(),
+    );
     // Deploy hooks that failed earlier run again for certificates that are not re-ordered.
     for (spec, live) in &redeploys {
         let attempt = Attempt {
             inventory,
             ctx: &ctx,
-            reloads: &reloads,
             spec,
             purpose: attempt::purpose(spec, true, None),
-            hooks: true,
+            run_hooks: true,
         };
         match attempt.redeploy(live).await {
             Ok(()) => println!("{}: deploy hooks succeeded on retry", spec.name),
@@ -95,7 +98,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         }
     }
     if jobs.is_empty() {
-        failed += finish_hooks(inventory, &store, &reloads, &[]).await;
+        failed += finish_hooks(inventory, &ctx, &reloads, &[]).await;
         return Ok(if failed == 0 {
             Exit::Success
         } else {
@@ -112,7 +115,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         let stop = stop.clone();
         servers.push(tokio::spawn(certkeeper_challenge::serve(
             listener,
-            ctx.tokens.clone(),
+            tokens.clone(),
             async move { stop.cancelled().await },
         )));
     }
@@ -122,7 +125,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut running: FuturesUnordered<_> = jobs
         .into_iter()
         .map(|(spec, planned, lineage)| {
-            let (ctx, limits, reloads) = (&ctx, &limits, &reloads);
+            let (ctx, limits) = (&ctx, &limits);
             let span =
                 tracing::info_span!("order", cert = %spec.name, reason = planned.reason.as_str());
             async move {
@@ -130,10 +133,9 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                 let attempt = Attempt {
                     inventory,
                     ctx,
-                    reloads,
                     spec,
                     purpose: attempt::purpose(spec, planned.renewal, args.action),
-                    hooks: !args.no_hooks,
+                    run_hooks: !args.no_hooks,
                 };
                 let outcome = match lineage {
                     Some(lineage) => attempt.run_on(lineage).await,
@@ -163,7 +165,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         }
     }
     drop(running);
-    failed += finish_hooks(inventory, &store, &reloads, &renewed).await;
+    failed += finish_hooks(inventory, &ctx, &reloads, &renewed).await;
 
     // The challenge listener stops last, once no order can still be validated.
     stop.cancel();
@@ -183,12 +185,12 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
 /// many reloads failed.
 async fn finish_hooks(
     inventory: &Inventory,
-    store: &Store,
+    ctx: &JobContext,
     reloads: &ReloadCoalescer,
     renewed: &[&CertificateSpec],
 ) -> usize {
     let outcomes = reloads.flush().await;
-    deploy::record_reloads(store, &outcomes);
+    deploy::record_reloads(&ctx.store, &outcomes);
     let failed = outcomes.iter().filter(|o| !o.succeeded()).count();
     for outcome in outcomes.iter().filter(|o| !o.succeeded()) {
         println!(
@@ -197,6 +199,6 @@ async fn finish_hooks(
             outcome.certificates.join(" ")
         );
     }
-    deploy::post(inventory, renewed).await;
+    ctx.hooks.post(inventory, renewed).await;
     failed
 }

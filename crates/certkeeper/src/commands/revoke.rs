@@ -1,10 +1,11 @@
 //! `certkeeper revoke NAME --reason R`: revoke the live certificate at its CA and record it,
 //! so `renew` leaves the lineage alone until forced (the engine's [`revoke`]).
 
+use certkeeper_acme::PollPolicy;
 use certkeeper_core::Inventory;
 
-use crate::accounts::Accounts;
 use crate::cli::RevokeArgs;
+use crate::engine::ca::AcmeCa;
 use crate::engine::revoke::revoke;
 use crate::exit::Exit;
 
@@ -12,14 +13,9 @@ pub async fn run(inventory: &Inventory, args: &RevokeArgs) -> anyhow::Result<Exi
     let Some((store, _lock)) = super::open_locked(inventory)? else {
         return Ok(Exit::Locked);
     };
-    let revoked = revoke(
-        inventory,
-        &store,
-        &Accounts::default(),
-        &args.name,
-        args.reason,
-    )
-    .await?;
+    // A revocation places no order: the poll policy is never used.
+    let authority = AcmeCa::new(store.clone(), PollPolicy::default());
+    let revoked = revoke(inventory, &store, &authority, &args.name, args.reason).await?;
     println!("{}", revoked.line());
     Ok(Exit::Success)
 }

@@ -7,17 +7,22 @@
 //! must act), `renew` prints it as the command's error line.
 //!
 //! Callers decide *when* (the planner) and *how many at once* (`Limits`); what happens inside
-//! an attempt is decided here only, so `renew` and `run` cannot drift apart.
+//! an attempt is decided here only, so `renew` and `run` cannot drift apart. Everything it
+//! does outside the store goes through the ports of its [`JobContext`] (CA, challenge solver,
+//! hooks), so its tests run it on scripted ones; [`EngineRunner`] is the daemon's real
+//! [`Runner`]: this attempt.
 
 use std::time::SystemTime;
 
 use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
-use certkeeper_hooks::ReloadCoalescer;
 use certkeeper_store::{FailureClass, Lineage, LiveCert};
 
-use crate::engine::deploy::{self, HookFailure};
-use crate::engine::job::{self, AttemptError, JobContext};
+use crate::engine::deploy;
+use crate::engine::error::{AttemptError, HookFailure};
+use crate::engine::job::{self, JobContext};
+use crate::engine::plan::LineageView;
+use crate::engine::ports::{AttemptInput, Outcome, Runner, Task};
 use crate::report::{error_chain, timestamp};
 
 /// Everything one attempt needs.
@@ -25,21 +30,10 @@ use crate::report::{error_chain, timestamp};
 pub struct Attempt<'a> {
     pub inventory: &'a Inventory,
     pub ctx: &'a JobContext,
-    pub reloads: &'a ReloadCoalescer,
     pub spec: &'a CertificateSpec,
     pub purpose: OrderPurpose,
     /// `false` for `renew --no-hooks`: no pre, deploy or reload hooks.
-    pub hooks: bool,
-}
-
-/// How an attempt went.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The installed certificate, or why there is none (the live one, if any, stays).
-    pub result: Result<LiveCert, AttemptError>,
-    /// The deploy hooks of an installed certificate (`Ok` when none ran). A failure is
-    /// recorded as a pending deploy and retried without a new order.
-    pub deploy: Result<(), HookFailure>,
+    pub run_hooks: bool,
 }
 
 /// A renewal when a certificate is live (with `action` overriding the configured lifecycle
@@ -80,13 +74,23 @@ impl Attempt<'_> {
                 ca: spec.ca.clone(),
             }),
             Some(ca) => {
-                let pre = if self.hooks {
-                    deploy::pre(self.inventory, spec).await
+                let pre = if self.run_hooks {
+                    self.ctx.hooks.pre(self.inventory, spec).await
                 } else {
                     Ok(())
                 };
                 match pre {
-                    Ok(()) => job::obtain(self.ctx, &mut lineage, ca, spec, self.purpose).await,
+                    Ok(()) => {
+                        job::obtain(
+                            self.ctx,
+                            &mut lineage,
+                            self.inventory,
+                            ca,
+                            spec,
+                            self.purpose,
+                        )
+                        .await
+                    }
                     Err(failure) => Err(AttemptError::PreHook(failure)),
                 }
             }
@@ -101,10 +105,10 @@ impl Attempt<'_> {
                     live_dir = %installed.live_dir.display(),
                     "certificate installed"
                 );
-                if self.hooks {
+                if self.run_hooks {
                     let deployed = deploy::deploy(
+                        self.ctx.hooks.as_ref(),
                         self.inventory,
-                        self.reloads,
                         spec,
                         installed,
                         deploy::deploy_action(self.purpose),
@@ -127,8 +131,8 @@ impl Attempt<'_> {
     pub async fn redeploy(self, live: &LiveCert) -> Result<(), HookFailure> {
         tracing::info!(cert = %self.spec.name, "running the deploy hooks again");
         let deployed = deploy::deploy(
+            self.ctx.hooks.as_ref(),
             self.inventory,
-            self.reloads,
             self.spec,
             live,
             DeployAction::Renew,
@@ -137,6 +141,47 @@ impl Attempt<'_> {
         let failure = deployed.as_ref().err().map(ToString::to_string);
         deploy::record_on_disk(&self.ctx.store, &self.spec.name, failure.as_deref());
         deployed
+    }
+}
+
+/// The daemon's real [`Runner`]: the engine's [`Attempt`] on the ports of `ctx`.
+#[derive(Debug, Clone)]
+pub struct EngineRunner {
+    pub ctx: JobContext,
+}
+
+impl Runner for EngineRunner {
+    fn attempt(&self, input: AttemptInput) -> Task<Outcome> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            Attempt {
+                inventory: &input.inventory,
+                ctx: &ctx,
+                spec: &input.spec,
+                purpose: input.purpose,
+                run_hooks: true,
+            }
+            .run()
+            .await
+        })
+    }
+
+    fn redeploy(&self, input: AttemptInput) -> Task<()> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            let view = LineageView::load(&ctx.store, &input.spec.name);
+            if let (true, Some(live)) = (view.record.pending_deploy, &view.live) {
+                let attempt = Attempt {
+                    inventory: &input.inventory,
+                    ctx: &ctx,
+                    spec: &input.spec,
+                    purpose: purpose(&input.spec, true, None),
+                    run_hooks: true,
+                };
+                // A failure stays recorded as pending and is retried later.
+                let _ = attempt.redeploy(live).await;
+            }
+        })
     }
 }
 
@@ -174,3 +219,6 @@ pub fn log_failure(spec: &CertificateSpec, failure: &AttemptError, urgent: bool)
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,16 +31,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::accounts::Accounts;
 use crate::control::{self, Incoming, Reply, Request};
 use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
-use crate::engine::attempt;
+use crate::engine::attempt::{self, EngineRunner};
 use crate::engine::deploy;
-use crate::engine::job::{AttemptError, JobContext};
+use crate::engine::error::AttemptError;
+use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
-use crate::engine::ports::{AttemptInput, Clock, EngineRunner, Runner, SystemClock};
+use crate::engine::ports::{AttemptInput, Clock, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
@@ -233,16 +233,20 @@ impl Daemon {
         // a daemon without it cannot lend it to anything.
         crate::privilege::drop_bind_capability()?;
 
-        let ctx = JobContext {
-            store: store.clone(),
-            accounts: Accounts::default(),
-            tokens,
-            poll: PollPolicy {
+        let reloads = Arc::new(ReloadCoalescer::new(
+            inventory.reload_targets.clone(),
+            DEFAULT_QUIET,
+        ));
+        let ctx = JobContext::real(
+            store.clone(),
+            PollPolicy {
                 timeout: ORDER_WAIT,
                 ..PollPolicy::default()
             },
-            stop: lifecycle.soft(),
-        };
+            tokens,
+            Arc::clone(&reloads),
+            lifecycle.soft(),
+        );
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
         let mut daemon = Daemon {
             clock,
@@ -250,10 +254,7 @@ impl Daemon {
             config_path,
             env,
             limits: Limits::new(&inventory),
-            reloads: Arc::new(ReloadCoalescer::new(
-                inventory.reload_targets.clone(),
-                DEFAULT_QUIET,
-            )),
+            reloads,
             renewed_since_post: Vec::new(),
             redeploy_at: HashMap::new(),
             inventory: Arc::new(inventory),
@@ -405,7 +406,6 @@ impl Daemon {
         let urgent = planned.urgent;
         let input = AttemptInput {
             inventory: Arc::clone(&self.inventory),
-            reloads: Arc::clone(&self.reloads),
             spec: spec.clone(),
             purpose,
         };
@@ -448,7 +448,6 @@ impl Daemon {
     fn spawn_redeploy(&mut self, spec: &CertificateSpec) {
         let input = AttemptInput {
             inventory: Arc::clone(&self.inventory),
-            reloads: Arc::clone(&self.reloads),
             spec: spec.clone(),
             purpose: attempt::purpose(spec, true, None),
         };
@@ -535,9 +534,10 @@ impl Daemon {
         if self.in_flight.is_empty() && !self.renewed_since_post.is_empty() {
             let renewed = std::mem::take(&mut self.renewed_since_post);
             let inventory = Arc::clone(&self.inventory);
+            let hooks = Arc::clone(&self.ctx.hooks);
             self.tasks.spawn(async move {
                 let specs: Vec<&CertificateSpec> = renewed.iter().collect();
-                deploy::post(&inventory, &specs).await;
+                hooks.post(&inventory, &specs).await;
                 Done::Post
             });
         }
@@ -577,7 +577,7 @@ impl Daemon {
                 let inventory = Arc::clone(&self.inventory);
                 let ctx = self.ctx.clone();
                 self.tasks.spawn(async move {
-                    let result = revoke(&inventory, &ctx.store, &ctx.accounts, &name, reason)
+                    let result = revoke(&inventory, &ctx.store, ctx.ca.as_ref(), &name, reason)
                         .await
                         .map_err(|err| crate::report::error_chain(&err));
                     Done::Revoked {
@@ -743,7 +743,7 @@ impl Daemon {
                 self.inventory = Arc::new(inventory);
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
-                self.ctx.accounts.clear();
+                self.ctx.ca.forget_accounts();
                 self.refresh_all_views();
             }
         }

@@ -2,6 +2,12 @@
 //! order, `deploy_hook` (and `hooks_dir/deploy/*`) once a certificate is live, reload targets
 //! coalesced into one run per batch, `post_hook` (and `hooks_dir/post/*`) after a batch.
 //!
+//! [`ProcessHooks`] is the real [`Hooks`] port: the operator's hooks run as processes by
+//! `certkeeper_hooks`, reloads requested from its [`ReloadCoalescer`] (whose batches the command
+//! or the daemon runs). What the engine does around them is here too, the same whatever port
+//! runs them: [`deploy`] (the deploy hooks, then the reload, whatever the hooks did) and the
+//! record of each outcome on the lineage.
+//!
 //! A failed deploy hook or reload never un-installs a certificate: the lineage is marked
 //! `pending_deploy` and the hooks run again on the next pass until they succeed, without a new
 //! order. A failed pre hook skips the order and counts as a failed attempt (with backoff).
@@ -10,58 +16,67 @@
 //! its cause (the exit code, signal or timeout of a hook that ran, the error of one that could
 //! not), rendered once by [`report::error_chain`].
 
-use std::fmt;
+use std::sync::Arc;
 
 use certkeeper_core::hooks::{
     DeployAction, Deployment, Hook, deploy_env, distinct_post_hooks, post_env, pre_env,
 };
 use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
-use certkeeper_hooks::{
-    HookError, HookOutcome, HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run,
-};
+use certkeeper_hooks::{HookRun, Phase, ReloadCoalescer, ReloadOutcome, dir_hooks, run};
 use certkeeper_store::{Lineage, LiveCert, Store};
 
+use crate::engine::error::{FailedHook, HookFailure};
+use crate::engine::ports::{Hooks, PortFuture};
 use crate::report::{self, error_chain};
 
-/// The hooks of one phase that did not succeed (the others of the phase still ran).
-#[derive(Debug)]
-pub struct HookFailure(Vec<FailedHook>);
-
-/// One hook that did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum FailedHook {
-    /// It ran and failed: its exit code, the signal that ended it, or its timeout.
-    #[error("hook {label} {outcome}")]
-    Ran {
-        label: String,
-        outcome: Box<HookOutcome>,
-    },
-    /// It could not be started or waited for, or its hooks directory could not be listed.
-    #[error(transparent)]
-    NotRun(#[from] HookError),
+/// The real hooks: processes run by `certkeeper_hooks`, reloads requested from `reloads`.
+#[derive(Debug, Clone)]
+pub struct ProcessHooks {
+    reloads: Arc<ReloadCoalescer>,
 }
 
-impl From<HookError> for HookFailure {
-    fn from(error: HookError) -> Self {
-        HookFailure(vec![error.into()])
+impl ProcessHooks {
+    /// Reload targets are requested from `reloads`; its owner runs them.
+    pub fn new(reloads: Arc<ReloadCoalescer>) -> Self {
+        Self { reloads }
     }
 }
 
-impl fmt::Display for HookFailure {
-    /// Each failed hook with its causes, `; `-separated.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, failed) in self.0.iter().enumerate() {
-            if index > 0 {
-                f.write_str("; ")?;
-            }
-            f.write_str(&error_chain(failed))?;
+impl Hooks for ProcessHooks {
+    fn pre<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        spec: &'a CertificateSpec,
+    ) -> PortFuture<'a, Result<(), HookFailure>> {
+        Box::pin(pre(inventory, spec))
+    }
+
+    fn deploy<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        spec: &'a CertificateSpec,
+        live: &'a LiveCert,
+        action: DeployAction,
+    ) -> PortFuture<'a, Result<(), HookFailure>> {
+        Box::pin(deploy_hooks(inventory, spec, live, action))
+    }
+
+    fn request_reload(&self, spec: &CertificateSpec) {
+        if let Err(err) = self.reloads.request(spec.name.as_str(), &spec.hooks.reload) {
+            // Targets are checked when the config loads; a race with a reload is all that is
+            // left.
+            tracing::warn!(cert = %spec.name, error = error_chain(&err), "reload target not configured");
         }
-        Ok(())
+    }
+
+    fn post<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        renewed: &'a [&'a CertificateSpec],
+    ) -> PortFuture<'a, ()> {
+        Box::pin(post(inventory, renewed))
     }
 }
-
-/// Its causes are in its message (there may be several), so it has no `source`.
-impl std::error::Error for HookFailure {}
 
 /// Run `hooks` in order, every one even after a failure; the failures are kept.
 async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(), HookFailure> {
@@ -79,7 +94,7 @@ async fn run_all(hooks: &[(String, Hook)], env: &[(String, String)]) -> Result<(
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(HookFailure(failures))
+        Err(HookFailure::from(failures))
     }
 }
 
@@ -101,7 +116,7 @@ fn phase_hooks(
 }
 
 /// Before an order: the certificate's `pre_hook` and `hooks_dir/pre/*`.
-pub async fn pre(inventory: &Inventory, spec: &CertificateSpec) -> Result<(), HookFailure> {
+async fn pre(inventory: &Inventory, spec: &CertificateSpec) -> Result<(), HookFailure> {
     let hooks = phase_hooks(
         inventory,
         spec.hooks.pre.as_ref(),
@@ -123,11 +138,27 @@ pub fn deploy_action(purpose: OrderPurpose) -> DeployAction {
     }
 }
 
-/// After a certificate went live: its `deploy_hook` and `hooks_dir/deploy/*`, then its
-/// reload targets are requested from `reloads`. The caller records the outcome ([`record`]).
+/// After a certificate went live: its deploy hooks through `hooks`, then its reload targets
+/// are requested (also when a deploy hook failed: the certificate is live either way). The
+/// caller records the outcome ([`record`]).
 pub async fn deploy(
+    hooks: &dyn Hooks,
     inventory: &Inventory,
-    reloads: &ReloadCoalescer,
+    spec: &CertificateSpec,
+    live: &LiveCert,
+    action: DeployAction,
+) -> Result<(), HookFailure> {
+    let result = hooks.deploy(inventory, spec, live, action).await;
+    hooks.request_reload(spec);
+    if let Err(err) = &result {
+        tracing::error!(cert = %spec.name, error = %err, "deploy hook failed; the certificate is installed, the hook will be retried");
+    }
+    result
+}
+
+/// The certificate's `deploy_hook` and `hooks_dir/deploy/*`.
+async fn deploy_hooks(
+    inventory: &Inventory,
     spec: &CertificateSpec,
     live: &LiveCert,
     action: DeployAction,
@@ -137,30 +168,19 @@ pub async fn deploy(
         spec.hooks.deploy.as_ref(),
         &format!("deploy:{}", spec.name),
         Phase::Deploy,
-    );
-    let result = match hooks {
-        Ok(hooks) if hooks.is_empty() => Ok(()),
-        Ok(hooks) => {
-            let env = deploy_env(&Deployment {
-                name: &spec.name,
-                domains: &spec.domains,
-                live_dir: &live.live_dir,
-                serial: &live.serial_hex,
-                not_after: live.observed.not_after,
-                action,
-            });
-            run_all(&hooks, &env).await
-        }
-        Err(err) => Err(err),
-    };
-    if let Err(err) = reloads.request(spec.name.as_str(), &spec.hooks.reload) {
-        // Targets are checked when the config loads; a race with a reload is all that is left.
-        tracing::warn!(cert = %spec.name, error = error_chain(&err), "reload target not configured");
+    )?;
+    if hooks.is_empty() {
+        return Ok(());
     }
-    if let Err(err) = &result {
-        tracing::error!(cert = %spec.name, error = %err, "deploy hook failed; the certificate is installed, the hook will be retried");
-    }
-    result
+    let env = deploy_env(&Deployment {
+        name: &spec.name,
+        domains: &spec.domains,
+        live_dir: &live.live_dir,
+        serial: &live.serial_hex,
+        not_after: live.observed.not_after,
+        action,
+    });
+    run_all(&hooks, &env).await
 }
 
 /// The reload targets' outcomes: a failed target marks every certificate that asked for it.
@@ -181,12 +201,12 @@ pub fn record_reloads(store: &Store, outcomes: &[ReloadOutcome]) {
 
 /// After a batch of renewals: the distinct `post_hook`s and `hooks_dir/post/*`, with the
 /// names renewed.
-pub async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
+async fn post(inventory: &Inventory, renewed: &[&CertificateSpec]) {
     if renewed.is_empty() {
         return;
     }
     let mut hooks: Vec<(String, Hook)> =
-        distinct_post_hooks(renewed.iter().map(|spec| &spec.hooks))
+        distinct_post_hooks(renewed.iter().map(|spec| &*spec.hooks))
             .into_iter()
             .enumerate()
             .map(|(index, hook)| (format!("post:{index}"), hook.clone()))

@@ -1,12 +1,50 @@
-//! The daemon's ports: where its scheduling loop meets time and the outside world.
+//! The engine's ports: every place where its logic meets time or the outside world, as a trait,
+//! so the same logic runs on the real adapters and, in tests, on scripted ones.
 //!
+//! # The attempt's ports
+//! What one attempt at one certificate uses, bundled in the engine's `JobContext`
+//! (`engine/job.rs`), whose `JobContext::real` wires the real implementations:
+//!
+//! * [`CertificateAuthority`], with its [`CaAccount`]s and their [`CaOrder`]s: the account at
+//!   each configured CA (loaded, registered, registered again when the CA lost it), orders
+//!   placed, resumed by their persisted [`OrderLocation`] and completed through a challenge
+//!   solver, revocation. Real: `AcmeCa` (`engine/ca.rs`), the ACME adapter with the accounts
+//!   the binary keeps in the store.
+//! * [`Solvers`]: which [`ChallengeSolver`] answers a certificate's challenges. Real:
+//!   `ConfiguredSolvers` (`engine/solvers.rs`); today every certificate gets the embedded
+//!   HTTP-01 responder.
+//! * [`Hooks`]: the operator's pre, deploy and post hooks and the reload requests. Real:
+//!   `ProcessHooks` (`engine/deploy.rs`), the hook runner and reload coalescer of
+//!   `certkeeper_hooks`.
+//!
+//! # The daemon's ports
 //! * [`Clock`]: the wall clock ([`SystemClock`]); scheduler tests use one that follows
 //!   tokio's paused time, so a month of renewals runs in milliseconds.
-//! * [`Runner`]: how one attempt (or a pending deploy) is carried out. [`EngineRunner`]
-//!   is the real one: [`Attempt`](super::attempt::Attempt), which orders from the CA through
-//!   the challenge solver, installs into the store and runs the hooks. Scheduler tests script
-//!   outcomes instead, recording them on a real store in a temporary directory, so what the
-//!   loop plans from is what it would read after a real attempt.
+//! * [`Runner`]: how one attempt (or a pending deploy) is carried out. The real one is
+//!   `EngineRunner` (`engine/attempt.rs`): the engine's attempt on the ports above. Scheduler
+//!   tests script outcomes instead, recording them on a real store in a temporary directory,
+//!   so what the loop plans from is what it would read after a real attempt.
+//!
+//! # The store is not a port (yet)
+//! The engine uses `certkeeper_store::Store` and its `Lineage` aggregate directly: `Lineage`
+//! is the one writer of a lineage's state, each transition a pure edit of the state followed by
+//! one atomic save. A second backend (PostgreSQL for fleets) belongs below that aggregate,
+//! inside the store crate, where the transitions keep one implementation: a trait here over
+//! `Lineage` would make every backend re-implement them. The planner's side (`engine/plan.rs`,
+//! `engine/pass.rs`) also hands the attempt a concrete `Lineage` loaded for its plan.
+//!
+//! # Where to plug in
+//! * A new challenge solver: implement the core's [`ChallengeSolver`] in its adapter crate,
+//!   then return it from `ConfiguredSolvers::for_certificate` for the certificates configured
+//!   to use it.
+//! * A new CA capability: a method here (see [`CertificateAuthority`]'s "Growing it"),
+//!   implemented by `AcmeCa` over the ACME adapter and by the scripted CA of the attempt's
+//!   tests.
+//! * A new hook kind: a method of [`Hooks`], called by the attempt where it belongs, implemented
+//!   by `ProcessHooks`.
+//! * A new renewal signal: an input of the core's planner, read into `engine/plan.rs`'s view
+//!   (through a CA capability when the CA is its source).
+//! * A new store: see above; behind the store crate's own seam, not here.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -14,16 +52,186 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use certkeeper_acme::CaFailure;
 pub use certkeeper_core::Clock;
-use certkeeper_core::{CertificateSpec, Inventory, OrderPurpose};
-use certkeeper_hooks::ReloadCoalescer;
+use certkeeper_core::hooks::DeployAction;
+use certkeeper_core::{
+    CaSpec, CertName, CertificateSpec, ChallengeSolver, DomainName, Inventory, KeyType,
+    OrderPurpose, RevocationReason, Secret,
+};
+use certkeeper_store::LiveCert;
 
-use crate::engine::attempt::{self, Attempt, Outcome};
-use crate::engine::job::JobContext;
-use crate::engine::plan::LineageView;
+use crate::accounts::AccountError;
+use crate::engine::error::{AttemptError, HookFailure, NoSolver};
+
+/// The future a port's call returns. Boxed rather than `impl Future`, so the traits work as
+/// `dyn` (the engine holds `Arc<dyn ...>` and tests swap in scripted ports), as the core's
+/// `ChallengeSolver` does; a box per call costs nothing next to a round trip to a CA or a hook
+/// process.
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A future the daemon can run as a task of its own.
-pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type Task<T> = PortFuture<'static, T>;
+
+// ------------------------------------------------------------------ the certificate authority
+
+/// A certificate authority as attempts and revocations use it: the account at each configured
+/// CA, through which orders are placed, resumed and completed, and certificates revoked.
+///
+/// Errors are the ACME adapter's own values ([`AccountError`], [`CaFailure`] with the CA's
+/// problem and Retry-After), so `AttemptError::class` classifies a scripted CA's answer exactly
+/// as the real one's, and the engine's own decisions on them (register again after
+/// `accountDoesNotExist`, forget an order the CA refused, keep one it is still working on) stay
+/// the engine's.
+///
+/// # Growing it
+/// The next issues add here: ARI's `renewalInfo` for a live certificate, as a method of this
+/// trait (per CA and unauthenticated: no account needed), whose window becomes an input of the
+/// core's planner; ARI's `replaces` and an ACME profile, as fields of [`NewOrder`] that
+/// `AcmeCa` sends with the order.
+pub trait CertificateAuthority: Send + Sync + Debug {
+    /// The account at `ca`: the stored one, or one registered (and stored before any order
+    /// uses it) on first use.
+    fn account<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>>;
+
+    /// A new account at `ca` after the CA answered `accountDoesNotExist` for `gone`. Attempts
+    /// that met the same refusal at the same moment share one new registration.
+    fn register_again<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+        gone: &'a dyn CaAccount,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>>;
+
+    /// Forget what is cached about the CAs: a reload may have changed their definitions.
+    fn forget_accounts(&self);
+}
+
+/// An account at a CA.
+pub trait CaAccount: Send + Sync + Debug {
+    /// The account URL, which tells one registration from the next.
+    fn url(&self) -> &str;
+
+    /// Place a new order.
+    fn place_order(
+        &self,
+        order: NewOrder,
+    ) -> PortFuture<'_, Result<Box<dyn CaOrder + '_>, CaFailure>>;
+
+    /// Pick up an order placed earlier (before a restart) from where it was persisted.
+    fn resume_order(
+        &self,
+        location: OrderLocation,
+    ) -> PortFuture<'_, Result<Box<dyn CaOrder + '_>, CaFailure>>;
+
+    /// Revoke a certificate (DER) issued through this account's CA.
+    fn revoke<'a>(
+        &'a self,
+        leaf_der: &'a [u8],
+        reason: RevocationReason,
+    ) -> PortFuture<'a, Result<(), CaFailure>>;
+}
+
+/// An order at a CA, new or resumed.
+pub trait CaOrder: Send + Debug {
+    /// Where the order lives: persisted before anything waits on the CA, so a restart resumes
+    /// it instead of ordering twice.
+    fn location(&self) -> &OrderLocation;
+
+    /// Drive the order to a certificate: answer each pending authorization's challenge through
+    /// `solver` (present, wait until ready, let the CA validate, clean up however it ends),
+    /// finalize with a CSR for `domains` signed by `key_pem`, wait and download. Resolves to
+    /// the chain, PEM.
+    ///
+    /// Dropping the future half-way (a stop) leaves the order at the CA as it is, to be
+    /// resumed, and cleans up what was presented.
+    fn complete<'a>(
+        &'a mut self,
+        key_pem: &'a Secret,
+        domains: &'a [DomainName],
+        solver: &'a dyn ChallengeSolver,
+    ) -> PortFuture<'a, Result<String, CaFailure>>;
+}
+
+/// What to order. ARI's `replaces` and an ACME profile will be fields here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub cert: CertName,
+    pub domains: Vec<DomainName>,
+    pub key_type: KeyType,
+    /// The directory URL the lifecycle rule chose for this order (a DigiCert renewal carries
+    /// its action and order id in it).
+    pub directory_url: String,
+}
+
+/// Where an order lives at its CA: what is persisted to resume it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLocation {
+    pub order_url: String,
+    /// The directory URL it was placed through (with any lifecycle query).
+    pub directory_url: String,
+}
+
+// ------------------------------------------------------------------ challenge solvers
+
+/// Which challenge solver answers a certificate's challenges.
+pub trait Solvers: Send + Sync + Debug {
+    /// The solver for the orders of `spec`, asked once per attempt before anything is ordered.
+    /// `inventory` is the one the attempt runs on (a reload may have changed it): what the
+    /// certificate is configured to answer is `inventory.challenge(&spec.name)`, its DNS
+    /// provider `inventory.dns_provider(..)`.
+    ///
+    /// # Errors
+    /// [`NoSolver`] when no solver can be had for `spec`: the attempt fails before an order
+    /// is placed, as needing a human.
+    fn for_certificate(
+        &self,
+        inventory: &Inventory,
+        spec: &CertificateSpec,
+    ) -> Result<Arc<dyn ChallengeSolver>, NoSolver>;
+}
+
+// ------------------------------------------------------------------ hooks
+
+/// The operator's hooks around attempts, and the reload targets certificates ask for.
+///
+/// The attempt decides when each runs: `pre` before an order (a failure places none),
+/// `deploy` once a certificate is live, then `request_reload` (also after a failed deploy:
+/// the certificate is live either way); `post` follows a batch of renewals.
+pub trait Hooks: Send + Sync + Debug {
+    /// Before an order for `spec`: its `pre_hook` and `hooks_dir/pre/*`.
+    fn pre<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        spec: &'a CertificateSpec,
+    ) -> PortFuture<'a, Result<(), HookFailure>>;
+
+    /// After `live` went live for `spec` (`action`: how it came to be): its `deploy_hook` and
+    /// `hooks_dir/deploy/*`.
+    fn deploy<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        spec: &'a CertificateSpec,
+        live: &'a LiveCert,
+        action: DeployAction,
+    ) -> PortFuture<'a, Result<(), HookFailure>>;
+
+    /// Ask for the reload targets of `spec` to run. Coalesced: a target runs once for a batch
+    /// of certificates; its outcome is recorded on the lineages that asked when it runs.
+    fn request_reload(&self, spec: &CertificateSpec);
+
+    /// After a batch of renewals: the distinct `post_hook`s of `renewed` and
+    /// `hooks_dir/post/*`. A failure is logged; nothing is left to retry.
+    fn post<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+        renewed: &'a [&'a CertificateSpec],
+    ) -> PortFuture<'a, ()>;
+}
+
+// ------------------------------------------------------------------ the daemon's ports
 
 /// The wall clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,9 +248,18 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct AttemptInput {
     pub inventory: Arc<Inventory>,
-    pub reloads: Arc<ReloadCoalescer>,
     pub spec: CertificateSpec,
     pub purpose: OrderPurpose,
+}
+
+/// How an attempt went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The installed certificate, or why there is none (the live one, if any, stays).
+    pub result: Result<LiveCert, AttemptError>,
+    /// The deploy hooks of an installed certificate (`Ok` when none ran). A failure is
+    /// recorded as a pending deploy and retried without a new order.
+    pub deploy: Result<(), HookFailure>,
 }
 
 /// How the daemon carries out attempts.
@@ -51,47 +268,4 @@ pub trait Runner: Send + Sync + Debug {
     fn attempt(&self, input: AttemptInput) -> Task<Outcome>;
     /// Run the deploy hooks of the live certificate again (a pending deploy).
     fn redeploy(&self, input: AttemptInput) -> Task<()>;
-}
-
-/// The real runner: the engine's [`Attempt`].
-#[derive(Debug, Clone)]
-pub struct EngineRunner {
-    pub ctx: JobContext,
-}
-
-impl Runner for EngineRunner {
-    fn attempt(&self, input: AttemptInput) -> Task<Outcome> {
-        let ctx = self.ctx.clone();
-        Box::pin(async move {
-            Attempt {
-                inventory: &input.inventory,
-                ctx: &ctx,
-                reloads: &input.reloads,
-                spec: &input.spec,
-                purpose: input.purpose,
-                hooks: true,
-            }
-            .run()
-            .await
-        })
-    }
-
-    fn redeploy(&self, input: AttemptInput) -> Task<()> {
-        let ctx = self.ctx.clone();
-        Box::pin(async move {
-            let view = LineageView::load(&ctx.store, &input.spec.name);
-            if let (true, Some(live)) = (view.record.pending_deploy, &view.live) {
-                let attempt = Attempt {
-                    inventory: &input.inventory,
-                    ctx: &ctx,
-                    reloads: &input.reloads,
-                    spec: &input.spec,
-                    purpose: attempt::purpose(&input.spec, true, None),
-                    hooks: true,
-                };
-                // A failure stays recorded as pending and is retried later.
-                let _ = attempt.redeploy(live).await;
-            }
-        })
-    }
 }

@@ -1,16 +1,17 @@
 //! Revoking a lineage's live certificate at its CA and recording it, so plans leave the
 //! lineage alone until forced. The same for `certkeeper revoke` and for a revoke that reached
-//! the daemon over its control socket.
+//! the daemon over its control socket. The CA is the engine's [`CertificateAuthority`] port.
 
 use std::time::SystemTime;
 
-use certkeeper_acme::AcmeError;
+use certkeeper_acme::CaFailure;
 use certkeeper_core::{CertName, Inventory, RevocationReason};
 use certkeeper_store::{Store, StoreError};
 use thiserror::Error;
 
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::AccountError;
 use crate::engine::pass::{UnknownCertificate, select};
+use crate::engine::ports::CertificateAuthority;
 
 /// Why a revocation did not happen (or was not recorded).
 #[derive(Debug, Error)]
@@ -29,7 +30,7 @@ pub enum RevokeError {
     Ca {
         name: CertName,
         #[source]
-        source: AcmeError,
+        source: CaFailure,
     },
 }
 
@@ -53,7 +54,8 @@ impl Revoked {
     }
 }
 
-/// Revoke the live certificate of `name` at its CA and record it in the lineage.
+/// Revoke the live certificate of `name` at its CA (through `authority`) and record it in the
+/// lineage.
 ///
 /// # Errors
 /// [`RevokeError`]: an unknown name or CA, nothing live, the account, the CA's refusal, or
@@ -61,7 +63,7 @@ impl Revoked {
 pub async fn revoke(
     inventory: &Inventory,
     store: &Store,
-    accounts: &Accounts,
+    authority: &dyn CertificateAuthority,
     name: &str,
     reason: RevocationReason,
 ) -> Result<Revoked, RevokeError> {
@@ -76,7 +78,7 @@ pub async fn revoke(
     let live = lineage.live()?.ok_or_else(|| RevokeError::NothingLive {
         name: spec.name.clone(),
     })?;
-    let account = accounts.get(store, ca).await?;
+    let account = authority.account(ca).await?;
     account
         .revoke(&live.leaf_der, reason)
         .await

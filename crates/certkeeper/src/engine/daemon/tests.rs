@@ -24,9 +24,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Daemon, Ports};
-use crate::engine::attempt::Outcome;
 use crate::engine::job::{self, AttemptError};
-use crate::engine::ports::{AttemptInput, Runner, Task};
+use crate::engine::ports::{AttemptInput, Outcome, Runner, Task};
 use crate::lifecycle::Lifecycle;
 use crate::systemd::Notifier;
 

@@ -1,0 +1,176 @@
+//! The real [`CertificateAuthority`]: the ACME adapter (`certkeeper_acme`) with the accounts the
+//! binary keeps in the store ([`Accounts`]: loaded, registered once per CA, registered again
+//! when the CA lost one).
+//!
+//! Every failure met through an account is reported with the Retry-After the CA sent with it
+//! (`AcmeAccount::failure`), so the engine's classification sees the CA's own wait.
+
+use certkeeper_acme::{AcmeAccount, CaFailure, OrderRequest, PlacedOrder, PollPolicy};
+use certkeeper_core::{CaSpec, ChallengeSolver, DomainName, RevocationReason, Secret};
+use certkeeper_store::Store;
+
+use crate::accounts::{AccountError, Accounts};
+use crate::engine::ports::{
+    CaAccount, CaOrder, CertificateAuthority, NewOrder, OrderLocation, PortFuture,
+};
+
+/// ACME CAs, their accounts stored in `store`; orders wait on the CA as `poll` says.
+#[derive(Debug, Clone)]
+pub struct AcmeCa {
+    store: Store,
+    accounts: Accounts,
+    poll: PollPolicy,
+}
+
+impl AcmeCa {
+    /// No account is loaded until an attempt asks for one.
+    pub fn new(store: Store, poll: PollPolicy) -> Self {
+        Self {
+            store,
+            accounts: Accounts::default(),
+            poll,
+        }
+    }
+
+    fn wrap(&self, account: AcmeAccount) -> Box<dyn CaAccount> {
+        Box::new(Account {
+            account,
+            poll: self.poll,
+        })
+    }
+}
+
+impl CertificateAuthority for AcmeCa {
+    fn account<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>> {
+        Box::pin(async move { Ok(self.wrap(self.accounts.get(&self.store, ca).await?)) })
+    }
+
+    fn register_again<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+        gone: &'a dyn CaAccount,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>> {
+        Box::pin(async move {
+            let account = self
+                .accounts
+                .register_again(&self.store, ca, gone.url())
+                .await?;
+            Ok(self.wrap(account))
+        })
+    }
+
+    fn forget_accounts(&self) {
+        self.accounts.clear();
+    }
+}
+
+/// One ACME account.
+#[derive(Debug)]
+struct Account {
+    account: AcmeAccount,
+    poll: PollPolicy,
+}
+
+impl CaAccount for Account {
+    fn url(&self) -> &str {
+        self.account.account_url()
+    }
+
+    fn place_order(
+        &self,
+        order: NewOrder,
+    ) -> PortFuture<'_, Result<Box<dyn CaOrder + '_>, CaFailure>> {
+        Box::pin(async move {
+            let placed = self
+                .account
+                .place_order(&OrderRequest {
+                    cert: &order.cert,
+                    domains: &order.domains,
+                    key_type: order.key_type,
+                    directory_url: &order.directory_url,
+                })
+                .await
+                .map_err(|err| self.account.failure(err))?;
+            Ok(self.order(placed, order.directory_url))
+        })
+    }
+
+    fn resume_order(
+        &self,
+        location: OrderLocation,
+    ) -> PortFuture<'_, Result<Box<dyn CaOrder + '_>, CaFailure>> {
+        Box::pin(async move {
+            let placed = self
+                .account
+                .resume_order(&location.order_url, &location.directory_url)
+                .await
+                // The Retry-After stays with the transport: the engine only logs a failed
+                // resume and places a new order, whose own failure then reports it.
+                .map_err(CaFailure::from)?;
+            Ok(self.order(placed, location.directory_url))
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        leaf_der: &'a [u8],
+        reason: RevocationReason,
+    ) -> PortFuture<'a, Result<(), CaFailure>> {
+        Box::pin(async move {
+            self.account
+                .revoke(leaf_der, reason)
+                .await
+                .map_err(|err| self.account.failure(err))
+        })
+    }
+}
+
+impl Account {
+    fn order<'a>(
+        &'a self,
+        placed: PlacedOrder<'a>,
+        directory_url: String,
+    ) -> Box<dyn CaOrder + 'a> {
+        Box::new(Order {
+            account: &self.account,
+            location: OrderLocation {
+                order_url: placed.url().to_owned(),
+                directory_url,
+            },
+            placed,
+            poll: self.poll,
+        })
+    }
+}
+
+/// One ACME order, borrowing the account it was placed or resumed with.
+#[derive(Debug)]
+struct Order<'a> {
+    account: &'a AcmeAccount,
+    placed: PlacedOrder<'a>,
+    location: OrderLocation,
+    poll: PollPolicy,
+}
+
+impl CaOrder for Order<'_> {
+    fn location(&self) -> &OrderLocation {
+        &self.location
+    }
+
+    fn complete<'a>(
+        &'a mut self,
+        key_pem: &'a Secret,
+        domains: &'a [DomainName],
+        solver: &'a dyn ChallengeSolver,
+    ) -> PortFuture<'a, Result<String, CaFailure>> {
+        Box::pin(async move {
+            self.placed
+                .complete(key_pem, domains, solver, self.poll)
+                .await
+                .map_err(|err| self.account.failure(err))
+        })
+    }
+}
