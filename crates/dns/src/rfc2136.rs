@@ -396,6 +396,59 @@ mod tests {
         }
     }
 
+    /// A server on loopback that answers every update NOERROR without signing it, as an
+    /// impostor at the server's address would.
+    async fn unsigned_noerror_server() -> SocketAddr {
+        use hickory_proto::op::MessageType;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut length = [0_u8; 2];
+            stream.read_exact(&mut length).await.expect("length");
+            let mut request = vec![0_u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut request).await.expect("request");
+            let request = Message::from_vec(&request).expect("a DNS message");
+            let mut answer = Message::new();
+            answer
+                .set_id(request.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(request.op_code())
+                .add_queries(request.queries().to_vec());
+            let answer = answer.to_vec().expect("encode");
+            let length = u16::try_from(answer.len()).expect("short");
+            stream
+                .write_all(&length.to_be_bytes())
+                .await
+                .expect("write");
+            stream.write_all(&answer).await.expect("write");
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_answer_is_not_believed() {
+        let server = unsigned_noerror_server().await;
+        let mut settings = Rfc2136Settings::new(server, "ck.", Secret::new(vec![1; 32]));
+        settings.zone = Some("example.test".to_owned());
+        let provider = Rfc2136::new("bind", &settings).expect("valid");
+        let record = TxtRecord {
+            fqdn: "_acme-challenge.example.test.".to_owned(),
+            value: "digest".to_owned(),
+            context: crate::provider::RecordContext::default(),
+        };
+        let err = provider.add_txt(&record).await.expect_err("unsigned");
+        assert!(
+            matches!(&err, DnsError::ResponseNotAuthentic { server: s, key, .. }
+                if *s == server && key == "ck."),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn secrets_decode_and_stay_redacted() {
         let secret = decode_tsig_secret(" c2VjcmV0LWtleS1ieXRlcw==\n").expect("base64");
