@@ -2,6 +2,7 @@
 //! exit code. Everything else lives in the modules below and in the adapter crates.
 
 mod accounts;
+mod allocator;
 mod cli;
 mod commands;
 mod control;

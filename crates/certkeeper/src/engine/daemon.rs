@@ -66,6 +66,16 @@ struct View {
     urgent: bool,
 }
 
+impl From<LineageView> for View {
+    fn from(view: LineageView) -> Self {
+        Self {
+            observed: view.observed().cloned(),
+            record: view.record,
+            urgent: false,
+        }
+    }
+}
+
 /// The outcome of one planning pass.
 struct Plan {
     /// When the loop must wake up next.
@@ -232,6 +242,8 @@ impl Daemon {
         // Every socket is bound: the capability to bind low ports is of no further use, and
         // a daemon without it cannot lend it to anything.
         crate::privilege::drop_bind_capability()?;
+        // The credentials are final now: the purging thread may start.
+        crate::allocator::purge_in_background();
 
         let reloads = Arc::new(ReloadCoalescer::new(
             inventory.reload_targets.clone(),
@@ -270,7 +282,7 @@ impl Daemon {
             requests,
             waiters: Vec::new(),
         };
-        daemon.refresh_all_views();
+        daemon.refresh_all_views().await;
         let outcome = daemon.serve().await;
 
         stop_responder.cancel();
@@ -328,7 +340,7 @@ impl Daemon {
                 }
                 Some(incoming) = self.requests.recv() => self.handle_request(incoming),
                 event = self.lifecycle.next_event() => match event {
-                    Event::Reload => self.reload("SIGHUP", &mut watcher),
+                    Event::Reload => self.reload("SIGHUP", &mut watcher).await,
                     Event::Stop(signal) => {
                         self.shutdown(signal).await;
                         return Ok(());
@@ -338,7 +350,7 @@ impl Daemon {
                     // Debounce: editors write, rename and chmod in quick succession.
                     tokio::time::sleep(RELOAD_DEBOUNCE).await;
                     while changes.try_recv().is_ok() {}
-                    self.reload("configuration change", &mut watcher);
+                    self.reload("configuration change", &mut watcher).await;
                 }
             }
         }
@@ -666,35 +678,62 @@ impl Daemon {
         });
     }
 
-    fn refresh_all_views(&mut self) {
-        let names: Vec<CertName> = self
-            .inventory
-            .certificates
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        self.views.retain(|name, _| names.contains(name));
-        for name in names {
-            self.refresh_view(&name);
+    /// Read every lineage of the inventory afresh (at start and after a reload), on the
+    /// blocking pool: for a large inventory this is most of a start's work, and the runtime
+    /// thread keeps answering HTTP-01 meanwhile.
+    async fn refresh_all_views(&mut self) {
+        let (store, inventory) = (self.store.clone(), Arc::clone(&self.inventory));
+        let loaded = tokio::task::spawn_blocking(move || {
+            let specs: Vec<&CertificateSpec> = inventory.certificates.iter().collect();
+            let views = LineageView::load_all(&store, &specs);
+            specs
+                .iter()
+                .zip(views)
+                .map(|(spec, view)| (spec.name.clone(), View::from(view)))
+                .collect::<HashMap<CertName, View>>()
+        })
+        .await;
+        match loaded {
+            Ok(views) => self.views = views,
+            Err(err) => {
+                // Only a panic while reading gets here; plan from one lineage at a time.
+                tracing::error!(error = %err, "reading the lineages failed; reading them one by one");
+                self.views.clear();
+                let names: Vec<CertName> = self
+                    .inventory
+                    .certificates
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                for name in names {
+                    self.refresh_view(&name);
+                }
+            }
         }
     }
 
     fn refresh_view(&mut self, name: &CertName) {
         let view = LineageView::load(&self.store, name);
-        self.views.insert(
-            name.clone(),
-            View {
-                observed: view.observed().cloned(),
-                record: view.record,
-                urgent: false,
-            },
-        );
+        self.views.insert(name.clone(), View::from(view));
     }
 
-    fn reload(&mut self, why: &str, watcher: &mut ConfigWatcher) {
+    async fn reload(&mut self, why: &str, watcher: &mut ConfigWatcher) {
         self.lifecycle.reloading();
         tracing::info!(trigger = why, path = %self.config_path.display(), "reloading the configuration");
-        match certkeeper_config::load(&self.config_path, &self.env) {
+        // Parsing a large inventory takes tens of milliseconds: off the thread that answers
+        // HTTP-01 for the orders in flight.
+        let (path, env) = (self.config_path.clone(), self.env.clone());
+        let loaded = match tokio::task::spawn_blocking(move || certkeeper_config::load(&path, &env))
+            .await
+        {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                tracing::error!(error = %err, "reading the configuration failed; still running on the previous one");
+                self.reload_error = Some(format!("config reload failed: {err}"));
+                return;
+            }
+        };
+        match loaded {
             Err(errors) => {
                 for error in &errors.errors {
                     tracing::error!("{error}");
@@ -744,7 +783,7 @@ impl Daemon {
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
                 self.ctx.ca.forget_accounts();
-                self.refresh_all_views();
+                self.refresh_all_views().await;
             }
         }
         let status = self.status_line(&Plan {
