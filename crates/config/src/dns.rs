@@ -8,6 +8,11 @@
 //!   quoted, a key file others can read is warned about, and pasting the key where its
 //!   source's name belongs is caught. Unlike the HMAC key it cannot be written inline: a key
 //!   that may change a zone has no business in a file that is often world-readable.
+//!   `secret_ini_key = "dns_rfc2136_secret"` reads the secret from that key of an INI file
+//!   named by `secret_file` or `secret_credential`: certbot's RFC 2136 credentials file, used
+//!   as it is, so `import-certbot` leaves the secret where certbot keeps it. Whitespace inside
+//!   the base64 text is ignored, as certbot (dnspython) and BIND ignore it: certbot's own
+//!   documentation shows a secret with a space in it.
 //! - `hook`: a command of the operator's, in the forms every hook takes.
 //!
 //! A key of the other type is reported as such ("`command` is a key of type = \"hook\"
@@ -61,18 +66,25 @@ const COMMON_KEYS: [&str; 6] = [
 pub(crate) const TSIG_SECRET: SecretKeys = secret_keys! {
     prefix: "secret",
     inline: false,
+    ini_key: true,
     what: "TSIG secret",
     example_env: "CERTKEEPER_TSIG_SECRET",
     example_file: "/etc/certkeeper/tsig.secret",
     example_credential: "tsig-secret",
 };
-const RFC2136_KEYS: [&str; 8] = [
+/// `secret_ini_key`: which key of an INI file holds the secret.
+const TSIG_SECRET_INI_KEY: &str = match TSIG_SECRET.ini_key {
+    Some(key) => key,
+    None => panic!("the TSIG secret may come from an INI file"),
+};
+const RFC2136_KEYS: [&str; 9] = [
     "server",
     "key_name",
     "algorithm",
     TSIG_SECRET.file,
     TSIG_SECRET.env,
     TSIG_SECRET.credential,
+    TSIG_SECRET_INI_KEY,
     "zone",
     "ttl",
 ];
@@ -308,8 +320,8 @@ fn rfc2136(
             diagnostics,
             TSIG_SECRET.file,
             format!(
-                "missing required key: the TSIG secret; set one of {}, {} or {} to where its base64 text is (the secret \"...\" of the key statement tsig-keygen prints)",
-                TSIG_SECRET.file, TSIG_SECRET.env, TSIG_SECRET.credential
+                "missing required key: the TSIG secret; set one of {}, {} or {} to where its base64 text is (the secret \"...\" of the key statement tsig-keygen prints), or {} and {} = \"dns_rfc2136_secret\" to read it from certbot's credentials file",
+                TSIG_SECRET.file, TSIG_SECRET.env, TSIG_SECRET.credential, TSIG_SECRET.file, TSIG_SECRET_INI_KEY
             ),
         )),
         Err(reported) => Err(reported),
@@ -538,15 +550,35 @@ impl From<DecodeProblem> for SecretProblem {
     }
 }
 
-/// Decode a TSIG secret as `tsig-keygen` prints it: base64, surrounding whitespace ignored
-/// (base64url and missing padding tolerated, as for EAB keys).
+/// Decode a TSIG secret as `tsig-keygen` prints it: base64, whitespace ignored around and
+/// inside it (base64url and missing padding tolerated, as for EAB keys). Positions in
+/// problems count the characters of the text as written, from its first non-blank one.
 fn decode_tsig_secret(text: &str) -> Result<Vec<u8>, SecretProblem> {
-    decode_hmac_key(text).map_err(|problem| {
+    let trimmed = text.trim();
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    decode_hmac_key(&compact).map_err(|problem| {
         let statement = text.contains("secret") && text.contains(['{', ';']);
         if statement {
-            SecretProblem::KeyStatement
-        } else {
-            SecretProblem::from(problem)
+            return SecretProblem::KeyStatement;
+        }
+        // The n-th character of the compact text, counted in the text as written.
+        let written = |position: usize| {
+            trimmed
+                .chars()
+                .enumerate()
+                .filter(|(_, c)| !c.is_ascii_whitespace())
+                .nth(position.saturating_sub(1))
+                .map_or(position, |(index, _)| index + 1)
+        };
+        match SecretProblem::from(problem) {
+            SecretProblem::InvalidCharacter(at) => SecretProblem::InvalidCharacter(written(at)),
+            SecretProblem::InvalidLastCharacter(at) => {
+                SecretProblem::InvalidLastCharacter(written(at))
+            }
+            other => other,
         }
     })
 }
@@ -619,6 +651,16 @@ mod tests {
         assert_eq!(
             message,
             "is not valid base64: invalid character at position 9"
+        );
+        // certbot's documentation writes its example secret with a space in it.
+        assert_eq!(
+            decode_tsig_secret(" c2VjcmV0 LXRz\naWc= "),
+            Ok(b"secret-tsig".to_vec())
+        );
+        assert_eq!(
+            decode_tsig_secret("c2Vj cmV0$$$"),
+            Err(SecretProblem::InvalidCharacter(10)),
+            "the position counts the space"
         );
     }
 }

@@ -22,6 +22,12 @@
 //! `*_env` is not a variable name); the heuristic catches keys that happen to have the
 //! expected shape (a base64 key is a valid relative path). An inline value is never shown,
 //! and decoding errors give a position, never a character.
+//!
+//! A secret that allows it (the TSIG secret) may also be one key of an INI file:
+//! `PREFIX_ini_key = "dns_rfc2136_secret"` next to `PREFIX_file` or `PREFIX_credential`
+//! reads that key's value from the file instead of the whole text, so certbot's credentials
+//! file serves certkeeper as it is (see [`ini`]). The key is explicit rather than guessed from
+//! the file's shape, because a plain base64 secret may hold `=` too.
 
 use std::fmt;
 use std::fs::File;
@@ -32,6 +38,8 @@ use std::path::PathBuf;
 use crate::Context;
 use crate::diagnostic::{Diagnostics, Reported};
 use crate::walk::{Node, Table};
+
+mod ini;
 
 /// The keys that set one secret, and how messages describe it. Make one with
 /// [`secret_keys!`], so the key names follow the `PREFIX_file`/`_env`/`_credential` pattern.
@@ -44,6 +52,9 @@ pub(crate) struct SecretKeys {
     pub(crate) credential: &'static str,
     /// Whether `prefix` itself may hold the secret (accepted with a warning).
     pub(crate) inline: bool,
+    /// `PREFIX_ini_key`, for secrets that may be one key of an INI file (certbot's
+    /// credentials files); `None` for the others.
+    pub(crate) ini_key: Option<&'static str>,
     /// What the secret is, for messages: "HMAC key".
     pub(crate) what: &'static str,
     /// Examples of each key's value, for messages that say what a key expects.
@@ -52,12 +63,15 @@ pub(crate) struct SecretKeys {
     pub(crate) example_credential: &'static str,
 }
 
-/// A [`SecretKeys`] whose keys are `PREFIX_file`, `PREFIX_env`, `PREFIX_credential` and, with
-/// `inline: true`, `PREFIX`.
+/// A [`SecretKeys`] whose keys are `PREFIX_file`, `PREFIX_env`, `PREFIX_credential`, with
+/// `inline: true` `PREFIX`, and with `ini_key: true` `PREFIX_ini_key`.
 macro_rules! secret_keys {
+    (@ini_key $prefix:literal) => { None };
+    (@ini_key $prefix:literal true) => { Some(concat!($prefix, "_ini_key")) };
     {
         prefix: $prefix:literal,
         inline: $inline:literal,
+        $(ini_key: $ini:tt,)?
         what: $what:literal,
         example_env: $env:literal,
         example_file: $file:literal,
@@ -69,6 +83,7 @@ macro_rules! secret_keys {
             env: concat!($prefix, "_env"),
             credential: concat!($prefix, "_credential"),
             inline: $inline,
+            ini_key: $crate::secrets::secret_keys!(@ini_key $prefix $($ini)?),
             what: $what,
             example_env: $env,
             example_file: $file,
@@ -355,12 +370,21 @@ enum Failure {
     Read(io::Error),
 }
 
-/// Where a secret's text came from, for messages: the value that named it, and the path it
-/// was read from.
+/// Where a secret's text came from, for messages: the value that named it, the path it
+/// was read from, and the INI key it is the value of.
 #[derive(Clone)]
 struct Origin<'v> {
     value: SourceValue<'v>,
     path: Option<PathBuf>,
+    ini: Option<IniLocation<'v>>,
+}
+
+/// The key of an INI file a secret was read from, and its line. `key` is shown: it passed
+/// [`is_ini_key_name`].
+#[derive(Clone, Copy)]
+struct IniLocation<'v> {
+    key: &'v str,
+    line: usize,
 }
 
 impl fmt::Display for Origin<'_> {
@@ -370,6 +394,9 @@ impl fmt::Display for Origin<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = &self.value;
         let shown = value.shown().is_some();
+        if let Some(IniLocation { key, line }) = self.ini {
+            write!(f, "key {key} (line {line}) of ")?;
+        }
         match (value.source, &self.path) {
             (Source::Inline, _) => f.write_str(value.key()),
             (Source::File, Some(path)) if shown => write!(f, "file {path:?}"),
@@ -416,6 +443,8 @@ impl Failure {
 pub(crate) struct Sources<'a, 'i> {
     keys: &'static SecretKeys,
     set: Vec<(Source, Node<'a, 'i>)>,
+    /// `PREFIX_ini_key`, when the keys have it and the table sets it.
+    ini_key: Option<Node<'a, 'i>>,
 }
 
 impl<'a, 'i> Sources<'a, 'i> {
@@ -430,7 +459,8 @@ impl<'a, 'i> Sources<'a, 'i> {
             .collect();
         // In file order, so "already set" points back at the one written first.
         set.sort_by_key(|(_, node)| node.span().start);
-        Self { keys, set }
+        let ini_key = keys.ini_key.and_then(|key| table.get(key));
+        Self { keys, set, ini_key }
     }
 
     /// The first key set, if any.
@@ -472,8 +502,30 @@ impl<'a, 'i> Sources<'a, 'i> {
             );
         }
         match self.set.as_slice() {
-            [] => Ok(None),
-            [(source, node)] => fetch(keys, *source, node, context, diagnostics).map(Some),
+            [] => match &self.ini_key {
+                None => Ok(None),
+                Some(ini_node) => Err(ini_node.error(
+                    diagnostics,
+                    format!(
+                        "{} names a key of an INI file, but no file is named: set {} (or {}) to the file that holds the {} under that key",
+                        ini_key_name(keys),
+                        keys.file,
+                        keys.credential,
+                        keys.what
+                    ),
+                )),
+            },
+            [(source, node)] => {
+                let ini_key = match &self.ini_key {
+                    None => None,
+                    Some(ini_node) => Some((ini_key(keys, *source, ini_node, diagnostics)?, ini_node)),
+                };
+                let text = fetch(keys, *source, node, context, diagnostics)?;
+                match ini_key {
+                    None => Ok(Some(text)),
+                    Some((key, ini_node)) => text.ini_value(key, ini_node, diagnostics).map(Some),
+                }
+            }
             [(first, first_node), rest @ ..] => {
                 let line = first_node.line(diagnostics);
                 let first_key = first.key(keys).unwrap_or(keys.prefix);
@@ -512,7 +564,38 @@ impl fmt::Debug for SecretText<'_, '_> {
     }
 }
 
-impl SecretText<'_, '_> {
+impl<'a, 'i> SecretText<'a, 'i> {
+    /// The value of INI key `key` (a plain name, see [`is_ini_key_name`]) in the text, in
+    /// place of the whole text. A problem is reported at `ini_node` (the `PREFIX_ini_key`),
+    /// naming the file, a line and the key, never any of the text.
+    fn ini_value(
+        self,
+        key: &'a str,
+        ini_node: &Node<'a, 'i>,
+        diagnostics: &mut Diagnostics<'_>,
+    ) -> Result<Self, Reported> {
+        match ini::value_of(&self.text, key) {
+            Ok(value) => Ok(SecretText {
+                text: value.text,
+                origin: Origin {
+                    ini: Some(IniLocation {
+                        key,
+                        line: value.line,
+                    }),
+                    ..self.origin
+                },
+                node: self.node,
+            }),
+            Err(problem) => Err(ini_node.error(
+                diagnostics,
+                format!(
+                    "cannot read the {} from {}: {problem}",
+                    self.origin.value.keys.what, self.origin
+                ),
+            )),
+        }
+    }
+
     /// The secret decoded by `decode`, whose error describes the problem without quoting
     /// the text ("is not valid base64url: invalid character at position 4"); it is reported
     /// at the key that named the source.
@@ -536,6 +619,57 @@ impl SecretText<'_, '_> {
     }
 }
 
+/// `PREFIX_ini_key`'s name, for messages.
+fn ini_key_name(keys: &SecretKeys) -> &'static str {
+    keys.ini_key.unwrap_or(keys.prefix)
+}
+
+/// The INI key `node` names, checked to go with `source` and to be a plain key name.
+fn ini_key<'a>(
+    keys: &'static SecretKeys,
+    source: Source,
+    node: &Node<'a, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<&'a str, Reported> {
+    let key = node.str(diagnostics)?;
+    let name = ini_key_name(keys);
+    if !matches!(source, Source::File | Source::Credential) {
+        let used = source.key(keys).unwrap_or(keys.prefix);
+        return Err(node.error(
+            diagnostics,
+            format!(
+                "{name} picks one key of an INI file, so it goes with {} or {}; {used} holds the {} itself: remove {name}, or name the INI file with {} instead",
+                keys.file, keys.credential, keys.what, keys.file
+            ),
+        ));
+    }
+    if !is_ini_key_name(key) || looks_like_key_material(key) {
+        let given = if key.is_empty() {
+            "the value given is empty"
+        } else {
+            "the value given is not such a name (letters, digits, '_', '.', ':' and '-'), so it is not shown"
+        };
+        return Err(node.error(
+            diagnostics,
+            format!(
+                "{name} names the key whose line holds the {} in the INI file, e.g. dns_rfc2136_secret for certbot's RFC 2136 credentials; {given}",
+                keys.what
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// A key as configobj files write them: letters, digits, `_`, `.`, `:` (third-party certbot
+/// plugins prefix their keys with `plugin:`) and `-`, at most 128 of them.
+fn is_ini_key_name(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
 /// Read the text the value of `node` points at (or is, inline).
 fn fetch<'a, 'i>(
     keys: &'static SecretKeys,
@@ -549,7 +683,11 @@ fn fetch<'a, 'i>(
         source,
         value: node.str(diagnostics)?,
     };
-    let mut origin = Origin { value, path: None };
+    let mut origin = Origin {
+        value,
+        path: None,
+        ini: None,
+    };
     let read = read_text(&mut origin, context);
     let (text, loose_mode) = read.map_err(|failure| {
         let message = failure.message(&origin);
@@ -776,6 +914,7 @@ mod tests {
         let origin = Origin {
             value: value(Source::File, key),
             path: Some(PathBuf::from("/etc/certkeeper").join(key)),
+            ini: None,
         };
         assert_eq!(
             origin.to_string(),
@@ -784,6 +923,7 @@ mod tests {
         let origin = Origin {
             value: value(Source::Credential, "token"),
             path: Some(PathBuf::from("/run/credentials/x/token")),
+            ini: None,
         };
         assert_eq!(
             origin.to_string(),
@@ -797,6 +937,7 @@ mod tests {
         let origin = Origin {
             value: value(Source::Env, key),
             path: None,
+            ini: None,
         };
         assert_eq!(
             Failure::Unusable.message(&origin),
@@ -805,6 +946,7 @@ mod tests {
         let origin = Origin {
             value: value(Source::Env, "CERTKEEPER_MISSING"),
             path: None,
+            ini: None,
         };
         assert_eq!(
             Failure::EnvUnset.message(&origin),
@@ -813,6 +955,7 @@ mod tests {
         let origin = Origin {
             value: value(Source::Env, ""),
             path: None,
+            ini: None,
         };
         assert_eq!(
             Failure::Empty.message(&origin),
