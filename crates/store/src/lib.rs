@@ -36,6 +36,7 @@ mod lineage;
 mod live;
 mod lock;
 mod nofollow;
+mod presented;
 mod state;
 mod verify;
 
@@ -50,6 +51,7 @@ pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 pub use lineage::{FailureClass, Lineage, LoadedLineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
 pub use live::LiveCert;
 pub use lock::StoreLock;
+pub use presented::{PRESENTED_FILE, PresentedJournal, PresentedTxt};
 pub use state::{
     AttemptRecord, LineageState, PendingOrder, RevokedRecord, from_unix_seconds, unix_seconds,
 };

@@ -3,9 +3,12 @@
 //! The plan per certificate is the daemon's ([`LineageView::plan_one_shot`]: the same due
 //! time, backoff and CA Retry-After, without the maintenance window), and each attempt is the
 //! engine's [`Attempt`]: this module binds the HTTP-01 listener when (and only when) something
-//! must be ordered, runs the due attempts within the concurrency limits, and prints one line
+//! must be ordered through the embedded responder, runs the due attempts within the concurrency limits, and prints one line
 //! per certificate. `--force` overrides due-ness and certkeeper's own backoff, never a CA's
 //! Retry-After: the certificate is then reported as held, with the instant it may be tried.
+//!
+//! Before planning, under the state directory lock, DNS-01 records an earlier run presented
+//! and never removed (it was killed) are removed through their providers.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,6 +31,7 @@ use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::LineageView;
+use crate::engine::solvers::{ConfiguredSolvers, uses_embedded_responder};
 use crate::exit::Exit;
 
 pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit> {
@@ -35,6 +39,14 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let Some((store, _lock)) = super::open_locked(inventory)? else {
         return Ok(Exit::Locked);
     };
+    let tokens = ChallengeTokens::new();
+    let solvers = Arc::new(ConfiguredSolvers::new(
+        tokens.clone(),
+        Arc::new(store.presented_journal()),
+    ));
+    // Under the lock, before anything is planned or presented: DNS-01 records a killed run
+    // left behind (a resumed order presents the same value again).
+    solvers.remove_stale_records(inventory).await;
     let now = SystemTime::now();
 
     let mut failed = 0usize;
@@ -65,14 +77,13 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         inventory.reload_targets.clone(),
         DEFAULT_QUIET,
     ));
-    let tokens = ChallengeTokens::new();
     let ctx = JobContext::real(
         store.clone(),
         PollPolicy {
             timeout: Duration::from_secs(args.timeout),
             ..PollPolicy::default()
         },
-        tokens.clone(),
+        solvers,
         Arc::clone(&reloads),
         // A pass runs to its end; Ctrl-C ends the process (persisted orders resume).
         CancellationToken::new(),
@@ -107,7 +118,16 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     }
 
     let stop = CancellationToken::new();
-    let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
+    // Port 80 only when a certificate about to be attempted answers through the embedded
+    // responder: a pass of webroot and DNS-01 certificates runs beside the web server.
+    let needs_responder = jobs
+        .iter()
+        .any(|(spec, _, _)| uses_embedded_responder(inventory, &spec.name));
+    let listeners = if needs_responder {
+        certkeeper_challenge::bind(&inventory.http01.listen).await?
+    } else {
+        Vec::new()
+    };
     let mut servers = Vec::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();

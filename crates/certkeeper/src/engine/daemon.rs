@@ -42,6 +42,7 @@ use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{AttemptInput, Clock, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
+use crate::engine::solvers::ConfiguredSolvers;
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
 use crate::report::short_duration;
@@ -249,13 +250,20 @@ impl Daemon {
             inventory.reload_targets.clone(),
             DEFAULT_QUIET,
         ));
+        let solvers = Arc::new(ConfiguredSolvers::new(
+            tokens,
+            Arc::new(store.presented_journal()),
+        ));
+        // Before any attempt presents a record (a resumed order presents the very value a
+        // crash left behind), and before READY=1; bounded (see `remove_stale_records`).
+        solvers.remove_stale_records(&inventory).await;
         let ctx = JobContext::real(
             store.clone(),
             PollPolicy {
                 timeout: ORDER_WAIT,
                 ..PollPolicy::default()
             },
-            tokens,
+            solvers,
             Arc::clone(&reloads),
             lifecycle.soft(),
         );

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use certkeeper_acme::{CaFailure, PollPolicy};
-use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::lifecycle::order_directory_url;
 use certkeeper_core::{CaSpec, CertificateSpec, Inventory, OrderPurpose, Secret};
 use certkeeper_hooks::ReloadCoalescer;
@@ -48,18 +47,19 @@ pub struct JobContext {
 
 impl JobContext {
     /// The real ports: ACME CAs waiting on each order as `poll` says, with their accounts in
-    /// `store`; the challenge solvers of the inventory (the embedded responder serving
-    /// `http01`); the operator's hooks, reloads requested from `reloads`.
+    /// `store`; the challenge solvers of the inventory (`solvers`, made by the caller, which
+    /// serves their embedded responder and removes stale DNS-01 records with them); the
+    /// operator's hooks, reloads requested from `reloads`.
     pub fn real(
         store: Store,
         poll: PollPolicy,
-        http01: ChallengeTokens,
+        solvers: Arc<ConfiguredSolvers>,
         reloads: Arc<ReloadCoalescer>,
         stop: CancellationToken,
     ) -> Self {
         Self {
             ca: Arc::new(AcmeCa::new(store.clone(), poll)),
-            solvers: Arc::new(ConfiguredSolvers::new(http01)),
+            solvers,
             hooks: Arc::new(ProcessHooks::new(reloads)),
             store,
             stop,

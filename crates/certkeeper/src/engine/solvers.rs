@@ -1,32 +1,203 @@
-//! The real [`Solvers`]: which challenge solver answers a certificate's challenges.
+//! The real [`Solvers`]: which challenge solver answers a certificate's challenges, from its
+//! configured challenge (`inventory.challenge(&spec.name)`, the core's [`ChallengeSpec`]):
 //!
-//! Today there is one: the embedded HTTP-01 responder, whose [`ChallengeTokens`] the command
-//! (`renew`, or the daemon) serves on its listeners for as long as attempts may need them.
-//! This is where a certificate's configured challenge (`inventory.challenge(&spec.name)`, the
-//! core's `ChallengeSpec`) is matched once there is a choice: a webroot solver for an
-//! HTTP-01 challenge with a webroot, a DNS-01 solver for the `[dns.NAME]` provider it names,
-//! the embedded responder otherwise. Until then every certificate gets the embedded
-//! responder, whatever its configuration says.
+//! * HTTP-01 without a webroot: the embedded responder, whose [`ChallengeTokens`] the command
+//!   (`renew`, or the daemon) serves on its listeners for as long as attempts may need them;
+//! * HTTP-01 with a webroot: a [`Webroot`] writing the key authorization below that
+//!   directory, for the web server that owns port 80;
+//! * DNS-01: a [`Dns01Solver`] over the `[dns.NAME]` provider the certificate names (RFC 2136
+//!   or a hook), noting every record in the state directory's journal before it is published
+//!   ([`StoreJournal`]), so a record a crash left behind is removed at the next start
+//!   ([`ConfiguredSolvers::remove_stale_records`]).
+//!
+//! DNS providers are built once and shared by every certificate that names them: a hook
+//! provider keeps what its present run printed for the cleanup run, and an RFC 2136 provider
+//! builds its TSIG signer once. The cache is keyed by the provider's name and remembers the
+//! definition it was built from; a reload that changes a definition (a new key, another
+//! server) gets a new provider at the next attempt, one that changes nothing keeps the old.
+//! A solver itself is made per attempt: it carries the certificate's name (errors and hooks
+//! name it) and the records that attempt presented.
+//!
+//! A solver that cannot be set up (a webroot that is not a directory, a provider whose key
+//! name is no DNS name) is a [`NoSolver`]: the attempt fails before anything is ordered,
+//! naming the certificate and the key to fix.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use certkeeper_challenge::ChallengeTokens;
-use certkeeper_core::{CertificateSpec, ChallengeSolver, Inventory};
+use certkeeper_challenge::webroot::{Webroot, WebrootError};
+use certkeeper_core::challenge::{
+    ChallengeSpec, DnsProviderKind, DnsProviderSpec, Propagation, TsigAlgorithm,
+};
+use certkeeper_core::{CertName, CertificateSpec, ChallengeSolver, Inventory};
+use certkeeper_dns::{
+    DEFAULT_QUERY_TIMEOUT, DEFAULT_TIMEOUT, Dns01Settings, Dns01Solver, DnsError, DnsProvider,
+    HookProvider, PresentedRecord, PresentedRecords, Rfc2136, Rfc2136Settings,
+};
+use certkeeper_store::{PresentedJournal, PresentedTxt};
 
 use crate::engine::error::NoSolver;
 use crate::engine::ports::Solvers;
+use crate::report::error_chain;
 
-/// The solvers of the inventory: today the embedded HTTP-01 responder for every certificate.
-#[derive(Debug, Clone)]
+/// How long removing an earlier run's stale DNS-01 records may take at a start, in all.
+pub const STALE_REMOVAL_BOUND: Duration = Duration::from_secs(30);
+
+/// The solvers of the inventory (see the module docs).
+#[derive(Debug)]
 pub struct ConfiguredSolvers {
     http01: Arc<ChallengeTokens>,
+    journal: Arc<StoreJournal>,
+    /// DNS providers built so far, by name, with the definition each was built from.
+    providers: Mutex<HashMap<String, BuiltProvider>>,
+}
+
+/// A DNS provider and the definition it was built from.
+struct BuiltProvider {
+    spec: DnsProviderSpec,
+    provider: Arc<dyn DnsProvider>,
+}
+
+impl std::fmt::Debug for BuiltProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The spec's Debug redacts the TSIG secret.
+        f.debug_struct("BuiltProvider")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a certificate's solver cannot be set up. Each says which key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SolverSetupError {
+    /// `webroot` is not an absolute path to an existing directory.
+    #[error(
+        "its webroot {} cannot be used; fix `webroot` (an existing directory the web server \
+         serves at /.well-known/acme-challenge/ for these names)",
+        path.display()
+    )]
+    Webroot {
+        path: PathBuf,
+        #[source]
+        source: WebrootError,
+    },
+    /// `dns = "NAME"` names a provider the inventory does not define (validation prevents
+    /// this; an inventory built by hand may not).
+    #[error(
+        "it names DNS provider `{provider}`, which is not defined; add [dns.{provider}] or fix `dns`"
+    )]
+    UnknownDnsProvider { provider: String },
+    /// The provider's definition cannot be turned into a provider.
+    #[error("DNS provider `{provider}` cannot be set up; fix [dns.{provider}]")]
+    DnsProvider {
+        provider: String,
+        #[source]
+        source: Box<DnsError>,
+    },
 }
 
 impl ConfiguredSolvers {
-    /// `http01`: the tokens the embedded responder serves.
-    pub fn new(http01: ChallengeTokens) -> Self {
+    /// `http01`: the tokens the embedded responder serves; `journal`: where DNS-01 records
+    /// are noted before they are published (one per store).
+    pub fn new(http01: ChallengeTokens, journal: Arc<PresentedJournal>) -> Self {
         Self {
             http01: Arc::new(http01),
+            journal: Arc::new(StoreJournal(journal)),
+            providers: Mutex::default(),
+        }
+    }
+
+    /// The DNS provider called `name` in `inventory`, built once per definition.
+    ///
+    /// # Errors
+    /// When the inventory defines no such provider or its definition cannot be built.
+    pub fn dns_provider(
+        &self,
+        inventory: &Inventory,
+        name: &str,
+    ) -> Result<Arc<dyn DnsProvider>, SolverSetupError> {
+        let spec =
+            inventory
+                .dns_provider(name)
+                .ok_or_else(|| SolverSetupError::UnknownDnsProvider {
+                    provider: name.to_owned(),
+                })?;
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(built) = providers.get(name).filter(|built| built.spec == *spec) {
+            return Ok(Arc::clone(&built.provider));
+        }
+        let provider = build_provider(spec).map_err(|source| SolverSetupError::DnsProvider {
+            provider: name.to_owned(),
+            source: Box::new(source),
+        })?;
+        providers.insert(
+            name.to_owned(),
+            BuiltProvider {
+                spec: spec.clone(),
+                provider: Arc::clone(&provider),
+            },
+        );
+        Ok(provider)
+    }
+
+    /// Remove the DNS-01 records an earlier run presented and never removed (it was killed
+    /// between the two), through the providers that wrote them; each removal and failure is
+    /// logged, and what could not be removed stays in the journal for the next start. Run
+    /// under the state directory lock, before any attempt presents a record: a resumed order
+    /// presents the very value a crash left behind.
+    ///
+    /// Bounded by [`STALE_REMOVAL_BOUND`] in all: the daemon does this before it tells
+    /// systemd it is ready, and an unreachable server must not hold that up past the unit's
+    /// start timeout. What was not removed in time stays in the journal.
+    pub async fn remove_stale_records(&self, inventory: &Inventory) {
+        if tokio::time::timeout(STALE_REMOVAL_BOUND, self.remove_stale_unbounded(inventory))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bound = ?STALE_REMOVAL_BOUND,
+                "removing the TXT records an earlier run left behind took too long; the rest are tried again at the next start"
+            );
+        }
+    }
+
+    async fn remove_stale_unbounded(&self, inventory: &Inventory) {
+        let records: Vec<PresentedRecord> = match self.journal.0.records() {
+            Ok(records) => records.into_iter().map(from_store).collect(),
+            Err(err) => {
+                tracing::warn!(
+                    error = error_chain(&err),
+                    "cannot read the journal of presented DNS-01 records; records an earlier run left behind are not removed"
+                );
+                return;
+            }
+        };
+        let providers: BTreeSet<&str> = records.iter().map(|r| r.provider.as_str()).collect();
+        for name in providers {
+            let provider = match self.dns_provider(inventory, name) {
+                Ok(provider) => provider,
+                Err(err) => {
+                    for record in records.iter().filter(|r| r.provider == name) {
+                        tracing::warn!(provider = name, fqdn = %record.fqdn, error = error_chain(&err), "a TXT record an earlier run presented cannot be removed; remove it by hand (it stays in the journal)");
+                    }
+                    continue;
+                }
+            };
+            let removals =
+                certkeeper_dns::remove_stale_records(provider.as_ref(), &records, &*self.journal)
+                    .await;
+            for removal in removals {
+                if let Err(err) = removal.result {
+                    tracing::warn!(provider = name, fqdn = %removal.record.fqdn, error = error_chain(&err), "cannot remove a TXT record an earlier run left behind; it is tried again at the next start");
+                }
+            }
         }
     }
 }
@@ -34,10 +205,122 @@ impl ConfiguredSolvers {
 impl Solvers for ConfiguredSolvers {
     fn for_certificate(
         &self,
-        _inventory: &Inventory,
-        _spec: &CertificateSpec,
+        inventory: &Inventory,
+        spec: &CertificateSpec,
     ) -> Result<Arc<dyn ChallengeSolver>, NoSolver> {
-        let solver: Arc<dyn ChallengeSolver> = self.http01.clone();
-        Ok(solver)
+        let no_solver = |source: SolverSetupError| NoSolver {
+            cert: spec.name.clone(),
+            source: Box::new(source),
+        };
+        match inventory.challenge(&spec.name) {
+            ChallengeSpec::Http01 { webroot: None } => {
+                let solver: Arc<dyn ChallengeSolver> = self.http01.clone();
+                Ok(solver)
+            }
+            ChallengeSpec::Http01 {
+                webroot: Some(path),
+            } => match Webroot::new(path) {
+                Ok(webroot) => Ok(Arc::new(webroot)),
+                Err(source) => Err(no_solver(SolverSetupError::Webroot {
+                    path: path.clone(),
+                    source,
+                })),
+            },
+            ChallengeSpec::Dns01 { provider } => {
+                let built = self.dns_provider(inventory, provider).map_err(no_solver)?;
+                let settings = inventory
+                    .dns_provider(provider)
+                    .map(dns01_settings)
+                    .unwrap_or_default();
+                let journal: Arc<dyn PresentedRecords> = self.journal.clone();
+                let domains = spec.domains.iter().map(ToString::to_string).collect();
+                Ok(Arc::new(
+                    Dns01Solver::new(built, settings, journal)
+                        .with_certificate(spec.name.as_str(), domains),
+                ))
+            }
+        }
+    }
+}
+
+/// Whether `name` answers through the embedded HTTP-01 responder (and so needs its
+/// listener while it is attempted).
+pub fn uses_embedded_responder(inventory: &Inventory, name: &CertName) -> bool {
+    *inventory.challenge(name) == ChallengeSpec::EMBEDDED_HTTP01
+}
+
+/// The DNS crate's provider for a `[dns.NAME]` definition.
+fn build_provider(spec: &DnsProviderSpec) -> Result<Arc<dyn DnsProvider>, DnsError> {
+    match &spec.kind {
+        DnsProviderKind::Rfc2136(rfc2136) => {
+            let settings = Rfc2136Settings {
+                server: rfc2136.server,
+                key_name: rfc2136.key_name.clone(),
+                algorithm: match rfc2136.algorithm {
+                    TsigAlgorithm::HmacSha256 => certkeeper_dns::TsigAlgorithm::HmacSha256,
+                    TsigAlgorithm::HmacSha384 => certkeeper_dns::TsigAlgorithm::HmacSha384,
+                    TsigAlgorithm::HmacSha512 => certkeeper_dns::TsigAlgorithm::HmacSha512,
+                },
+                secret: rfc2136.secret.clone(),
+                zone: rfc2136.zone.clone(),
+                ttl: rfc2136.ttl,
+                timeout: DEFAULT_TIMEOUT,
+            };
+            Ok(Arc::new(Rfc2136::new(spec.name.clone(), &settings)?))
+        }
+        DnsProviderKind::Hook(hook) => {
+            Ok(Arc::new(HookProvider::new(spec.name.clone(), hook.clone())))
+        }
+    }
+}
+
+/// The solver's settings from a provider's definition.
+fn dns01_settings(spec: &DnsProviderSpec) -> Dns01Settings {
+    let propagation = match &spec.propagation {
+        Propagation::Check {
+            timeout,
+            interval,
+            resolvers,
+        } => certkeeper_dns::Propagation::Check {
+            timeout: *timeout,
+            interval: *interval,
+            resolvers: resolvers.clone(),
+        },
+        Propagation::None => certkeeper_dns::Propagation::None,
+    };
+    Dns01Settings {
+        follow_cname: spec.follow_cname,
+        propagation,
+        query_timeout: DEFAULT_QUERY_TIMEOUT,
+    }
+}
+
+/// The DNS crate's journal port over the store's journal of presented records.
+#[derive(Debug)]
+pub struct StoreJournal(Arc<PresentedJournal>);
+
+impl PresentedRecords for StoreJournal {
+    fn record(&self, record: &PresentedRecord) -> io::Result<()> {
+        self.0.note(&to_store(record)).map_err(io::Error::other)
+    }
+
+    fn forget(&self, record: &PresentedRecord) -> io::Result<()> {
+        self.0.forget(&to_store(record)).map_err(io::Error::other)
+    }
+}
+
+fn to_store(record: &PresentedRecord) -> PresentedTxt {
+    PresentedTxt {
+        provider: record.provider.clone(),
+        fqdn: record.fqdn.clone(),
+        value: record.value.clone(),
+    }
+}
+
+fn from_store(record: PresentedTxt) -> PresentedRecord {
+    PresentedRecord {
+        provider: record.provider,
+        fqdn: record.fqdn,
+        value: record.value,
     }
 }

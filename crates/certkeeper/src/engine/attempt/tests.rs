@@ -404,7 +404,10 @@ domains = ["www.example.com"]
         let ctx = JobContext {
             store: store.clone(),
             ca: Arc::new(ScriptedCa(Arc::clone(&script))),
-            solvers: Arc::new(ConfiguredSolvers::new(ChallengeTokens::new())),
+            solvers: Arc::new(ConfiguredSolvers::new(
+                ChallengeTokens::new(),
+                Arc::new(store.presented_journal()),
+            )),
             hooks: Arc::clone(&hooks) as Arc<dyn Hooks>,
             stop: CancellationToken::new(),
         };
