@@ -1,5 +1,6 @@
 """A local Pebble (Let's Encrypt's test CA) with External Account Binding required, and
-pebble-challtestsrv as its DNS server answering 127.0.0.1 for every name.
+pebble-challtestsrv as its DNS server answering 127.0.0.1 for every name (or, for the DNS-01
+scenario, a DNS server of the caller's: a real named, see bind.py).
 
 Pebble ships without configuration or TLS certificate, so this makes both: a throwaway CA
 and a `localhost`/`127.0.0.1` server certificate for Pebble's HTTPS listener (the clients
@@ -156,7 +157,10 @@ class Pebble:
         return self.dir / "pebble.log"
 
     @classmethod
-    def start(cls, workdir: Path, extra_env: dict[str, str] | None = None) -> "Pebble":
+    def start(cls, workdir: Path, extra_env: dict[str, str] | None = None,
+              dns_server: str | None = None) -> "Pebble":
+        """Pebble and, unless `dns_server` ("127.0.0.1:PORT") is given, pebble-challtestsrv as
+        the DNS server Pebble resolves names and reads TXT records from."""
         workdir.mkdir(parents=True, exist_ok=True)
         ca_key, ca_cert = make_ca("certkeeper bench Pebble TLS CA")
         server_key = ec.generate_private_key(ec.SECP256R1())
@@ -193,19 +197,21 @@ class Pebble:
             tls_ca_file=tls_ca_file, eab_kid=EAB_KID, eab_hmac=hmac,
             env={k: env[k] for k in DETERMINISTIC_ENV | (extra_env or {})},
         )
-        log = open(workdir / "challtestsrv.log", "wb")
-        pebble.procs.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-             "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "", "-tlsalpn01", "",
-             "-management", f"127.0.0.1:{cts}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-        ))
+        if dns_server is None:
+            log = open(workdir / "challtestsrv.log", "wb")
+            pebble.procs.append(subprocess.Popen(
+                ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                 "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+                 "-management", f"127.0.0.1:{cts}"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+            ))
         log = open(workdir / "pebble.log", "wb")
         pebble.procs.append(subprocess.Popen(
-            ["pebble", "-config", str(workdir / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
+            ["pebble", "-config", str(workdir / "pebble.json"),
+             "-dnsserver", dns_server or f"127.0.0.1:{dns}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env,
         ))
-        for port in (cts, acme, mgmt):
+        for port in ((cts,) if dns_server is None else ()) + (acme, mgmt):
             wait_for_port(port)
         return pebble
 

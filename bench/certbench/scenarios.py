@@ -27,7 +27,8 @@ from .measure import Sample, Spawned
 from .pebble import Pebble, free_port, pem_cert, pem_key, sign_leaf, make_ca
 from .probe import OpenLoopProbe, summarize as summarize_probe
 from .relay import ChallengeRelay
-from .tools import Certbot, Certkeeper, Lego, domain, lineage
+from .tools import (Certbot, Certkeeper, DnsProvider, Lego, certbot_rfc2136_credentials, domain,
+                    lineage, write_private)
 
 
 @dataclass
@@ -61,6 +62,12 @@ class Plan:
     burst_reps: int
     burst_before_seconds: float  # probed at rest before the burst
     probe_rate: float  # requests per second, each on a new connection
+    # Scenario 7, DNS-01 through a real named: certkeeper issues dns_size (and as many by
+    # HTTP-01, for the ratio) dns_reps times; certbot and lego, far slower, fewer.
+    dns_size: int = 100
+    dns_reps: int = 3
+    dns_certbot: int = 5
+    dns_lego: int = 100
 
     @classmethod
     def full(cls) -> "Plan":
@@ -123,6 +130,11 @@ class Plan:
             burst_reps=1,
             burst_before_seconds=2,
             probe_rate=50,
+            # certbot sleeps 60 s per certificate whatever the size: one certificate.
+            dns_size=5,
+            dns_reps=1,
+            dns_certbot=1,
+            dns_lego=1,
         )
 
 
@@ -149,6 +161,8 @@ class Results:
     commands: dict[str, str] = field(default_factory=dict)
     # Scenario 6: "startup", "rest" (as `rest`), "burst" (one dict per repetition), "fleet".
     scale: dict = field(default_factory=dict)
+    # Scenario 7: "rows" (DnsRow), "zone", "key", "commands", "failed" (what did not run).
+    dns: dict = field(default_factory=dict)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -185,6 +199,18 @@ class Bench:
         text = re.sub(rf"\b{p.acme_port}\b", "$ACME_PORT", text)
         text = re.sub(rf"\b{p.http01_port}\b", "$HTTP01_PORT", text)
         return text
+
+    def show_dns(self, argv: list[str], pebble: Pebble, bind) -> str:
+        """`show` for scenario 7: its own Pebble's ports, named's port as `$NAMED_PORT`, and
+        never the TSIG secret."""
+        text = " ".join(f"'{a}'" if " " in a or "*" in a else a for a in argv)
+        text = text.replace(bind.secret, "$TSIG_SECRET")
+        text = text.replace(str(self.bin), "certkeeper")
+        text = text.replace(pebble.eab_hmac, "$EAB_HMAC")
+        text = text.replace(str(self.work), "$W")
+        text = re.sub(rf"\b{pebble.acme_port}\b", "$ACME_PORT", text)
+        text = re.sub(rf"\b{pebble.http01_port}\b", "$HTTP01_PORT", text)
+        return re.sub(rf"\b{bind.port}\b", "$NAMED_PORT", text)
 
     def counted(self, fn) -> tuple[Sample, dict[str, int]]:
         """Run `fn` (returning a Sample) and count the requests Pebble handled meanwhile."""
@@ -635,6 +661,144 @@ class Bench:
                 proc.signal(signal.SIGTERM)
                 proc.wait(timeout=60)
                 notify.close()
+
+
+    # -- scenario 7: DNS-01 through a real named -----------------------------------------------
+
+    def dns01(self) -> None:
+        """certkeeper, certbot and lego issuing by DNS-01 through a real BIND 9 named (RFC 2136
+        updates signed with TSIG), validated by a Pebble of this scenario's own that resolves
+        through that named (`-dnsserver`); certkeeper also issues as many by HTTP-01 from the
+        same Pebble at the same concurrency, alternating with the DNS-01 runs, for the ratio.
+        Counted per run: requests to the CA (Pebble's log), UPDATE messages and record changes
+        (named's update log), queries and UPDATEs by opcode (named's statistics channel), and
+        the challenge records left in the zone afterwards (an AXFR). A tool that fails is
+        recorded as such (`results.dns["failed"]`) and the others still run."""
+        from .bind import ALGORITHM, KEY_NAME, ZONE, Bind
+
+        plan = self.plan
+        n = plan.dns_size
+        root = self.work / "dns01"
+        names = [lineage(i, prefix="d") for i in range(max(n, plan.dns_certbot, plan.dns_lego))]
+        http_names = [lineage(i, prefix="h") for i in range(n)]
+        self.say(f"dns01: starting named and a Pebble that resolves through it")
+        bind = Bind.start(root / "named", [domain(x) for x in names])
+        pebble = None
+        info = self.results.dns
+        info.update({"rows": [], "commands": {}, "failed": {}, "zone": ZONE, "key": KEY_NAME,
+                     "algorithm": ALGORITHM, "size": n, "pids": []})
+        try:
+            pebble = Pebble.start(root / "pebble", dns_server=bind.server)
+            info["pids"] = [bind.pid] + [x.pid for x in pebble.procs]
+            secret_file = write_private(root / "tsig.secret", bind.secret + "\n")
+            provider = DnsProvider(server=bind.server, key_name=KEY_NAME, algorithm=ALGORITHM,
+                                   secret_file=secret_file)
+            rows = {
+                "ck-dns": DnsRow("certkeeper", f"`renew`, dns-01 through `[dns.bind]` (rfc2136), max_concurrent = 4", n),
+                "ck-http": DnsRow("certkeeper", "`renew`, http-01 (embedded responder), max_concurrent = 4", n),
+                "certbot": DnsRow("certbot", "`certonly --authenticator dns-rfc2136`, one process per certificate, "
+                                  "default `--dns-rfc2136-propagation-seconds` (60)", plan.dns_certbot),
+                "lego": DnsRow("lego", "`--dns rfc2136 run`, one process per certificate", plan.dns_lego),
+            }
+            info["rows"] = list(rows.values())
+
+            def measured(row: DnsRow, fn) -> None:
+                before_updates, before_ops = bind.updates(), bind.opcode_counts()
+                try:
+                    sample, _ = self.counted_at(pebble, fn)
+                except measure.CommandFailed as err:
+                    info["failed"][row.tool + " " + row.how] = str(err).replace(bind.secret, "$TSIG_SECRET")
+                    self.say(f"dns01: {row.tool} failed: {err}")
+                    return
+                after_ops = bind.opcode_counts()
+                sample.extra["dns"] = {
+                    "updates": bind.updates().minus(before_updates),
+                    "opcodes": {k: after_ops.get(k, 0) - before_ops.get(k, 0) for k in after_ops},
+                    "left": bind.challenge_records(),
+                }
+                row.samples.append(sample)
+
+            for rep in range(plan.dns_reps):
+                ck = Certkeeper(root / f"certkeeper-dns-{rep}", pebble, self.bin)
+                ck.write_config(names[:n], dns=provider)
+                self.say(f"dns01 {rep + 1}/{plan.dns_reps}: certkeeper renew, {n} certificates by DNS-01")
+                measured(rows["ck-dns"], lambda: measure.run(ck.argv("renew"), log=self.logs / "certkeeper-dns01.log"))
+                info["commands"]["certkeeper dns"] = self.show_dns(ck.argv("renew"), pebble, bind)
+                info["inventory"] = _dns_inventory_example(ck.config.read_text(), self.work, pebble, bind)
+                ck_http = Certkeeper(root / f"certkeeper-http-{rep}", pebble, self.bin)
+                ck_http.write_config(http_names)
+                self.say(f"dns01 {rep + 1}/{plan.dns_reps}: certkeeper renew, {n} certificates by HTTP-01")
+                measured(rows["ck-http"], lambda: measure.run(ck_http.argv("renew"), log=self.logs / "certkeeper-dns01-http.log"))
+                info["commands"]["certkeeper http"] = self.show_dns(ck_http.argv("renew"), pebble, bind)
+
+            if plan.dns_certbot:
+                self._dns_certbot(root, pebble, bind, names[:plan.dns_certbot], rows["certbot"], measured)
+            if plan.dns_lego:
+                self._dns_lego(root, pebble, bind, names[:plan.dns_lego], rows["lego"], measured)
+            info["named_command"] = self.show_dns(bind.proc.args, pebble, bind)
+            info["pebble_command"] = self.show_dns(pebble.procs[-1].args, pebble, bind)
+        finally:
+            if pebble is not None:
+                pebble.stop()
+            bind.stop()
+        # Not fatal for the other rows (the report shows what failed), but a run where certkeeper
+        # could not issue is no measurement of it: fail the benchmark, as the other scenarios do.
+        ck_failed = [k for k in info["failed"] if k.startswith("certkeeper")]
+        if ck_failed:
+            raise measure.CommandFailed(f"dns01: {'; '.join(info['failed'][k] for k in ck_failed)}")
+
+    def _dns_certbot(self, root: Path, pebble: Pebble, bind, some: list[str], row, measured) -> None:
+        from .bind import ALGORITHM, KEY_NAME
+
+        info = self.results.dns
+        cb = Certbot(root / "certbot", pebble)
+        credentials = certbot_rfc2136_credentials(root / "certbot-rfc2136.ini", "127.0.0.1", bind.port,
+                                                  KEY_NAME, bind.secret, ALGORITHM)
+        self.say(f"dns01: certbot certonly --authenticator dns-rfc2136 x{len(some)} (60 s propagation wait each)")
+        measured(row, lambda: self.loop([cb.certonly_dns(x, credentials) for x in some], cb.env,
+                                        self.logs / "certbot-dns01.log"))
+        info["commands"]["certbot"] = self.show_dns(cb.certonly_dns(some[0], credentials), pebble, bind)
+        info["certbot_ini"] = "\n".join(
+            line if not line.startswith("dns_rfc2136_secret") else "dns_rfc2136_secret = $TSIG_SECRET"
+            for line in credentials.read_text().replace(str(bind.port), "$NAMED_PORT").splitlines())
+
+    def _dns_lego(self, root: Path, pebble: Pebble, bind, some: list[str], row, measured) -> None:
+        from .bind import ALGORITHM, KEY_NAME
+
+        info = self.results.dns
+        lg = Lego(root / "lego", pebble)
+        env = lg.dns_env(bind.server, KEY_NAME, bind.secret, ALGORITHM, timeout_s=120, interval_s=2)
+        self.say(f"dns01: lego --dns rfc2136 run x{len(some)}")
+        measured(row, lambda: self.loop([lg.run_dns(x, bind.server) for x in some], env,
+                                        self.logs / "lego-dns01.log"))
+        shown = [f"{k}={v}" for k, v in env.items() if k.startswith(("RFC2136_", "LEGO_CA_"))]
+        info["commands"]["lego"] = self.show_dns([*shown, *lg.run_dns(some[0], bind.server)], pebble, bind)
+
+    def counted_at(self, pebble: Pebble, fn) -> tuple[Sample, dict[str, int]]:
+        """`counted` against another Pebble than the benchmark's."""
+        offset = pebble.log_file.stat().st_size
+        sample = fn()
+        total, per = measure.pebble_requests(pebble.log_file, offset)
+        sample.requests = total
+        return sample, per
+
+
+@dataclass
+class DnsRow:
+    tool: str
+    how: str
+    size: int  # certificates per run
+    samples: list[Sample] = field(default_factory=list)
+
+
+def _dns_inventory_example(text: str, work: Path, pebble: Pebble, bind) -> str:
+    """The DNS-01 inventory's head and first certificate, paths and ports as variables."""
+    text = text.replace(str(work), "$W")
+    text = text.replace(f"localhost:{pebble.acme_port}/dir", "localhost:$ACME_PORT/dir")
+    text = text.replace(f"127.0.0.1:{bind.port}", "127.0.0.1:$NAMED_PORT")
+    head, _, rest = text.partition("[[certificate]]")
+    first = "[[certificate]]" + rest.split("[[certificate]]")[0]
+    return (head + first).strip() + "\n# ... one [[certificate]] per lineage"
 
 
 def ck_names(ck: Certkeeper) -> list[str]:
