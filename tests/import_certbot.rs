@@ -2,7 +2,9 @@
 //! certificate from a real Pebble (with EAB, and a DigiCert-style `?action=renew&orderId=...`
 //! server URL), certkeeper imports it, the placeholders are filled in the way the command
 //! asks, and certkeeper then keeps the adopted certificate until it is due, and renews it from
-//! the same CA when forced.
+//! the same CA when forced. Lineages certbot validated through a webroot, manual DNS-01
+//! hooks or its dns-rfc2136 plugin keep their challenge; the TSIG secret stays in certbot's
+//! credentials file.
 
 #![expect(
     clippy::unwrap_used,
@@ -425,4 +427,327 @@ fn a_certbot_directory_with_links_out_of_it_or_other_owners_is_refused() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("writable by group or others"));
+}
+
+/// The TSIG secret of the credentials files below (base64 of `e2e-tsig-secret-of-import-test-key`).
+const TSIG_SECRET: &str = "ZTJlLXRzaWctc2VjcmV0LW9mLWltcG9ydC10ZXN0LWtleQ==";
+const TSIG_BYTES: &[u8] = b"e2e-tsig-secret-of-import-test-key";
+
+/// `certbot certonly --cert-name NAME -d DOMAIN...` with `args` (the authenticator's) against
+/// the Pebble of `setup`, into `config_dir`.
+fn certbot_with(setup: &Setup, config_dir: &Path, name: &str, args: &[&str], domains: &[&str]) {
+    assert!(
+        Path::new(CERTBOT).exists(),
+        "{CERTBOT} is missing: this test runs Debian's certbot; install it with `apt-get install -y certbot`"
+    );
+    let (kid, hmac) = setup.pebble.eab.clone().unwrap();
+    let logs = setup.dir.path().join("certbot-logs");
+    let mut command = Command::new(CERTBOT);
+    command
+        .args(["certonly", "--non-interactive", "--agree-tos"])
+        .args(["-m", "ops@example.com", "--no-eff-email"])
+        .args(["--server", &setup.pebble.directory_url])
+        .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
+        .arg("--config-dir")
+        .arg(config_dir)
+        .arg("--work-dir")
+        .arg(setup.dir.path().join("certbot-work"))
+        .arg("--logs-dir")
+        .arg(&logs)
+        .args(["--cert-name", name])
+        .args(args);
+    for domain in domains {
+        command.args(["-d", domain]);
+    }
+    let output = command
+        .env("REQUESTS_CA_BUNDLE", &setup.pebble.tls_ca_file)
+        .output()
+        .unwrap();
+    show(&format!("certbot certonly --cert-name {name} ..."), &output);
+    assert!(
+        output.status.success(),
+        "certbot failed; its log:\n{}\nPebble:\n{}",
+        fs::read_to_string(logs.join("letsencrypt.log")).unwrap_or_default(),
+        setup.pebble.logs()
+    );
+}
+
+/// An executable script at `path` that appends `NAME $CERTBOT_DOMAIN $#` to `log`.
+fn hook_script(path: &Path, log: &Path) {
+    let name = path.file_stem().unwrap().to_str().unwrap();
+    fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"{name} $CERTBOT_DOMAIN $#\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A certbot-dns-rfc2136 credentials file, `mode`, with the algorithm line when given.
+fn credentials_file(path: &Path, algorithm: Option<&str>) {
+    let mut text = format!(
+        "# Target DNS server\ndns_rfc2136_server = 192.0.2.53\ndns_rfc2136_port = 5353\n\
+         # TSIG key name\ndns_rfc2136_name = certbot.example.\n\
+         # TSIG key secret\ndns_rfc2136_secret = {TSIG_SECRET}\n"
+    );
+    if let Some(algorithm) = algorithm {
+        text.push_str(&format!("dns_rfc2136_algorithm = {algorithm}\n"));
+    }
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// `renewal/FROM.conf` of a manual DNS-01 lineage rewritten as certbot-dns-rfc2136 writes a
+/// renewal file (Debian's test machines have no certbot-dns-rfc2136 to write it, and it
+/// would need a DNS server that accepts its updates), saved as `renewal/TO.conf`. The
+/// lineage's certificate files stay `FROM`'s.
+fn as_rfc2136_lineage(certbot_dir: &Path, from: &str, to: &str, credentials: &Path) {
+    let text = fs::read_to_string(certbot_dir.join(format!("renewal/{from}.conf"))).unwrap();
+    let mut rewritten = String::new();
+    for line in text.lines() {
+        if line.starts_with("pref_challs") || line.starts_with("manual_") {
+            continue;
+        }
+        if line == "authenticator = manual" {
+            rewritten.push_str(&format!(
+                "authenticator = dns-rfc2136\ndns_rfc2136_credentials = {}\n\
+                 dns_rfc2136_propagation_seconds = 30\n",
+                credentials.display()
+            ));
+            continue;
+        }
+        rewritten.push_str(line);
+        rewritten.push('\n');
+    }
+    assert!(rewritten.contains("dns-rfc2136"), "{text}");
+    let path = certbot_dir.join(format!("renewal/{to}.conf"));
+    fs::write(&path, rewritten).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Webroot, manual DNS-01 and dns-rfc2136 lineages: what Debian's certbot wrote (against a
+/// real Pebble that skips validation, PEBBLE_VA_ALWAYS_VALID, so no web or DNS server is
+/// needed: the subject is the import) becomes certkeeper's challenge configuration, which
+/// `certkeeper check` and the config loader accept once the one choice certbot's files
+/// cannot answer is made; the TSIG secret is read from certbot's own credentials file and
+/// appears nowhere else; lineages certkeeper cannot take over are refused and not adopted.
+#[test]
+fn webroot_dns_rfc2136_and_manual_lineages_keep_their_challenges() {
+    let setup = Setup::new(certbot_pebble().env("PEBBLE_VA_ALWAYS_VALID", "1"));
+    let certbot_dir = setup.dir.path().join("letsencrypt");
+    let www = setup.dir.path().join("www");
+    for site in ["main", "a", "b", "acme"] {
+        fs::create_dir_all(www.join(site)).unwrap();
+    }
+    let hooks = setup.dir.path().join("hooks");
+    fs::create_dir(&hooks).unwrap();
+    let hook_log = setup.dir.path().join("hooks.log");
+    let (auth, cleanup) = (hooks.join("auth.sh"), hooks.join("cleanup.sh"));
+    hook_script(&auth, &hook_log);
+    hook_script(&cleanup, &hook_log);
+    let webroot = |site: &str| www.join(site).display().to_string();
+
+    certbot_with(
+        &setup,
+        &certbot_dir,
+        "www",
+        &["--webroot", "-w", &webroot("main")],
+        &["www.example.com", "example.com"],
+    );
+    certbot_with(
+        &setup,
+        &certbot_dir,
+        "split",
+        &[
+            "--webroot",
+            "-w",
+            &webroot("a"),
+            "-d",
+            "a.example.com",
+            "-w",
+            &webroot("b"),
+        ],
+        &["b.example.com"],
+    );
+    let manual = [
+        "--manual",
+        "--preferred-challenges",
+        "dns",
+        "--manual-auth-hook",
+        auth.to_str().unwrap(),
+        "--manual-cleanup-hook",
+        cleanup.to_str().unwrap(),
+    ];
+    certbot_with(
+        &setup,
+        &certbot_dir,
+        "wild",
+        &manual,
+        &["*.example.com", "example.com"],
+    );
+    certbot_with(
+        &setup,
+        &certbot_dir,
+        "zone",
+        &manual,
+        &["example.net", "*.example.net"],
+    );
+    let certbot_ran = fs::read_to_string(&hook_log).unwrap();
+    assert!(
+        certbot_ran.contains("auth example.com 0"),
+        "certbot ran the manual hooks: {certbot_ran}"
+    );
+
+    // The lineage "zone" becomes certbot-dns-rfc2136's, with its credentials outside
+    // certbot's directory (where certbot's documentation puts them); "legacy" uses a file
+    // without an algorithm (HMAC-MD5 to certbot) and "exposed" one in a directory others
+    // may write: both are refused.
+    let secrets = setup.dir.path().join("secrets");
+    fs::create_dir(&secrets).unwrap();
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)).unwrap();
+    let ini = secrets.join("rfc2136.ini");
+    credentials_file(&ini, Some("HMAC-SHA512"));
+    as_rfc2136_lineage(&certbot_dir, "zone", "zone", &ini);
+    let legacy_ini = certbot_dir.join("legacy.ini");
+    credentials_file(&legacy_ini, None);
+    as_rfc2136_lineage(&certbot_dir, "wild", "legacy", &legacy_ini);
+    let open = setup.dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let exposed_ini = open.join("rfc2136.ini");
+    credentials_file(&exposed_ini, Some("HMAC-SHA256"));
+    as_rfc2136_lineage(&certbot_dir, "wild", "exposed", &exposed_ini);
+
+    let state_dir = setup.state_dir.clone();
+    let inventory = setup.dir.path().join("imported.toml");
+    let output = import(&certbot_dir, &state_dir, &inventory);
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "two lineages are refused");
+    assert!(!said.contains(TSIG_SECRET) && !said.contains(&TSIG_SECRET[..16]));
+    let messages = stderr(&output);
+    let refusal = |name: &str| {
+        messages
+            .lines()
+            .find(|line| line.starts_with(&format!("error: {name}: ")))
+            .unwrap_or_else(|| panic!("no error for {name}: {messages}"))
+            .to_owned()
+    };
+    let legacy = refusal("legacy");
+    assert!(legacy.contains(legacy_ini.to_str().unwrap()), "{legacy}");
+    assert!(legacy.contains("HMAC-MD5"), "{legacy}");
+    assert!(legacy.ends_with("not imported"), "{legacy}");
+    let exposed = refusal("exposed");
+    assert!(exposed.contains("writable by group or others"), "{exposed}");
+    for adopted in ["www", "split", "wild", "zone"] {
+        assert!(
+            state_dir
+                .join("live")
+                .join(adopted)
+                .join("cert.pem")
+                .exists(),
+            "{adopted} was not adopted: {messages}"
+        );
+    }
+    for refused in ["legacy", "exposed"] {
+        assert!(!state_dir.join("live").join(refused).exists(), "{refused}");
+    }
+    assert!(
+        messages.contains("webroot of [[certificate]] \"split\""),
+        "the command names the choice to make: {messages}"
+    );
+
+    let text = fs::read_to_string(&inventory).unwrap();
+    eprintln!("--- imported inventory\n{text}");
+    assert!(!text.contains(TSIG_SECRET) && !text.contains(&TSIG_SECRET[..16]));
+    assert!(!text.contains("legacy") && !text.contains("exposed"));
+
+    // Unfinished (EAB, and the split lineage's webroot), the inventory is refused.
+    let check = certkeeper(&["check"], Some(&inventory));
+    assert_eq!(check.status.code(), Some(78), "FILL-ME must not pass check");
+    let (kid, _) = setup.pebble.eab.clone().unwrap();
+    let filled = text
+        .replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
+        .replace(
+            "eab_hmac_key_file = \"FILL-ME\"",
+            &format!("eab_hmac_key_file = \"{}\"", setup.hmac_file.display()),
+        )
+        .replace(
+            "webroot = \"FILL-ME\"",
+            &format!("webroot = \"{}\"", webroot("acme")),
+        );
+    fs::write(&inventory, &filled).unwrap();
+    let check = certkeeper(&["check"], Some(&inventory));
+    assert_eq!(check.status.code(), Some(0));
+    let said = format!("{}{}", stdout(&check), stderr(&check));
+    assert!(!said.contains(TSIG_SECRET) && !said.contains(&TSIG_SECRET[..16]));
+
+    // What the inventory means, as the daemon will load it.
+    let loaded =
+        certkeeper_config::load(&inventory, &certkeeper_config::Environment::empty()).unwrap();
+    let spec = &loaded.inventory;
+    let challenge = |name: &str| {
+        spec.challenge(&certkeeper_core::CertName::new(name).unwrap())
+            .clone()
+    };
+    use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind, Propagation, TsigAlgorithm};
+    assert_eq!(
+        challenge("www"),
+        ChallengeSpec::Http01 {
+            webroot: Some(www.join("main"))
+        }
+    );
+    assert_eq!(
+        challenge("split"),
+        ChallengeSpec::Http01 {
+            webroot: Some(www.join("acme"))
+        }
+    );
+    let dns = |provider: &str| ChallengeSpec::Dns01 {
+        provider: provider.to_owned(),
+    };
+    assert_eq!(challenge("wild"), dns("manual"));
+    assert_eq!(challenge("zone"), dns("rfc2136"));
+
+    let rfc2136 = spec.dns_provider("rfc2136").unwrap();
+    let DnsProviderKind::Rfc2136(tsig) = &rfc2136.kind else {
+        panic!("{rfc2136:?}");
+    };
+    assert_eq!(tsig.server, "192.0.2.53:5353".parse().unwrap());
+    assert_eq!(tsig.key_name, "certbot.example");
+    assert_eq!(tsig.algorithm, TsigAlgorithm::HmacSha512);
+    assert_eq!(
+        tsig.secret.expose(),
+        TSIG_BYTES,
+        "the secret is certbot's file's"
+    );
+    assert!(text.contains(&format!("secret_file = \"{}\"\n", ini.display())));
+
+    let hook = spec.dns_provider("manual").unwrap();
+    assert_eq!(hook.propagation, Propagation::None);
+    let DnsProviderKind::Hook(hook) = &hook.kind else {
+        panic!("{hook:?}");
+    };
+    let certkeeper_core::HookCommand::Shell(line) = &hook.command else {
+        panic!("{hook:?}");
+    };
+
+    // certbot's scripts run unchanged behind the provider's command, called the way
+    // certkeeper's hook provider calls it.
+    fs::write(&hook_log, "").unwrap();
+    for action in ["present", "cleanup"] {
+        let status = Command::new("/bin/sh")
+            .args(["-c", line, "certkeeper-dns-hook", action])
+            .args(["_acme-challenge.example.com.", "value"])
+            .env("CERTBOT_DOMAIN", "example.com")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(
+        fs::read_to_string(&hook_log).unwrap(),
+        "auth example.com 0\ncleanup example.com 0\n"
+    );
 }

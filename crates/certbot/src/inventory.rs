@@ -5,26 +5,37 @@
 //! finished by a person: every setting that could not be carried over is a comment next to
 //! the entry it concerns, and every value the operator must supply is the literal
 //! placeholder [`FILL_ME`], which `certkeeper check` refuses (the HMAC key file
-//! `FILL-ME` does not exist), so an unfinished inventory cannot run by accident.
+//! `FILL-ME` does not exist, `webroot = "FILL-ME"` is not an absolute path, `dns =
+//! "FILL-ME"` names no provider), so an unfinished inventory cannot run by accident.
+//!
+//! DNS providers are shared the way certbot shared their settings: one `[dns.NAME]` of
+//! `type = "rfc2136"` per credentials file, one of `type = "hook"` per pair of manual hooks.
+//! The RFC 2136 provider reads its secret from certbot's credentials file itself
+//! (`secret_file` and `secret_ini_key`), so the inventory holds no secret and stays 0644.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
+use certkeeper_core::challenge::{DEFAULT_PROPAGATION_TIMEOUT, TsigAlgorithm};
 use certkeeper_core::{CaName, CertName, KeyType, LifecycleAction};
 
 use crate::certificate::CertificateFacts;
+use crate::challenge::Challenge;
+use crate::credentials::SECRET_KEY;
 use crate::lineage::{Hooks, Lineage};
 
 /// The placeholder for values certbot does not keep (EAB credentials).
 pub const FILL_ME: &str = "FILL-ME";
 
-/// One lineage to import: its renewal settings, its live certificate and its account's
-/// contacts.
+/// One lineage to import: its renewal settings, its live certificate, its account's
+/// contacts and the challenge it will answer ([`crate::challenge::decide`]).
 #[derive(Debug, Clone)]
 pub struct Imported {
     pub lineage: Lineage,
     pub certificate: CertificateFacts,
     pub contact: Vec<String>,
+    pub challenge: Challenge,
 }
 
 /// Where the import comes from and goes to, for the header and `state_dir`.
@@ -64,18 +75,73 @@ pub struct PlannedCertificate {
     pub order_id: Option<String>,
     pub action: Option<LifecycleAction>,
     pub renew_before: Option<String>,
-    pub authenticator: Option<String>,
-    pub webroot: Vec<String>,
+    pub challenge: PlannedChallenge,
     pub hooks: Hooks,
     /// Comments for this entry.
     pub notes: Vec<String>,
 }
+
+/// The challenge keys to write for a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedChallenge {
+    /// None: the embedded HTTP-01 responder, the default.
+    Embedded,
+    /// `webroot = "DIR"`.
+    Webroot(String),
+    /// `webroot = "FILL-ME"`, and why.
+    WebrootToFill(String),
+    /// `challenge = "dns-01"` and `dns = "NAME"`.
+    Dns(String),
+    /// `challenge = "dns-01"` and `dns = "FILL-ME"`, and why.
+    DnsToFill(String),
+}
+
+/// A `[dns.NAME]` provider to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDnsProvider {
+    pub name: String,
+    pub kind: PlannedDnsKind,
+    /// The certificates that use it.
+    pub certificates: Vec<String>,
+    /// Comments for this entry.
+    pub notes: Vec<String>,
+}
+
+/// How a planned provider publishes records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedDnsKind {
+    /// certbot's `dns-rfc2136` plugin.
+    Rfc2136 {
+        /// The credentials file, which the provider reads its secret from.
+        credentials_file: String,
+        server: SocketAddr,
+        key_name: String,
+        algorithm: TsigAlgorithm,
+        sign_query: bool,
+        /// The longest fixed wait certbot used for a lineage of this file (60 s unset).
+        propagation_seconds: u64,
+    },
+    /// certbot's manual hooks.
+    Hook {
+        auth: String,
+        cleanup: Option<String>,
+    },
+}
+
+/// How long certbot's dns-rfc2136 plugin waits by default.
+const CERTBOT_PROPAGATION_SECONDS: u64 = 60;
+/// How long an imported hook provider's command may run: certbot gave manual hooks all the
+/// time they took, and DNS scripts often sleep until the record has propagated.
+const MANUAL_HOOK_TIMEOUT: &str = "10m";
 
 /// Everything to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub cas: Vec<PlannedCa>,
     pub certificates: Vec<PlannedCertificate>,
+    pub dns_providers: Vec<PlannedDnsProvider>,
+    /// Whether any certificate is answered by the embedded HTTP-01 responder.
+    pub uses_embedded_responder: bool,
     /// Ports certbot's standalone HTTP-01 server used (80 unless `http01_port` was set).
     pub http01_ports: Vec<u16>,
     /// Certificates whose lineage a web server validated (webroot, nginx, apache...): a web
@@ -101,6 +167,8 @@ pub fn plan(imported: &[Imported]) -> Plan {
     let mut ports = BTreeSet::new();
     let mut served_by_web_server = Vec::new();
     let mut used_names: BTreeSet<String> = BTreeSet::new();
+    let mut providers: Vec<PlannedDnsProvider> = Vec::new();
+    let mut uses_embedded_responder = false;
     for item in imported {
         let lineage = &item.lineage;
         let ca_index = match cas
@@ -157,23 +225,68 @@ pub fn plan(imported: &[Imported]) -> Plan {
             ));
         }
 
-        match lineage.authenticator.as_deref() {
-            None | Some("standalone") => {
-                ports.insert(lineage.http01_port.unwrap_or(80));
+        let challenge = match &item.challenge {
+            Challenge::Standalone { port } => {
+                ports.insert(*port);
+                uses_embedded_responder = true;
+                PlannedChallenge::Embedded
             }
-            Some(other) => {
+            Challenge::WebServer { authenticator } => {
                 served_by_web_server.push(name.clone());
-                let webroot = if lineage.webroot.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {}", lineage.webroot.join(", "))
-                };
+                uses_embedded_responder = true;
                 notes.push(format!(
-                    "certbot validated this lineage with its {other} authenticator{webroot}; \
+                    "certbot validated this lineage with its {authenticator} authenticator; \
                      certkeeper answers HTTP-01 itself (see [http01] above)"
                 ));
+                PlannedChallenge::Embedded
             }
-        }
+            Challenge::Webroot { path } => PlannedChallenge::Webroot(path.clone()),
+            Challenge::WebrootToFill { reason } => PlannedChallenge::WebrootToFill(reason.clone()),
+            Challenge::DnsToFill { reason } => PlannedChallenge::DnsToFill(reason.clone()),
+            Challenge::Rfc2136 {
+                credentials_file,
+                credentials,
+                propagation_seconds,
+            } => {
+                let file = credentials_file.display().to_string();
+                let seconds = propagation_seconds.unwrap_or(CERTBOT_PROPAGATION_SECONDS);
+                let kind = PlannedDnsKind::Rfc2136 {
+                    credentials_file: file.clone(),
+                    server: credentials.server,
+                    key_name: credentials.key_name.clone(),
+                    algorithm: credentials.algorithm,
+                    sign_query: credentials.sign_query,
+                    propagation_seconds: seconds,
+                };
+                let stem = credentials_file
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let provider = provider_for(&mut providers, kind, &stem, "rfc2136", &name);
+                if let PlannedDnsKind::Rfc2136 {
+                    propagation_seconds: longest,
+                    ..
+                } = &mut provider.kind
+                {
+                    *longest = (*longest).max(seconds);
+                }
+                for note in &credentials.notes {
+                    let note = format!("{file}: {note}");
+                    if !provider.notes.contains(&note) {
+                        provider.notes.push(note);
+                    }
+                }
+                PlannedChallenge::Dns(provider.name.clone())
+            }
+            Challenge::ManualDns { auth, cleanup } => {
+                let kind = PlannedDnsKind::Hook {
+                    auth: auth.clone(),
+                    cleanup: cleanup.clone(),
+                };
+                let provider = provider_for(&mut providers, kind, "manual", "manual", &name);
+                PlannedChallenge::Dns(provider.name.clone())
+            }
+        };
 
         certificates.push(PlannedCertificate {
             name,
@@ -184,8 +297,7 @@ pub fn plan(imported: &[Imported]) -> Plan {
             order_id: lineage.server.order_id.clone(),
             action: lineage.server.action,
             renew_before: lineage.renew_before.clone(),
-            authenticator: lineage.authenticator.clone(),
-            webroot: lineage.webroot.clone(),
+            challenge,
             hooks: lineage.hooks.clone(),
             notes,
         });
@@ -193,9 +305,73 @@ pub fn plan(imported: &[Imported]) -> Plan {
     Plan {
         cas,
         certificates,
+        dns_providers: providers,
+        uses_embedded_responder,
         http01_ports: ports.into_iter().collect(),
         served_by_web_server,
     }
+}
+
+/// The provider of `kind` (the same credentials file, the same pair of hooks), added with a
+/// name made from `stem` (else `fallback`) when there is none yet; `certificate` is recorded
+/// as one of its users.
+fn provider_for<'p>(
+    providers: &'p mut Vec<PlannedDnsProvider>,
+    kind: PlannedDnsKind,
+    stem: &str,
+    fallback: &str,
+    certificate: &str,
+) -> &'p mut PlannedDnsProvider {
+    let same = |existing: &PlannedDnsKind| match (existing, &kind) {
+        (
+            PlannedDnsKind::Rfc2136 {
+                credentials_file: a,
+                ..
+            },
+            PlannedDnsKind::Rfc2136 {
+                credentials_file: b,
+                ..
+            },
+        ) => a == b,
+        (existing, kind) => existing == kind,
+    };
+    let index = match providers.iter().position(|provider| same(&provider.kind)) {
+        Some(index) => index,
+        None => {
+            let mut taken: BTreeSet<String> = providers
+                .iter()
+                .map(|provider| provider.name.clone())
+                .collect();
+            let base = clean_name(stem).unwrap_or_else(|| fallback.to_owned());
+            providers.push(PlannedDnsProvider {
+                name: unique(&base, &mut taken),
+                kind,
+                certificates: Vec::new(),
+                notes: Vec::new(),
+            });
+            providers.len() - 1
+        }
+    };
+    let provider = &mut providers[index];
+    provider.certificates.push(certificate.to_owned());
+    provider
+}
+
+/// `text` as a valid certkeeper name (letters, digits, '.', '_', '-'), if anything is left.
+fn clean_name(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .trim_start_matches('.')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(CertName::MAX_LEN)
+        .collect();
+    CertName::new(&cleaned).is_ok().then_some(cleaned)
 }
 
 /// Write the inventory for `plan`.
@@ -204,20 +380,6 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
     let mut text = String::new();
     let mut to_fill = Vec::new();
     let mut warnings = Vec::new();
-    let line = |text: &mut String, content: &str| {
-        text.push_str(content);
-        text.push('\n');
-    };
-    let comment = |text: &mut String, content: &str| {
-        for part in content.lines() {
-            if part.is_empty() {
-                text.push_str("#\n");
-            } else {
-                let _ = writeln!(text, "# {part}");
-            }
-        }
-    };
-
     comment(
         &mut text,
         &format!(
@@ -264,6 +426,12 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
             plan.served_by_web_server.join(", ")
         ));
     }
+    if !plan.uses_embedded_responder {
+        comment(
+            &mut text,
+            "No imported certificate is answered by this listener: they use a webroot or DNS-01.",
+        );
+    }
     let listen: Vec<String> = ports
         .iter()
         .map(|port| toml_string(&format!("[::]:{port}")))
@@ -307,6 +475,11 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
         }
     }
 
+    for provider in &plan.dns_providers {
+        line(&mut text, "");
+        render_provider(&mut text, provider, &mut warnings);
+    }
+
     for cert in &plan.certificates {
         line(&mut text, "");
         line(&mut text, "[[certificate]]");
@@ -341,6 +514,7 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
                 &format!("action = {}", toml_string(action.as_str())),
             );
         }
+        render_challenge(&mut text, cert, &mut to_fill);
         if let Some(renew_before) = &cert.renew_before {
             comment(&mut text, "certbot's renew_before_expiry.");
             line(
@@ -399,6 +573,223 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
         to_fill,
         warnings,
     }
+}
+
+/// Append `content` and a newline.
+fn line(text: &mut String, content: &str) {
+    text.push_str(content);
+    text.push('\n');
+}
+
+/// Append `content` as `# ` comment lines.
+fn comment(text: &mut String, content: &str) {
+    for part in content.lines() {
+        if part.is_empty() {
+            text.push_str("#\n");
+        } else {
+            let _ = writeln!(text, "# {part}");
+        }
+    }
+}
+
+/// A certificate's challenge keys (nothing for the embedded responder).
+fn render_challenge(text: &mut String, cert: &PlannedCertificate, to_fill: &mut Vec<String>) {
+    match &cert.challenge {
+        PlannedChallenge::Embedded => {}
+        PlannedChallenge::Webroot(path) => {
+            comment(
+                text,
+                "certbot's webroot: certkeeper writes .well-known/acme-challenge/TOKEN below it, as\n\
+                 the certkeeper user (certbot wrote as root): let that user write there and, under\n\
+                 systemd, add ReadWritePaths= for it in a drop-in (`systemctl edit certkeeper`).",
+            );
+            line(text, &format!("webroot = {}", toml_string(path)));
+        }
+        PlannedChallenge::WebrootToFill(reason) => {
+            comment(text, &format!("FILL-ME: {}", wrap(reason)));
+            line(text, &format!("webroot = {}", toml_string(FILL_ME)));
+            to_fill.push(format!(
+                "webroot of [[certificate]] {:?}: {reason}",
+                cert.name
+            ));
+        }
+        PlannedChallenge::Dns(provider) => {
+            line(text, "challenge = \"dns-01\"");
+            line(text, &format!("dns = {}", toml_string(provider)));
+        }
+        PlannedChallenge::DnsToFill(reason) => {
+            comment(text, &format!("FILL-ME: {}", wrap(reason)));
+            line(text, "challenge = \"dns-01\"");
+            line(text, &format!("dns = {}", toml_string(FILL_ME)));
+            to_fill.push(format!("dns of [[certificate]] {:?}: {reason}", cert.name));
+        }
+    }
+}
+
+/// A `[dns.NAME]` table.
+fn render_provider(text: &mut String, provider: &PlannedDnsProvider, warnings: &mut Vec<String>) {
+    line(text, &format!("[dns.{}]", provider.name));
+    let users = provider.certificates.join(", ");
+    match &provider.kind {
+        PlannedDnsKind::Rfc2136 {
+            credentials_file,
+            server,
+            key_name,
+            algorithm,
+            sign_query,
+            propagation_seconds,
+        } => {
+            comment(
+                text,
+                &format!(
+                    "certbot's dns-rfc2136 plugin with {credentials_file}, for {users}:\n\
+                     dns_rfc2136_server, _port, _name and _algorithm are carried over."
+                ),
+            );
+            line(text, "type = \"rfc2136\"");
+            line(
+                text,
+                &format!("server = {}", toml_string(&server.to_string())),
+            );
+            line(text, &format!("key_name = {}", toml_string(key_name)));
+            line(
+                text,
+                &format!("algorithm = {}", toml_string(algorithm.as_str())),
+            );
+            comment(
+                text,
+                &format!(
+                    "The TSIG secret stays in certbot's file: certkeeper reads its {SECRET_KEY} line,\n\
+                     and this inventory holds no copy. Under systemd certkeeper runs as the\n\
+                     certkeeper user, who cannot read that root-only file: load it as a credential\n\
+                     in a drop-in (`systemctl edit certkeeper`),\n\
+                     \x20   LoadCredential=certbot-{name}:{credentials_file}\n\
+                     and replace secret_file below with secret_credential = \"certbot-{name}\"\n\
+                     (keep secret_ini_key).",
+                    name = provider.name
+                ),
+            );
+            line(
+                text,
+                &format!("secret_file = {}", toml_string(credentials_file)),
+            );
+            line(
+                text,
+                &format!("secret_ini_key = {}", toml_string(SECRET_KEY)),
+            );
+            warnings.push(format!(
+                "[dns.{}] reads its TSIG secret from {credentials_file}; under systemd, load that \
+                 file as a credential (see the comment there)",
+                provider.name
+            ));
+            if *sign_query {
+                let note = "certbot signed its SOA queries (dns_rfc2136_sign_query); certkeeper's are not \
+                            signed, so if the server answers only signed queries, set zone = \"...\" \
+                            to the zone to update, which skips those queries";
+                comment(text, &format!("NOTE: {}", wrap(note)));
+                warnings.push(format!("[dns.{}]: {note}", provider.name));
+            }
+            let seconds = *propagation_seconds;
+            comment(
+                text,
+                &format!(
+                    "certbot waited {seconds} seconds before asking the CA; certkeeper waits until every\n\
+                     authoritative server of the zone answers with the record (propagation = \"check\")."
+                ),
+            );
+            if seconds > DEFAULT_PROPAGATION_TIMEOUT.as_secs() {
+                line(text, &format!("propagation_timeout = \"{seconds}s\""));
+            }
+        }
+        PlannedDnsKind::Hook { auth, cleanup } => {
+            comment(
+                text,
+                &format!(
+                    "certbot's manual hooks, for {users}. They run unchanged: certkeeper calls this\n\
+                     command with `present` or `cleanup` (and FQDN VALUE) and sets certbot's\n\
+                     CERTBOT_DOMAIN, CERTBOT_VALIDATION, CERTBOT_ALL_DOMAINS,\n\
+                     CERTBOT_REMAINING_CHALLENGES and, for cleanup, CERTBOT_AUTH_OUTPUT. They run as\n\
+                     the certkeeper user (certbot ran them as root)."
+                ),
+            );
+            line(text, "type = \"hook\"");
+            line(
+                text,
+                &format!(
+                    "command = {}",
+                    toml_string(&manual_hook_command(auth, cleanup.as_deref()))
+                ),
+            );
+            comment(
+                text,
+                "certbot gave the hooks all the time they took and checked nothing itself: the auth\n\
+                 hook waits until the record is visible, as certbot asks of it.",
+            );
+            line(
+                text,
+                &format!("timeout = {}", toml_string(MANUAL_HOOK_TIMEOUT)),
+            );
+            line(text, "propagation = \"none\"");
+            warnings.push(format!(
+                "[dns.{}] runs certbot's manual hooks as the certkeeper user, not root",
+                provider.name
+            ));
+        }
+    }
+    for note in &provider.notes {
+        comment(text, &format!("NOTE: {}", wrap(note)));
+        warnings.push(format!("[dns.{}]: {note}", provider.name));
+    }
+}
+
+/// The hook provider's shell command: `present` runs certbot's auth hook, `cleanup` its
+/// cleanup hook (nothing without one), each as certbot ran it.
+fn manual_hook_command(auth: &str, cleanup: Option<&str>) -> String {
+    let cleanup = cleanup.map_or_else(|| "exit 0".to_owned(), exec);
+    format!(
+        "case \"$1\" in present) {} ;; cleanup) {cleanup} ;; *) exit 2 ;; esac",
+        exec(auth)
+    )
+}
+
+/// `exec HOOK` when the hook is one simple command, which the `case` line runs exactly as
+/// `sh -c HOOK` did for certbot; otherwise `exec /bin/sh -c 'HOOK'`, so that `;`, `&&`,
+/// pipes, redirections, `$` and `#` mean what they meant (and the case's own `$1`, `;;` and
+/// `esac` stay out of the hook's way).
+fn exec(hook: &str) -> String {
+    // `exec NAME=VALUE cmd` would run a program called `NAME=VALUE`.
+    let assignment = hook
+        .split_whitespace()
+        .next()
+        .is_some_and(|word| word.contains('='));
+    let simple = !hook.trim().is_empty()
+        && !assignment
+        && !hook.contains([
+            ';', '&', '|', '<', '>', '(', ')', '$', '`', '\\', '#', '{', '}', '\n', '\r',
+        ]);
+    if simple {
+        format!("exec {}", hook.trim())
+    } else {
+        format!("exec /bin/sh -c '{}'", hook.replace('\'', "'\\''"))
+    }
+}
+
+/// `text` broken into lines of at most about 90 characters, for comments.
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    for word in text.split(' ') {
+        if width > 0 && width + 1 + word.len() > 90 {
+            out.push('\n');
+            width = 0;
+        } else if width > 0 {
+            out.push(' ');
+            width += 1;
+        }
+        out.push_str(word);
+        width += word.len();
+    }
+    out
 }
 
 /// certbot's lineage name if certkeeper accepts it, else a cleaned-up one (with a note).
@@ -509,10 +900,15 @@ mod tests {
     use crate::certificate::read_leaf;
 
     fn fixture(name: &str, conf: &str, cert: &[u8], contact: &[&str]) -> Imported {
+        let lineage = Lineage::from_renewal_conf(name, conf).expect("fixture parses");
+        let certificate = read_leaf(cert).expect("fixture certificate");
+        let challenge =
+            crate::challenge::decide(&lineage, &certificate.dns_names, None).expect("a challenge");
         Imported {
-            lineage: Lineage::from_renewal_conf(name, conf).expect("fixture parses"),
-            certificate: read_leaf(cert).expect("fixture certificate"),
+            lineage,
+            certificate,
             contact: contact.iter().map(|c| (*c).to_owned()).collect(),
+            challenge,
         }
     }
 
@@ -562,7 +958,12 @@ mod tests {
             "domains come from the certificate"
         );
         assert_eq!(plan.http01_ports, [80]);
-        assert_eq!(plan.served_by_web_server, ["shop"]);
+        assert_eq!(
+            shop.challenge,
+            PlannedChallenge::Webroot("/var/www/html".to_owned())
+        );
+        assert!(plan.served_by_web_server.is_empty());
+        assert!(plan.uses_embedded_responder, "example.com is standalone");
     }
 
     #[test]
@@ -586,12 +987,7 @@ mod tests {
         assert!(rendered.to_fill[0].contains("digicert"));
         // Let's Encrypt needs no EAB: exactly one pair of placeholders.
         assert_eq!(text.matches("FILL-ME\"").count(), 2);
-        assert!(
-            rendered
-                .warnings
-                .iter()
-                .any(|warning| warning.contains("web server"))
-        );
+        assert!(text.contains("webroot = \"/var/www/html\"\n"), "{text}");
     }
 
     #[test]
@@ -619,6 +1015,22 @@ mod tests {
         assert_eq!(
             ca_name("https://acme.zerossl.com/v2/DV90", &[]),
             "acme.zerossl.com"
+        );
+    }
+
+    #[test]
+    fn manual_hooks_run_unchanged_behind_one_command() {
+        assert_eq!(
+            manual_hook_command("/etc/letsencrypt/auth.sh --zone 'a b'", Some("/x/cleanup")),
+            "case \"$1\" in present) exec /etc/letsencrypt/auth.sh --zone 'a b' ;; cleanup) exec /x/cleanup ;; *) exit 2 ;; esac"
+        );
+        assert_eq!(
+            manual_hook_command("cd /x && ./it's.sh # note", None),
+            "case \"$1\" in present) exec /bin/sh -c 'cd /x && ./it'\\''s.sh # note' ;; cleanup) exit 0 ;; *) exit 2 ;; esac"
+        );
+        assert_eq!(
+            exec("ZONE=example.com /x/auth"),
+            "exec /bin/sh -c 'ZONE=example.com /x/auth'"
         );
     }
 

@@ -2,9 +2,11 @@
 //! terms.
 //!
 //! The translation keeps what certkeeper can honour (server, order id and action, renewal
-//! margin, HTTP-01 port, hooks) and turns everything else into notes for the operator
-//! (webroot and web-server authenticators, key settings that differ from the live key),
-//! because an import that silently drops a behaviour is worse than one that asks a question.
+//! margin, HTTP-01 port, hooks, and how the lineage was validated: webroot paths, the RFC
+//! 2136 credentials file, manual hooks) and turns everything else into notes for the operator
+//! (web-server authenticators, key settings that differ from the live key), because an
+//! import that silently drops a behaviour is worse than one that asks a question. Which
+//! challenge that makes is decided in [`crate::challenge`].
 
 use std::path::PathBuf;
 
@@ -58,6 +60,25 @@ impl Hooks {
     }
 }
 
+/// certbot's `--manual` hooks (`manual_auth_hook`, `manual_cleanup_hook`), as written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ManualHooks {
+    pub auth: Option<String>,
+    pub cleanup: Option<String>,
+}
+
+/// The settings of certbot's `dns-rfc2136` plugin in a renewal file. The credentials file
+/// itself (server, key and secret) is read by the importer, see [`crate::credentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rfc2136Settings {
+    /// `dns_rfc2136_credentials`: the INI file with the server, key name, algorithm and
+    /// secret, as written (certbot stores it absolute).
+    pub credentials: PathBuf,
+    /// `dns_rfc2136_propagation_seconds`, when set: how long certbot waited before asking
+    /// the CA (60 seconds when unset).
+    pub propagation_seconds: Option<u64>,
+}
+
 /// A lineage's renewal settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lineage {
@@ -71,6 +92,16 @@ pub struct Lineage {
     pub http01_port: Option<u16>,
     /// Webroot directories (`webroot_path` and `[[webroot_map]]`), deduplicated.
     pub webroot: Vec<String>,
+    /// `webroot_path` as written, in order: certbot uses the last one for a name that
+    /// `[[webroot_map]]` does not list.
+    pub webroot_path: Vec<String>,
+    /// `[[webroot_map]]`: (domain, directory) pairs.
+    pub webroot_map: Vec<(String, String)>,
+    /// `pref_challs` as challenge types (`dns-01`, `http-01`), in order.
+    pub preferred_challenges: Vec<String>,
+    pub manual: ManualHooks,
+    /// Set for lineages of certbot's `dns-rfc2136` plugin.
+    pub rfc2136: Option<Rfc2136Settings>,
     /// The key certbot would use for its next renewal, as certkeeper names it, when
     /// certkeeper supports it.
     pub requested_key_type: Option<KeyType>,
@@ -123,17 +154,57 @@ impl Lineage {
             },
         };
 
-        let mut webroot: Vec<String> = conf.get_list(PARAMS, "webroot_path");
-        if let Some(map) = conf.sections.get(&format!("{PARAMS}.webroot_map")) {
-            webroot.extend(map.values().map(configobj::Value::joined));
-        }
-        webroot.retain(|path| !path.is_empty() && path != "None");
+        let mut webroot_path: Vec<String> = conf.get_list(PARAMS, "webroot_path");
+        webroot_path.retain(|path| !path.is_empty() && path != "None");
+        let webroot_map: Vec<(String, String)> = conf
+            .sections
+            .get(&format!("{PARAMS}.webroot_map"))
+            .map(|map| {
+                map.iter()
+                    .map(|(domain, path)| (domain.to_ascii_lowercase(), path.joined()))
+                    .filter(|(_, path)| !path.is_empty() && path != "None")
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut webroot = webroot_path.clone();
+        webroot.extend(webroot_map.iter().map(|(_, path)| path.clone()));
         let mut seen = Vec::new();
         webroot.retain(|path| {
             let first = !seen.contains(path);
             seen.push(path.clone());
             first
         });
+
+        let preferred_challenges = conf
+            .get_list(PARAMS, "pref_challs")
+            .iter()
+            .map(|challenge| challenge_type(challenge))
+            .collect();
+        let authenticator = param("authenticator").map(|name| plugin_name(&name).to_owned());
+        // Third-party-style plugin names prefix their keys: `certbot-dns-rfc2136:dns-rfc2136`
+        // keeps `certbot_dns_rfc2136:dns_rfc2136_credentials`.
+        let plugin_param =
+            |key: &str| param(key).or_else(|| param(&format!("certbot_dns_rfc2136:{key}")));
+        let rfc2136 = if authenticator.as_deref() == Some(RFC2136) {
+            plugin_param("dns_rfc2136_credentials").map(|credentials| {
+                let propagation_seconds = plugin_param("dns_rfc2136_propagation_seconds")
+                    .and_then(|text| match text.parse::<u64>() {
+                        Ok(seconds) => Some(seconds),
+                        Err(_) => {
+                            notes.push(format!(
+                                "dns_rfc2136_propagation_seconds {text:?} is not a number of seconds; ignored"
+                            ));
+                            None
+                        }
+                    });
+                Rfc2136Settings {
+                    credentials: PathBuf::from(credentials),
+                    propagation_seconds,
+                }
+            })
+        } else {
+            None
+        };
 
         let (requested_key_type, requested_key) = requested_key(&conf);
         let renew_before = match conf.top_str("renew_before_expiry") {
@@ -164,9 +235,17 @@ impl Lineage {
             },
             server,
             account: param("account"),
-            authenticator: param("authenticator"),
+            authenticator,
             http01_port,
             webroot,
+            webroot_path,
+            webroot_map,
+            preferred_challenges,
+            manual: ManualHooks {
+                auth: param("manual_auth_hook"),
+                cleanup: param("manual_cleanup_hook"),
+            },
+            rfc2136,
             requested_key_type,
             requested_key,
             renew_before,
@@ -177,6 +256,26 @@ impl Lineage {
             },
             notes,
         })
+    }
+}
+
+/// certbot's name of its RFC 2136 plugin.
+pub const RFC2136: &str = "dns-rfc2136";
+
+/// A plugin's name without the `certbot-dns-rfc2136:` prefix of third-party-style names.
+fn plugin_name(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(_, plugin)| plugin)
+}
+
+/// A `pref_challs` entry as the challenge type certbot means: `dns` and `dns-01` are the
+/// same (certbot normalizes what it writes, older files may not be).
+fn challenge_type(text: &str) -> String {
+    let lower = text.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "dns" => "dns-01".to_owned(),
+        "http" => "http-01".to_owned(),
+        "tls-alpn" => "tls-alpn-01".to_owned(),
+        _ => lower,
     }
 }
 
@@ -412,6 +511,62 @@ mod tests {
         assert_eq!(
             lineage.hooks.deploy.as_deref(),
             Some("/usr/local/bin/deploy-shop.sh \"shop, checkout\"")
+        );
+    }
+
+    #[test]
+    fn reads_webroot_maps_manual_hooks_and_rfc2136_settings_as_certbot_writes_them() {
+        let split = Lineage::from_renewal_conf(
+            "split",
+            include_str!("../tests/fixtures/renewal/split.conf"),
+        )
+        .expect("parses");
+        assert_eq!(split.webroot_path, ["/var/www/a", "/var/www/b"]);
+        assert_eq!(
+            split.webroot_map,
+            [
+                ("a.example.com".to_owned(), "/var/www/a".to_owned()),
+                ("b.example.com".to_owned(), "/var/www/b".to_owned())
+            ]
+        );
+        assert_eq!(split.rfc2136, None);
+
+        let wild =
+            Lineage::from_renewal_conf("wild", include_str!("../tests/fixtures/renewal/wild.conf"))
+                .expect("parses");
+        assert_eq!(wild.authenticator.as_deref(), Some("manual"));
+        assert_eq!(wild.preferred_challenges, ["dns-01"]);
+        assert_eq!(
+            wild.manual,
+            ManualHooks {
+                auth: Some("/etc/letsencrypt/hooks/auth.sh".to_owned()),
+                cleanup: Some("/etc/letsencrypt/hooks/cleanup.sh".to_owned()),
+            }
+        );
+
+        let bind =
+            Lineage::from_renewal_conf("bind", include_str!("../tests/fixtures/renewal/bind.conf"))
+                .expect("parses");
+        assert_eq!(
+            bind.rfc2136,
+            Some(Rfc2136Settings {
+                credentials: PathBuf::from("/etc/letsencrypt/rfc2136.ini"),
+                propagation_seconds: Some(300),
+            })
+        );
+        // The third-party-style names of old plugin versions mean the same.
+        let prefixed = Lineage::from_renewal_conf(
+            "p",
+            "[renewalparams]\nauthenticator = certbot-dns-rfc2136:dns-rfc2136\n\
+             certbot_dns_rfc2136:dns_rfc2136_credentials = /root/.secrets/rfc2136.ini\n\
+             pref_challs = dns,\n",
+        )
+        .expect("parses");
+        assert_eq!(prefixed.authenticator.as_deref(), Some("dns-rfc2136"));
+        assert_eq!(prefixed.preferred_challenges, ["dns-01"]);
+        assert_eq!(
+            prefixed.rfc2136.map(|settings| settings.credentials),
+            Some(PathBuf::from("/root/.secrets/rfc2136.ini"))
         );
     }
 

@@ -20,6 +20,47 @@
 //! invoking user when not run as root) and be writable by nobody else, and every file read
 //! must resolve, through any links, to a file inside it whose directories are equally
 //! protected ([`CertbotDir`]). Errors name files, never quote their content.
+//!
+//! # Challenges
+//!
+//! Each lineage keeps the way certbot validated it (the rules and their reasons are in
+//! `certkeeper_certbot::challenge`):
+//! - `standalone`: certkeeper's own HTTP-01 responder, on certbot's `http01_port`.
+//! - `webroot`: `webroot = "DIR"` when certbot served all the certificate's names from one
+//!   directory. certkeeper takes one webroot per certificate, so when certbot's
+//!   `[[webroot_map]]` gives the names different directories the lineage is adopted with
+//!   `webroot = "FILL-ME"` and a comment listing each name's directory: `certkeeper check`
+//!   refuses the inventory until the operator picks one directory that serves
+//!   `/.well-known/acme-challenge/` for every name, or `webroot = false` and a proxy to
+//!   certkeeper's listener. Splitting the certificate would re-issue it, and any single
+//!   directory would be a guess that fails at the next renewal.
+//! - `dns-rfc2136`: `challenge = "dns-01"` and one `[dns.NAME]` `type = "rfc2136"` provider
+//!   per credentials file, with certbot's server, port, key name and algorithm. Its secret is
+//!   not copied: the provider names certbot's file with `secret_file` and `secret_ini_key =
+//!   "dns_rfc2136_secret"`, and the config loader reads that line. The import only checks
+//!   that the secret is there; it never reaches the inventory, a message or the output. A key
+//!   certkeeper cannot sign with (certbot signs with HMAC-MD5 when no algorithm is set, and
+//!   accepts HMAC-SHA1 and -SHA224) refuses the lineage, saying how to make a new key.
+//! - `manual` with a DNS-01 `manual_auth_hook` (per `pref_challs`, or a wildcard):
+//!   `challenge = "dns-01"` and a `[dns.NAME]` `type = "hook"` provider whose command is
+//!   `case "$1" in present) exec AUTH ;; cleanup) exec CLEANUP ;; esac`, so certbot's scripts
+//!   run unchanged with the CERTBOT_* variables they read; `propagation = "none"` and a
+//!   10-minute timeout, since certbot checked nothing and waited as long as they took. A
+//!   manual HTTP-01 hook has no counterpart (certkeeper writes challenge files itself):
+//!   `webroot = "FILL-ME"` with the choices.
+//! - Another `dns-*` plugin: `challenge = "dns-01"` and `dns = "FILL-ME"`. `nginx`, `apache`
+//!   and other web server plugins: the embedded responder behind that web server, with a
+//!   note on the proxy to set up.
+//! - A wildcard validated over HTTP-01 is refused (no CA validates one that way).
+//!
+//! A refused lineage is neither written nor adopted, the command says why and exits 1;
+//! certbot keeps it until it is fixed and imported again.
+//!
+//! certbot's credentials file may live outside its directory (certbot's documentation
+//! suggests `~/.secrets/certbot/`): it is read when it is the trusted owner's, writable by
+//! nobody else, in directories up to `/` that are root's or the owner's and closed to other
+//! writers (a root-owned sticky directory such as `/tmp` is accepted: nobody else can move
+//! what is in it).
 
 use std::fs;
 use std::io::Write as _;
@@ -27,7 +68,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use certkeeper_certbot::{Imported, Lineage, Source, read_leaf};
+use certkeeper_certbot::{Imported, Lineage, Rfc2136Credentials, Source, read_leaf};
 use certkeeper_core::{CertName, DomainName};
 use certkeeper_store::{Store, StoreError};
 
@@ -68,6 +109,8 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
     }
 
     let mut failed = 0usize;
+    // Lineages neither written nor adopted: certbot still has to renew them.
+    let mut not_imported = 0usize;
     let mut imported = Vec::new();
     let mut materials = Vec::new();
     for conf in &confs {
@@ -83,6 +126,7 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
             Err(err) => {
                 eprintln!("error: {name}: {err:#}; not imported");
                 failed += 1;
+                not_imported += 1;
             }
         }
     }
@@ -135,7 +179,7 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
         }
     }
     if !rendered.to_fill.is_empty() {
-        eprintln!("\nfill in before certkeeper can renew (certbot does not keep these):");
+        eprintln!("\nfill in before certkeeper can renew (each is a FILL-ME in the inventory):");
         for item in &rendered.to_fill {
             eprintln!("  - {item}");
         }
@@ -145,6 +189,12 @@ pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
         .as_ref()
         .map_or_else(|| "FILE".to_owned(), |path| path.display().to_string());
     eprintln!("\nthen: certkeeper --config {config} check");
+    if not_imported > 0 {
+        eprintln!(
+            "\n{not_imported} lineage(s) were not imported (see the errors above): keep certbot \
+             renewing them until they are, or configure them by hand"
+        );
+    }
     Ok(if failed == 0 {
         Exit::Success
     } else {
@@ -179,6 +229,21 @@ fn read_lineage(
     let fullchain_pem = file(&lineage.files.fullchain, "fullchain.pem")?;
     let key_pem = file(&lineage.files.privkey, "privkey.pem")?;
     let certificate = read_leaf(fullchain_pem.as_bytes()).context("the lineage's fullchain.pem")?;
+    let rfc2136 = match &lineage.rfc2136 {
+        None => None,
+        Some(settings) => {
+            let path = certbot.resolve_credentials(&settings.credentials)?;
+            // The text holds the secret: it is parsed here and dropped; only the server, key
+            // name and algorithm are kept.
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("reading certbot's credentials {}", path.display()))?;
+            let credentials = Rfc2136Credentials::from_ini(&text).with_context(|| {
+                format!("certbot's RFC 2136 credentials file {}", path.display())
+            })?;
+            Some((path, credentials))
+        }
+    };
+    let challenge = certkeeper_certbot::decide(&lineage, &certificate.dns_names, rfc2136)?;
     let contact = lineage
         .account
         .as_deref()
@@ -191,6 +256,7 @@ fn read_lineage(
             lineage,
             certificate,
             contact,
+            challenge,
         },
         Material {
             key_pem,
@@ -339,6 +405,55 @@ impl CertbotDir {
                 break;
             }
             dir = current.parent();
+        }
+        Ok(resolved)
+    }
+
+    /// A credentials file a renewal file names: inside certbot's directory as any other
+    /// file, or outside it (certbot's documentation puts them in `~/.secrets/certbot/`) when
+    /// it is the trusted owner's and closed to other writers, and so is every directory on
+    /// the way from `/`, which must belong to root or the trusted owner. A directory others
+    /// may write is accepted only when it is root's and sticky (`/tmp`): nobody else can
+    /// rename or remove what is in it.
+    fn resolve_credentials(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        if !path.is_absolute() {
+            bail!(
+                "the credentials file {} is not an absolute path; certbot stores absolute ones",
+                path.display()
+            );
+        }
+        let resolved = fs::canonicalize(path)
+            .with_context(|| format!("reading certbot's credentials file {}", path.display()))?;
+        if resolved.starts_with(&self.root) {
+            return self.resolve_file(&resolved);
+        }
+        let meta = fs::metadata(&resolved)
+            .with_context(|| format!("inspecting {}", resolved.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file; not imported", resolved.display());
+        }
+        self.check_owner(&resolved, &meta)?;
+        for dir in resolved.ancestors().skip(1) {
+            let meta =
+                fs::metadata(dir).with_context(|| format!("inspecting {}", dir.display()))?;
+            if meta.uid() != 0 && meta.uid() != self.owner {
+                bail!(
+                    "{} (on the way to the credentials file {}) belongs to uid {}, not to root or uid {} who runs the import; nobody else may be able to change what is imported",
+                    dir.display(),
+                    resolved.display(),
+                    meta.uid(),
+                    self.owner
+                );
+            }
+            let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
+            if meta.mode() & 0o022 != 0 && !sticky_root {
+                bail!(
+                    "{} (on the way to the credentials file {}) is writable by group or others (mode {:o}); chmod go-w it so nobody else can change what is imported",
+                    dir.display(),
+                    resolved.display(),
+                    meta.mode() & 0o7777
+                );
+            }
         }
         Ok(resolved)
     }
