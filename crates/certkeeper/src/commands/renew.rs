@@ -31,7 +31,7 @@ use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::LineageView;
-use crate::engine::solvers::{ConfiguredSolvers, uses_embedded_responder};
+use crate::engine::solvers::{ChallengeLabel, ConfiguredSolvers, uses_embedded_responder};
 use crate::exit::Exit;
 
 pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit> {
@@ -146,8 +146,14 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         .into_iter()
         .map(|(spec, planned, lineage)| {
             let (ctx, limits) = (&ctx, &limits);
-            let span =
-                tracing::info_span!("order", cert = %spec.name, reason = planned.reason.as_str());
+            let challenge = ChallengeLabel::of(inventory, &spec.name);
+            let span = tracing::info_span!(
+                "order",
+                cert = %spec.name,
+                reason = planned.reason.as_str(),
+                challenge = challenge.kind,
+                dns_provider = challenge.dns_provider.as_deref(),
+            );
             async move {
                 let _slots = limits.acquire(&spec.ca).await;
                 let attempt = Attempt {

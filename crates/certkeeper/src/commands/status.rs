@@ -1,7 +1,8 @@
 //! `certkeeper status [--json]`: what is live for every certificate, what happens next and how
 //! the last attempt went. It reads the state directory only (no lock, no IPC), so it works
 //! while the daemon runs: each lineage once, its pair checked against that state, and plans
-//! with the same pure planner the daemon uses.
+//! with the same pure planner the daemon uses. Each row names the challenge the certificate
+//! answers and its solver (`http-01`, `http-01 webroot /var/www/html`, `dns-01 bind`).
 //!
 //! Exit code 0 when all is well, 1 when a certificate is failing or inside its urgent
 //! threshold (missing, expired or close to expiry): usable from monitoring.
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::engine::plan::{attempts_from, par_map};
+use crate::engine::solvers::ChallengeLabel;
 use crate::exit::Exit;
 use crate::report::{days_left, error_chain, timestamp};
 
@@ -22,6 +24,8 @@ use crate::report::{days_left, error_chain, timestamp};
 struct Row {
     name: String,
     domains: Vec<String>,
+    /// How it proves control: `http-01`, `http-01 webroot DIR` or `dns-01 PROVIDER`.
+    challenge: String,
     not_after: Option<String>,
     days_left: Option<i64>,
     issuer: Option<String>,
@@ -52,7 +56,7 @@ pub fn run(
     let now = SystemTime::now();
     let rows: Vec<Row> = par_map(&inventory.certificates, |spec| Row {
         attempt_running: running.map(|names| names.iter().any(|n| n == spec.name.as_str())),
-        ..row(&store, spec, now)
+        ..row(&store, inventory, spec, now)
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -73,7 +77,7 @@ pub fn run(
     Ok(if unwell { Exit::Failure } else { Exit::Success })
 }
 
-fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
+fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: SystemTime) -> Row {
     let (state, live, read_error) = match store.lineage(&spec.name) {
         Ok(lineage) => match lineage.live() {
             Ok(live) => (lineage.state().clone(), live, None),
@@ -105,6 +109,7 @@ fn row(store: &Store, spec: &CertificateSpec, now: SystemTime) -> Row {
     Row {
         name: spec.name.to_string(),
         domains: spec.domains.iter().map(ToString::to_string).collect(),
+        challenge: ChallengeLabel::of(inventory, &spec.name).to_string(),
         not_after: observed.map(|o| timestamp(o.not_after)),
         days_left: observed.map(|o| days_left(now, o.not_after)),
         issuer: live.as_ref().map(|l| l.issuer.clone()),
@@ -132,9 +137,10 @@ fn print_table(rows: &[Row]) {
         "DAYS",
         "NEXT",
         "SERIAL",
+        "CHALLENGE",
         "DOMAINS",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -148,6 +154,7 @@ fn print_table(rows: &[Row]) {
                     None => r.next_action.clone(),
                 },
                 r.serial.clone().unwrap_or_else(|| "-".to_owned()),
+                r.challenge.clone(),
                 r.domains.join(","),
             ]
         })

@@ -31,6 +31,10 @@ pub struct CertMetrics {
     pub urgent_failing: bool,
     /// A deploy hook or reload has to succeed yet.
     pub deploy_pending: bool,
+    /// The challenge type it answers: `http-01` or `dns-01`.
+    pub challenge: &'static str,
+    /// What answers it: `embedded`, `webroot` or the DNS provider's name.
+    pub solver: String,
 }
 
 /// The daemon's state as the admin endpoints show it.
@@ -190,6 +194,21 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Orders being processed right now.",
         &mut std::iter::once((None, snapshot.orders_in_flight.to_string())),
     );
+    let _ = writeln!(
+        out,
+        "# HELP certkeeper_certificate_challenge_info The challenge a lineage answers and what \
+         answers it (embedded, webroot or the DNS provider's name); always 1."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_certificate_challenge_info gauge");
+    for cert in &snapshot.certificates {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_challenge_info{{cert=\"{}\",challenge=\"{}\",solver=\"{}\"}} 1",
+            escape(&cert.name),
+            escape(cert.challenge),
+            escape(&cert.solver)
+        );
+    }
     out
 }
 
@@ -219,11 +238,15 @@ mod tests {
                     failures_total: 1,
                     urgent_failing: false,
                     deploy_pending: true,
+                    challenge: "dns-01",
+                    solver: "bind".to_owned(),
                 },
                 CertMetrics {
                     name: "mail".to_owned(),
                     consecutive_failures: 2,
                     failures_total: 2,
+                    challenge: "http-01",
+                    solver: "embedded".to_owned(),
                     ..CertMetrics::default()
                 },
             ],
@@ -238,6 +261,9 @@ mod tests {
             "certkeeper_orders_in_flight 1",
             "certkeeper_certificate_deploy_pending{cert=\"www\"} 1",
             "certkeeper_certificate_deploy_pending{cert=\"mail\"} 0",
+            "# TYPE certkeeper_certificate_challenge_info gauge",
+            "certkeeper_certificate_challenge_info{cert=\"www\",challenge=\"dns-01\",solver=\"bind\"} 1",
+            "certkeeper_certificate_challenge_info{cert=\"mail\",challenge=\"http-01\",solver=\"embedded\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

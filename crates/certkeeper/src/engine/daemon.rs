@@ -42,7 +42,7 @@ use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{AttemptInput, Clock, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
-use crate::engine::solvers::ConfiguredSolvers;
+use crate::engine::solvers::{ChallengeLabel, ConfiguredSolvers};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
 use crate::report::short_duration;
@@ -431,12 +431,15 @@ impl Daemon {
         };
         let attempt = self.runner.attempt(input);
         let stopping = self.lifecycle.soft();
+        let challenge = ChallengeLabel::of(&self.inventory, &spec.name);
         let span = tracing::info_span!(
             "attempt",
             cert = %spec.name,
             domains = %spec.domains.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
             action = planned.reason.as_str(),
             attempt = self.views.get(&spec.name).map_or(0, |v| v.record.consecutive_failures) + 1,
+            challenge = challenge.kind,
+            dns_provider = challenge.dns_provider.as_deref(),
         );
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(
@@ -838,6 +841,7 @@ impl Daemon {
             .iter()
             .map(|spec| {
                 let view = self.views.get(&spec.name).cloned().unwrap_or_default();
+                let challenge = ChallengeLabel::of(&self.inventory, &spec.name);
                 CertMetrics {
                     name: spec.name.to_string(),
                     not_after_unix: view.observed.as_ref().map(|o| unix_seconds(o.not_after)),
@@ -847,6 +851,8 @@ impl Daemon {
                     failures_total: view.record.failures_total,
                     urgent_failing: view.urgent && view.record.consecutive_failures > 0,
                     deploy_pending: view.record.pending_deploy,
+                    solver: challenge.solver().to_owned(),
+                    challenge: challenge.kind,
                 }
             })
             .collect();

@@ -11,8 +11,8 @@
 //!   solver, revocation. Real: `AcmeCa` (`engine/ca.rs`), the ACME adapter with the accounts
 //!   the binary keeps in the store.
 //! * [`Solvers`]: which [`ChallengeSolver`] answers a certificate's challenges. Real:
-//!   `ConfiguredSolvers` (`engine/solvers.rs`); today every certificate gets the embedded
-//!   HTTP-01 responder.
+//!   `ConfiguredSolvers` (`engine/solvers.rs`): the embedded HTTP-01 responder, a webroot, or
+//!   a DNS-01 solver over the certificate's `[dns.NAME]` provider, as configured.
 //! * [`Hooks`]: the operator's pre, deploy and post hooks and the reload requests. Real:
 //!   `ProcessHooks` (`engine/deploy.rs`), the hook runner and reload coalescer of
 //!   `certkeeper_hooks`.

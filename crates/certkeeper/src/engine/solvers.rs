@@ -91,6 +91,16 @@ pub enum SolverSetupError {
         "it names DNS provider `{provider}`, which is not defined; add [dns.{provider}] or fix `dns`"
     )]
     UnknownDnsProvider { provider: String },
+    /// A hook provider's program is not an executable file.
+    #[error(
+        "DNS provider `{provider}` runs {program}, which {problem}; fix `command` in \
+         [dns.{provider}]"
+    )]
+    HookProgram {
+        provider: String,
+        program: String,
+        problem: &'static str,
+    },
     /// The provider's definition cannot be turned into a provider.
     #[error("DNS provider `{provider}` cannot be set up; fix [dns.{provider}]")]
     DnsProvider {
@@ -243,10 +253,135 @@ impl Solvers for ConfiguredSolvers {
     }
 }
 
+/// What `certkeeper check` can find wrong with the solvers of `inventory` without changing
+/// anything or contacting anyone: every webroot an absolute path to an existing directory
+/// (one open, as an attempt does), every DNS provider buildable (key name and zone DNS
+/// names), and every hook provider's program (argv form) an executable file. Each problem
+/// with what it concerns (`certificate www`, `[dns.bind]`), in inventory order.
+pub fn check_setup(inventory: &Inventory) -> Vec<(String, SolverSetupError)> {
+    let mut problems = Vec::new();
+    for spec in &inventory.certificates {
+        if let ChallengeSpec::Http01 {
+            webroot: Some(path),
+        } = inventory.challenge(&spec.name)
+        {
+            if let Err(source) = Webroot::new(path) {
+                let err = SolverSetupError::Webroot {
+                    path: path.clone(),
+                    source,
+                };
+                problems.push((format!("certificate {}", spec.name), err));
+            }
+        }
+    }
+    for provider in &inventory.challenges.dns_providers {
+        let subject = format!("[dns.{}]", provider.name);
+        if let Err(source) = build_provider(provider) {
+            let err = SolverSetupError::DnsProvider {
+                provider: provider.name.clone(),
+                source: Box::new(source),
+            };
+            problems.push((subject.clone(), err));
+        }
+        if let DnsProviderKind::Hook(hook) = &provider.kind {
+            if let Some(problem) = program_problem(hook.command.program()) {
+                let err = SolverSetupError::HookProgram {
+                    provider: provider.name.clone(),
+                    program: hook.command.program().to_owned(),
+                    problem,
+                };
+                problems.push((subject, err));
+            }
+        }
+    }
+    problems
+}
+
+/// Why `program` cannot be executed, if it cannot: a path (with a `/`) must be an
+/// executable file; a bare name must be one in a directory of `PATH`, as the hook runner
+/// looks it up.
+fn program_problem(program: &str) -> Option<&'static str> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::Path::new(program);
+        if !path.exists() {
+            Some("does not exist")
+        } else if !executable(path) {
+            Some("is not an executable file")
+        } else {
+            None
+        }
+    } else {
+        // The hook runner's PATH when certkeeper has none.
+        let path = std::env::var_os("PATH").unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+        let found = std::env::split_paths(&path).any(|dir| executable(&dir.join(program)));
+        (!found).then_some("is not an executable file in any directory of PATH")
+    }
+}
+
 /// Whether `name` answers through the embedded HTTP-01 responder (and so needs its
 /// listener while it is attempted).
 pub fn uses_embedded_responder(inventory: &Inventory, name: &CertName) -> bool {
     *inventory.challenge(name) == ChallengeSpec::EMBEDDED_HTTP01
+}
+
+/// How a certificate proves control, for people and monitoring: its challenge type and,
+/// for DNS-01, the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeLabel {
+    /// `http-01` or `dns-01`.
+    pub kind: &'static str,
+    /// The webroot of an HTTP-01 webroot challenge.
+    pub webroot: Option<PathBuf>,
+    /// The `[dns.NAME]` of a DNS-01 challenge.
+    pub dns_provider: Option<String>,
+}
+
+impl ChallengeLabel {
+    /// The label of certificate `name` in `inventory`.
+    pub fn of(inventory: &Inventory, name: &CertName) -> Self {
+        match inventory.challenge(name) {
+            ChallengeSpec::Http01 { webroot } => Self {
+                kind: "http-01",
+                webroot: webroot.clone(),
+                dns_provider: None,
+            },
+            ChallengeSpec::Dns01 { provider } => Self {
+                kind: "dns-01",
+                webroot: None,
+                dns_provider: Some(provider.clone()),
+            },
+        }
+    }
+
+    /// What the solver is, beside the type: `embedded`, `webroot` or the provider's name.
+    pub fn solver(&self) -> &str {
+        match (&self.webroot, &self.dns_provider) {
+            (_, Some(provider)) => provider,
+            (Some(_), None) => "webroot",
+            (None, None) => "embedded",
+        }
+    }
+}
+
+impl std::fmt::Display for ChallengeLabel {
+    /// `http-01`, `http-01 webroot /var/www/html`, `dns-01 bind`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind)?;
+        if let Some(webroot) = &self.webroot {
+            write!(f, " webroot {}", webroot.display())?;
+        }
+        if let Some(provider) = &self.dns_provider {
+            write!(f, " {provider}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The DNS crate's provider for a `[dns.NAME]` definition.
@@ -322,5 +457,220 @@ fn from_store(record: PresentedTxt) -> PresentedRecord {
         provider: record.provider,
         fqdn: record.fqdn,
         value: record.value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use certkeeper_config::Environment;
+    use certkeeper_core::ChallengeKind;
+    use certkeeper_store::Store;
+
+    use super::*;
+
+    /// An inventory with a certificate of each kind: `embedded`, `site` (webroot `webroot`),
+    /// `wild` and `mail` (DNS-01 through `[dns.bind]`), `hooked` (DNS-01 through a hook).
+    fn inventory(dir: &Path, webroot: &Path, key_name: &str) -> Inventory {
+        let secret = dir.join("tsig.secret");
+        fs::write(&secret, "c2VjcmV0LWJ5dGVzLW9mLXRoZS10c2lnLWtleQ==\n").expect("secret");
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let config = dir.join("certkeeper.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"state_dir = "{state}"
+
+[[ca]]
+name = "ca"
+directory = "https://ca.invalid/directory"
+
+[dns.bind]
+type = "rfc2136"
+server = "127.0.0.1:5353"
+key_name = "{key_name}"
+secret_file = "{secret}"
+follow_cname = false
+propagation_timeout = "9s"
+propagation_interval = "1s"
+
+[dns.script]
+type = "hook"
+command = ["/bin/true"]
+propagation = "none"
+
+[[certificate]]
+name = "embedded"
+domains = ["www.example.com"]
+
+[[certificate]]
+name = "site"
+domains = ["site.example.com"]
+webroot = "{webroot}"
+
+[[certificate]]
+name = "wild"
+domains = ["example.com", "*.example.com"]
+challenge = "dns-01"
+dns = "bind"
+
+[[certificate]]
+name = "mail"
+domains = ["mail.example.com"]
+challenge = "dns-01"
+dns = "bind"
+
+[[certificate]]
+name = "hooked"
+domains = ["intranet.example.com"]
+challenge = "dns-01"
+dns = "script"
+"#,
+                state = dir.join("state").display(),
+                secret = secret.display(),
+                webroot = webroot.display(),
+            ),
+        )
+        .expect("config");
+        match certkeeper_config::load(&config, &Environment::empty()) {
+            Ok(loaded) => loaded.inventory,
+            Err(errors) => panic!("{:?}", errors.errors),
+        }
+    }
+
+    fn solvers(inventory: &Inventory) -> ConfiguredSolvers {
+        let store = Store::open(&inventory.state_dir).expect("store");
+        ConfiguredSolvers::new(ChallengeTokens::new(), Arc::new(store.presented_journal()))
+    }
+
+    fn spec<'a>(inventory: &'a Inventory, name: &str) -> &'a CertificateSpec {
+        inventory
+            .certificates
+            .iter()
+            .find(|spec| spec.name.as_str() == name)
+            .expect("certificate")
+    }
+
+    #[test]
+    fn each_certificate_gets_the_solver_it_is_configured_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let webroot = dir.path().join("html");
+        fs::create_dir(&webroot).expect("webroot");
+        let inventory = inventory(dir.path(), &webroot, "ck");
+        let solvers = solvers(&inventory);
+        let solver = |name| {
+            solvers
+                .for_certificate(&inventory, spec(&inventory, name))
+                .expect("a solver")
+        };
+        let is_embedded = |solver: &Arc<dyn ChallengeSolver>| {
+            std::ptr::addr_eq(Arc::as_ptr(solver), Arc::as_ptr(&solvers.http01))
+        };
+        let embedded = solver("embedded");
+        assert_eq!(embedded.kind(), ChallengeKind::Http01);
+        assert!(is_embedded(&embedded));
+        let site = solver("site");
+        assert_eq!(site.kind(), ChallengeKind::Http01);
+        assert!(!is_embedded(&site), "the webroot solver");
+        assert_eq!(solver("wild").kind(), ChallengeKind::Dns01);
+        assert_eq!(solver("hooked").kind(), ChallengeKind::Dns01);
+
+        let labels: Vec<String> = ["embedded", "site", "wild", "hooked"]
+            .iter()
+            .map(|name| {
+                ChallengeLabel::of(&inventory, &CertName::new(name).expect("name")).to_string()
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "http-01".to_owned(),
+                format!("http-01 webroot {}", webroot.display()),
+                "dns-01 bind".to_owned(),
+                "dns-01 script".to_owned(),
+            ]
+        );
+        assert!(uses_embedded_responder(
+            &inventory,
+            &CertName::new("embedded").expect("name")
+        ));
+        assert!(!uses_embedded_responder(
+            &inventory,
+            &CertName::new("site").expect("name")
+        ));
+        assert!(check_setup(&inventory).is_empty());
+    }
+
+    #[test]
+    fn providers_are_built_once_per_definition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = inventory(dir.path(), dir.path(), "ck");
+        let solvers = solvers(&inventory);
+        let first = solvers.dns_provider(&inventory, "bind").expect("built");
+        let again = solvers.dns_provider(&inventory, "bind").expect("cached");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "one provider for every certificate"
+        );
+        // A reload that changes the definition gets a new provider; others stay.
+        let hook = solvers.dns_provider(&inventory, "script").expect("built");
+        let reloaded = self::inventory(dir.path(), dir.path(), "other-key");
+        let changed = solvers.dns_provider(&reloaded, "bind").expect("rebuilt");
+        assert!(!Arc::ptr_eq(&first, &changed), "a new key, a new provider");
+        let kept = solvers.dns_provider(&reloaded, "script").expect("cached");
+        assert!(
+            Arc::ptr_eq(&hook, &kept),
+            "an unchanged definition keeps its provider"
+        );
+        assert!(matches!(
+            solvers.dns_provider(&reloaded, "gone"),
+            Err(SolverSetupError::UnknownDnsProvider { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unusable_webroot_fails_naming_the_certificate_and_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("not-there");
+        let inventory = inventory(dir.path(), &missing, "ck");
+        let Err(err) = solvers(&inventory).for_certificate(&inventory, spec(&inventory, "site"))
+        else {
+            panic!("a webroot that does not exist has no solver");
+        };
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with("no challenge solver for certificate site: its webroot "),
+            "{text}"
+        );
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        assert!(text.contains("fix `webroot`"), "{text}");
+        let problems = check_setup(&inventory);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "certificate site");
+    }
+
+    #[test]
+    fn a_missing_hook_program_is_found_by_check() {
+        assert_eq!(program_problem("/bin/sh"), None);
+        assert_eq!(program_problem("sh"), None);
+        assert_eq!(
+            program_problem("/nonexistent/dns-hook"),
+            Some("does not exist")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("dns-hook");
+        fs::write(&script, "#!/bin/sh\n").expect("script");
+        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        let script = script.to_str().expect("UTF-8 path");
+        assert_eq!(program_problem(script), Some("is not an executable file"));
+        assert_eq!(
+            program_problem(&dir.path().display().to_string()),
+            Some("is not an executable file")
+        );
+        assert!(program_problem("certkeeper-no-such-program").is_some());
     }
 }
