@@ -727,6 +727,7 @@ fn webroot_dns_rfc2136_and_manual_lineages_keep_their_challenges() {
 
     let hook = spec.dns_provider("manual").unwrap();
     assert_eq!(hook.propagation, Propagation::None);
+    assert!(!hook.follow_cname);
     let DnsProviderKind::Hook(hook) = &hook.kind else {
         panic!("{hook:?}");
     };

@@ -730,6 +730,12 @@ fn render_provider(text: &mut String, provider: &PlannedDnsProvider, warnings: &
                 &format!("timeout = {}", toml_string(MANUAL_HOOK_TIMEOUT)),
             );
             line(text, "propagation = \"none\"");
+            comment(
+                text,
+                "certbot's scripts write _acme-challenge.$CERTBOT_DOMAIN themselves, so certkeeper\n\
+                 looks up no CNAME for them (certbot did not either).",
+            );
+            line(text, "follow_cname = false");
             warnings.push(format!(
                 "[dns.{}] runs certbot's manual hooks as the certkeeper user, not root",
                 provider.name

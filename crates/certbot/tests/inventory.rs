@@ -243,6 +243,10 @@ fn webroot_rfc2136_and_manual_lineages_load_as_their_challenges() {
     );
     assert_eq!(hook.timeout.as_secs(), 600);
     assert_eq!(manual.propagation, Propagation::None);
+    assert!(
+        !manual.follow_cname,
+        "certbot's scripts name the record themselves"
+    );
     assert_eq!(inventory.challenges.dns_providers.len(), 2);
 }
 

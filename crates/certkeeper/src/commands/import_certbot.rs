@@ -44,8 +44,9 @@
 //! - `manual` with a DNS-01 `manual_auth_hook` (per `pref_challs`, or a wildcard):
 //!   `challenge = "dns-01"` and a `[dns.NAME]` `type = "hook"` provider whose command is
 //!   `case "$1" in present) exec AUTH ;; cleanup) exec CLEANUP ;; esac`, so certbot's scripts
-//!   run unchanged with the CERTBOT_* variables they read; `propagation = "none"` and a
-//!   10-minute timeout, since certbot checked nothing and waited as long as they took. A
+//!   run unchanged with the CERTBOT_* variables they read; `propagation = "none"`,
+//!   `follow_cname = false` and a 10-minute timeout, since certbot checked nothing, looked up
+//!   no CNAME (the scripts name the record themselves) and waited as long as they took. A
 //!   manual HTTP-01 hook has no counterpart (certkeeper writes challenge files itself):
 //!   `webroot = "FILL-ME"` with the choices.
 //! - Another `dns-*` plugin: `challenge = "dns-01"` and `dns = "FILL-ME"`. `nginx`, `apache`
