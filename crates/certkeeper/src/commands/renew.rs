@@ -152,7 +152,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                 cert = %spec.name,
                 reason = planned.reason.as_str(),
                 challenge = challenge.kind,
-                dns_provider = challenge.dns_provider.as_deref(),
+                dns_provider = challenge.dns_provider,
             );
             async move {
                 let _slots = limits.acquire(&spec.ca).await;

@@ -439,7 +439,7 @@ impl Daemon {
             action = planned.reason.as_str(),
             attempt = self.views.get(&spec.name).map_or(0, |v| v.record.consecutive_failures) + 1,
             challenge = challenge.kind,
-            dns_provider = challenge.dns_provider.as_deref(),
+            dns_provider = challenge.dns_provider,
         );
         self.in_flight.insert(spec.name.clone());
         self.tasks.spawn(

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -332,37 +332,38 @@ pub fn uses_embedded_responder(inventory: &Inventory, name: &CertName) -> bool {
 }
 
 /// How a certificate proves control, for people and monitoring: its challenge type and,
-/// for DNS-01, the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeLabel {
+/// for DNS-01, the provider. Borrowed from the inventory: the daemon makes one per
+/// certificate whenever it publishes its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeLabel<'a> {
     /// `http-01` or `dns-01`.
     pub kind: &'static str,
     /// The webroot of an HTTP-01 webroot challenge.
-    pub webroot: Option<PathBuf>,
+    pub webroot: Option<&'a Path>,
     /// The `[dns.NAME]` of a DNS-01 challenge.
-    pub dns_provider: Option<String>,
+    pub dns_provider: Option<&'a str>,
 }
 
-impl ChallengeLabel {
+impl<'a> ChallengeLabel<'a> {
     /// The label of certificate `name` in `inventory`.
-    pub fn of(inventory: &Inventory, name: &CertName) -> Self {
+    pub fn of(inventory: &'a Inventory, name: &CertName) -> Self {
         match inventory.challenge(name) {
             ChallengeSpec::Http01 { webroot } => Self {
                 kind: "http-01",
-                webroot: webroot.clone(),
+                webroot: webroot.as_deref(),
                 dns_provider: None,
             },
             ChallengeSpec::Dns01 { provider } => Self {
                 kind: "dns-01",
                 webroot: None,
-                dns_provider: Some(provider.clone()),
+                dns_provider: Some(provider),
             },
         }
     }
 
     /// What the solver is, beside the type: `embedded`, `webroot` or the provider's name.
-    pub fn solver(&self) -> &str {
-        match (&self.webroot, &self.dns_provider) {
+    pub fn solver(&self) -> &'a str {
+        match (self.webroot, self.dns_provider) {
             (_, Some(provider)) => provider,
             (Some(_), None) => "webroot",
             (None, None) => "embedded",
@@ -370,14 +371,14 @@ impl ChallengeLabel {
     }
 }
 
-impl std::fmt::Display for ChallengeLabel {
+impl std::fmt::Display for ChallengeLabel<'_> {
     /// `http-01`, `http-01 webroot /var/www/html`, `dns-01 bind`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.kind)?;
-        if let Some(webroot) = &self.webroot {
+        if let Some(webroot) = self.webroot {
             write!(f, " webroot {}", webroot.display())?;
         }
-        if let Some(provider) = &self.dns_provider {
+        if let Some(provider) = self.dns_provider {
             write!(f, " {provider}")?;
         }
         Ok(())
