@@ -125,7 +125,7 @@ pub(crate) fn read_live<'a>(
             std::io::Error::from(std::io::ErrorKind::NotFound),
         )
     })?;
-    let dir = archive.require_dir(name.as_str())?.require_dir(&version)?;
+    let dir = archive.require_dir_below(name.as_str(), &version)?;
     read_version(name, &dir, version, link, state, check).map(Some)
 }
 

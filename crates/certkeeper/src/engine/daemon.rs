@@ -696,16 +696,19 @@ impl Daemon {
         let (store, inventory) = (self.store.clone(), Arc::clone(&self.inventory));
         let loaded = tokio::task::spawn_blocking(move || {
             let specs: Vec<&CertificateSpec> = inventory.certificates.iter().collect();
-            let views = LineageView::load_all(&store, &specs);
-            specs
-                .iter()
-                .zip(views)
-                .map(|(spec, view)| (spec.name.clone(), View::from(view)))
-                .collect::<HashMap<CertName, View>>()
+            LineageView::load_each(&store, &specs, |spec, view| {
+                (spec.name.clone(), View::from(view))
+            })
+            .into_iter()
+            .collect::<HashMap<CertName, View>>()
         })
         .await;
         match loaded {
-            Ok(views) => self.views = views,
+            Ok(views) => {
+                self.views = views;
+                // The parse trees and full lineage reads are gone: their pages go back now.
+                crate::allocator::return_freed_memory();
+            }
             Err(err) => {
                 // Only a panic while reading gets here; plan from one lineage at a time.
                 tracing::error!(error = %err, "reading the lineages failed; reading them one by one");

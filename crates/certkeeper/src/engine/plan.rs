@@ -99,13 +99,24 @@ impl LineageView {
     /// that answers HTTP-01.
     #[must_use]
     pub fn load_all(store: &Store, specs: &[&CertificateSpec]) -> Vec<Self> {
-        let names: Vec<&CertName> = specs.iter().map(|spec| &spec.name).collect();
-        par_chunks(&names, |part| {
+        Self::load_each(store, specs, |_, view| view)
+    }
+
+    /// [`LineageView::load_all`], each view handed to `keep` as soon as it is read, so only
+    /// what `keep` returns is held for the whole inventory (the daemon keeps a lighter
+    /// copy; a full view holds the certificate's DER and the lineage's state).
+    pub fn load_each<R: Send>(
+        store: &Store,
+        specs: &[&CertificateSpec],
+        keep: impl Fn(&CertificateSpec, Self) -> R + Sync,
+    ) -> Vec<R> {
+        par_chunks(specs, |part| {
+            let names: Vec<&CertName> = part.iter().map(|spec| &spec.name).collect();
             store
-                .load_lineages(part)
+                .load_lineages(&names)
                 .into_iter()
                 .zip(part)
-                .map(|(loaded, name)| Self::from_loaded(name, loaded))
+                .map(|(loaded, spec)| keep(spec, Self::from_loaded(&spec.name, loaded)))
                 .collect()
         })
     }
