@@ -47,9 +47,11 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
     }
     let example = std::fs::read_to_string(root().join("config/certkeeper.toml"))
         .expect("config/certkeeper.toml is readable");
+    let dns = std::fs::read_to_string(root().join("config/dns-01.toml"))
+        .expect("config/dns-01.toml is readable");
     files.push((
         "packaging/man/certkeeper.toml.5".to_owned(),
-        config_page(&example).into_bytes(),
+        config_page(&example, &dns).into_bytes(),
     ));
     for (shell, file) in [
         (Shell::Bash, "certkeeper.bash"),
@@ -352,33 +354,33 @@ fn push_comment(roff: &mut Roff, lines: &[&str], paragraph: &str) {
     }
 }
 
-/// `certkeeper.toml(5)` from the annotated example: its opening comment is the description,
-/// each table a section, each setting a tagged paragraph with the comment above it, and the
-/// example values as written.
-fn config_page(example: &str) -> String {
-    let mut roff = Roff::new();
-    roff.control(
-        "TH",
-        [
-            "CERTKEEPER.TOML",
-            "5",
-            "",
-            version().as_str(),
-            "File Formats",
-        ],
-    );
-    roff.control("SH", ["NAME"]);
-    roff.text([roman(
-        "certkeeper.toml \\- the certkeeper inventory: ACME CAs and the certificates to keep",
-    )]);
-    roff.control("SH", ["SYNOPSIS"]);
-    roff.text([italic("/etc/certkeeper/certkeeper.toml")]);
-    roff.control("SH", ["DESCRIPTION"]);
+/// The part of `dns-01.toml` that defines providers: from the comment block above its first
+/// `[dns.` table to the next rule.
+fn dns_providers(example: &str) -> &str {
+    let Some(table) = example.find("\n[dns.") else {
+        return "";
+    };
+    // The rule that opens the providers' part, so its comment block comes along.
+    let start = example[..table]
+        .rfind("\n# ---")
+        .map_or(table, |rule| rule + 1);
+    let after_rule = example[start..]
+        .find('\n')
+        .map_or(example.len(), |end| start + end + 1);
+    let end = example[after_rule..]
+        .find("\n# ---")
+        .map_or(example.len(), |end| after_rule + end + 1);
+    &example[after_rule..end]
+}
 
+/// Render an annotated example: its opening comment a description (when `with_settings`, the
+/// first rule then starts the SETTINGS section), each table a section, each setting a tagged
+/// paragraph with the comment above it.
+fn describe_example(roff: &mut Roff, example: &str, with_settings: bool) {
     let lines: Vec<ExampleLine<'_>> = example.lines().map(classify).collect();
     let mut pending: Vec<&str> = Vec::new();
     let mut seen_tables: Vec<&str> = Vec::new();
-    let mut in_description = true;
+    let mut in_description = with_settings;
     // Whether the last thing written was a setting, so that comment lines that follow it
     // directly (alternatives to it) stay in its paragraph.
     let mut after_setting = false;
@@ -409,10 +411,10 @@ fn config_page(example: &str) -> String {
                         roman(setting.strip_prefix(key).unwrap_or(setting)),
                         italic("  (commented out in the example)"),
                     ]);
-                    push_comment(&mut roff, prose, "IP");
+                    push_comment(roff, prose, "IP");
                 } else if !pending.is_empty() {
                     let paragraph = if after_setting { "IP" } else { "PP" };
-                    push_comment(&mut roff, &pending, paragraph);
+                    push_comment(roff, &pending, paragraph);
                 }
                 pending.clear();
                 after_setting = false;
@@ -427,7 +429,7 @@ fn config_page(example: &str) -> String {
             }
             ExampleLine::Table(header) if seen_tables.contains(header) => {
                 repeated = true;
-                push_comment(&mut roff, &pending, "PP");
+                push_comment(roff, &pending, "PP");
                 pending.clear();
                 roff.control("SS", [format!("Another {header}").as_str()]);
                 roff.control("nf", []);
@@ -436,14 +438,14 @@ fn config_page(example: &str) -> String {
             ExampleLine::Table(header) => {
                 seen_tables.push(header);
                 roff.control("SH", [*header]);
-                push_comment(&mut roff, &pending, "PP");
+                push_comment(roff, &pending, "PP");
                 pending.clear();
                 after_setting = false;
             }
             ExampleLine::Setting { key, line } => {
                 roff.control("TP", []);
                 roff.text([bold(*key), roman(line.strip_prefix(key).unwrap_or(line))]);
-                push_comment(&mut roff, &pending, "IP");
+                push_comment(roff, &pending, "IP");
                 pending.clear();
                 after_setting = true;
             }
@@ -452,8 +454,44 @@ fn config_page(example: &str) -> String {
     if repeated {
         roff.control("fi", []);
     } else if !pending.is_empty() {
-        push_comment(&mut roff, &pending, "PP");
+        push_comment(roff, &pending, "PP");
     }
+}
+
+/// `certkeeper.toml(5)` from the annotated example: its opening comment is the description,
+/// each table a section, each setting a tagged paragraph with the comment above it, and the
+/// example values as written.
+///
+/// The `[dns.NAME]` provider tables are documented in `dns-01.toml` (certkeeper.toml only
+/// points there); their part of that example, from its first `[dns.` table to the rule after
+/// the providers, becomes the page's DNS PROVIDERS section the same way.
+fn config_page(example: &str, dns_example: &str) -> String {
+    let mut roff = Roff::new();
+    roff.control(
+        "TH",
+        [
+            "CERTKEEPER.TOML",
+            "5",
+            "",
+            version().as_str(),
+            "File Formats",
+        ],
+    );
+    roff.control("SH", ["NAME"]);
+    roff.text([roman(
+        "certkeeper.toml \\- the certkeeper inventory: ACME CAs and the certificates to keep",
+    )]);
+    roff.control("SH", ["SYNOPSIS"]);
+    roff.text([italic("/etc/certkeeper/certkeeper.toml")]);
+    roff.control("SH", ["DESCRIPTION"]);
+
+    describe_example(&mut roff, example, true);
+    roff.control("SH", ["DNS PROVIDERS"]);
+    roff.text([roman(
+        "From dns-01.toml, the annotated example of certificates validated through DNS: \
+         the [dns.NAME] tables that certificates name with dns = \"NAME\".",
+    )]);
+    describe_example(&mut roff, dns_providers(dns_example), false);
     roff.control("SH", ["FILES"]);
     roff.control("TP", []);
     roff.text([italic("/etc/certkeeper/certkeeper.toml")]);
