@@ -1,11 +1,17 @@
 //! Every TOML example in the README is a configuration certkeeper accepts, so the README
-//! cannot drift from the code.
+//! cannot drift from the code; the "Challenges" section shows every setup, and its webroot
+//! example is `config/webroot.toml`'s.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use certkeeper_config::{Environment, load_str};
+use certkeeper_config::{Environment, load, load_str};
+use certkeeper_core::Inventory;
+use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind};
+
+const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+const WEBROOT_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/webroot.toml");
 
 fn toml_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -27,10 +33,11 @@ fn toml_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
-#[test]
-fn readme_examples_load() {
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-        .expect("README.md");
+/// Every TOML block of the README, loaded as `readme-N.toml` in a directory that holds the
+/// secrets the examples name: `digicert.hmac` next to them (`eab_hmac_key_file`), and the
+/// systemd credential `tsig-secret` (`secret_credential`).
+fn readme_inventories() -> Vec<(String, Inventory)> {
+    let readme = fs::read_to_string(README).expect("README.md");
     let blocks = toml_blocks(&readme);
     assert!(
         !blocks.is_empty(),
@@ -41,9 +48,18 @@ fn readme_examples_load() {
     let hmac = dir.path().join("digicert.hmac");
     fs::write(&hmac, "c2VjcmV0LWhtYWMta2V5LWZvci10ZXN0cw\n").expect("write");
     fs::set_permissions(&hmac, fs::Permissions::from_mode(0o600)).expect("chmod");
-    for (index, block) in blocks.iter().enumerate() {
+    let credentials = dir.path().join("credentials");
+    fs::create_dir(&credentials).expect("credentials directory");
+    // What `tsig-keygen -a hmac-sha256 certkeeper` puts between the quotes.
+    let tsig = credentials.join("tsig-secret");
+    fs::write(&tsig, "dGhpcy1pcy1hLXRzaWctc2VjcmV0LWZvci10ZXN0cw==\n").expect("write");
+    fs::set_permissions(&tsig, fs::Permissions::from_mode(0o400)).expect("chmod");
+    let env = Environment::empty().with_credentials_directory(&credentials);
+
+    let mut inventories = Vec::new();
+    for (index, block) in blocks.into_iter().enumerate() {
         let path = dir.path().join(format!("readme-{index}.toml"));
-        let loaded = load_str(block, &path, &Environment::empty()).unwrap_or_else(|errors| {
+        let loaded = load_str(&block, &path, &env).unwrap_or_else(|errors| {
             panic!("README example {index} is invalid:\n{errors}\n{block}")
         });
         assert!(
@@ -52,5 +68,99 @@ fn readme_examples_load() {
             loaded.warnings
         );
         assert!(!loaded.inventory.certificates.is_empty());
+        inventories.push((block, loaded.inventory));
     }
+    inventories
+}
+
+#[test]
+fn readme_examples_load() {
+    readme_inventories();
+}
+
+/// The "Challenges" section shows an inventory for each setup: the embedded listener, a
+/// webroot, the proxy setup's loopback listener, and DNS-01 through RFC 2136, through a hook
+/// and with CNAME delegation.
+#[test]
+fn readme_shows_every_challenge_setup() {
+    let inventories = readme_inventories();
+    let answers = |pred: &dyn Fn(&Inventory, &ChallengeSpec) -> bool| {
+        inventories.iter().any(|(_, inventory)| {
+            inventory
+                .certificates
+                .iter()
+                .any(|spec| pred(inventory, inventory.challenge(&spec.name)))
+        })
+    };
+    let dns_kind = |inventory: &Inventory, challenge: &ChallengeSpec, rfc2136: bool| match challenge
+    {
+        ChallengeSpec::Dns01 { provider } => {
+            let kind = &inventory.dns_provider(provider).expect("provider").kind;
+            matches!(kind, DnsProviderKind::Rfc2136(_)) == rfc2136
+        }
+        ChallengeSpec::Http01 { .. } => false,
+    };
+    assert!(
+        answers(&|_, c| matches!(c, ChallengeSpec::Http01 { webroot: Some(_) })),
+        "a webroot"
+    );
+    assert!(
+        answers(&|inventory, c| {
+            matches!(c, ChallengeSpec::Http01 { webroot: None })
+                && inventory.http01.listen
+                    == ["127.0.0.1:8080"
+                        .parse::<std::net::SocketAddr>()
+                        .expect("address")]
+        }),
+        "the proxy setup's listener, where NGINX_PROXY_LOCATION passes validations"
+    );
+    assert!(answers(&|i, c| dns_kind(i, c, true)), "RFC 2136");
+    assert!(answers(&|i, c| dns_kind(i, c, false)), "a hook provider");
+    assert!(
+        inventories
+            .iter()
+            .any(|(block, _)| block.contains("follow_cname = true")
+                && block.contains("resolvers = ")
+                && block.contains("propagation_timeout = ")),
+        "CNAME delegation and propagation"
+    );
+    assert!(
+        answers(&|i, c| {
+            matches!(c, ChallengeSpec::Dns01 { .. })
+                && i.certificates.iter().any(|spec| {
+                    spec.domains
+                        .iter()
+                        .any(|domain| domain.as_str().starts_with("*."))
+                })
+        }),
+        "a wildcard"
+    );
+}
+
+/// The README's webroot example is `config/webroot.toml` without its comments: the same
+/// certificates answering the same way.
+#[test]
+fn readme_webroot_example_is_the_shipped_one() {
+    let shipped = load(Path::new(WEBROOT_EXAMPLE), &Environment::empty())
+        .unwrap_or_else(|errors| panic!("{errors}"))
+        .inventory;
+    let summary = |inventory: &Inventory| -> Vec<(String, Vec<String>, ChallengeSpec)> {
+        inventory
+            .certificates
+            .iter()
+            .map(|spec| {
+                (
+                    spec.name.to_string(),
+                    spec.domains.iter().map(|d| d.as_str().to_owned()).collect(),
+                    inventory.challenge(&spec.name).clone(),
+                )
+            })
+            .collect()
+    };
+    let readme: Vec<_> = readme_inventories()
+        .into_iter()
+        .filter(|(block, _)| block.contains("[http01]\nwebroot = "))
+        .map(|(_, inventory)| summary(&inventory))
+        .collect();
+    assert_eq!(readme, [summary(&shipped)]);
 }
