@@ -17,6 +17,8 @@
 //!   state/                                      0700
 //!     NAME.json                                 0644  lineage state
 //!     NAME.order-key.pem                        0600  key of the order in flight
+//!     dns-presented.journal                     0644  DNS-01 records presented and not yet
+//!                                                     removed (provider, name, value)
 //! ```
 //!
 //! `live/NAME/fullchain.pem` and friends are certbot's paths, so web server configs written
