@@ -374,16 +374,20 @@ fn a_planted_symlink_is_not_followed_and_the_live_certificate_is_kept() {
 
 /// `certkeeper run` answers through the web root as `renew` does: the certificate is issued
 /// and installed, the web root is as it was, and SIGTERM stops the daemon cleanly.
+/// The daemon answers through the web root, and with no certificate on the embedded
+/// responder it leaves `[http01] listen` alone: the web server on port 80 owns that address
+/// (here another socket holds it, and the daemon still starts).
 #[test]
 fn the_daemon_answers_through_the_web_root() {
     let setup = Setup::new(PebbleOptions::default());
     let dir = setup.dir.path();
     let www = site(dir, "www", &[("index.html", "www\n")]);
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
     write_inventory(
         &setup,
         &format!(
-            "listen = [\"127.0.0.1:{}\"]\nwebroot = {:?}",
-            free_port(),
+            "listen = [\"{}\"]\nwebroot = {:?}",
+            held.local_addr().unwrap(),
             www.display().to_string()
         ),
         "[[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\", \"example.com\"]\n",
@@ -418,6 +422,7 @@ fn the_daemon_answers_through_the_web_root() {
     daemon.signal(Signal::TERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(45)), Some(0));
     assert_eq!(snapshot(&www), before);
+    drop(held);
 }
 
 /// `certkeeper renew` with only webroot certificates needs no listener of its own: its

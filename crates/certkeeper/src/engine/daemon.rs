@@ -42,7 +42,7 @@ use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{AttemptInput, Clock, Runner, SystemClock};
 use crate::engine::revoke::{Revoked, revoke};
-use crate::engine::solvers::{ChallengeLabel, ConfiguredSolvers};
+use crate::engine::solvers::{ChallengeLabel, ConfiguredSolvers, uses_embedded_responder};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
 use crate::report::short_duration;
@@ -145,6 +145,8 @@ pub struct Daemon {
     /// When each failed deploy runs again.
     redeploy_at: HashMap<CertName, SystemTime>,
     reload_error: Option<String>,
+    /// Whether the embedded HTTP-01 responder listens (see [`Daemon::run_with`]).
+    http01_bound: bool,
     snapshot: SharedSnapshot,
     /// Requests from `certkeeper renew`/`revoke`/`status` over the control socket.
     requests: mpsc::UnboundedReceiver<Incoming>,
@@ -193,7 +195,22 @@ impl Daemon {
         } = ports;
         let tokens = ChallengeTokens::new();
         let stop_responder = CancellationToken::new();
-        let listeners = certkeeper_challenge::bind(&inventory.http01.listen).await?;
+        // Port 80 is left alone when certificates are configured and none answers through
+        // the embedded responder (webroot and DNS-01 only): the web server there owns it. An
+        // empty inventory still binds, for the certificates a reload will add.
+        let http01_bound = inventory.certificates.is_empty()
+            || inventory
+                .certificates
+                .iter()
+                .any(|spec| uses_embedded_responder(&inventory, &spec.name));
+        let listeners = if http01_bound {
+            certkeeper_challenge::bind(&inventory.http01.listen).await?
+        } else {
+            tracing::info!(
+                "no certificate answers through the embedded HTTP-01 responder; [http01] listen is not bound"
+            );
+            Vec::new()
+        };
         let mut responders = JoinSet::new();
         for listener in listeners {
             tracing::info!(addr = ?listener.local_addr().ok(), "HTTP-01 responder listening");
@@ -286,6 +303,7 @@ impl Daemon {
             in_flight: HashSet::new(),
             tasks: JoinSet::new(),
             reload_error: None,
+            http01_bound,
             snapshot,
             requests,
             waiters: Vec::new(),
@@ -775,6 +793,14 @@ impl Daemon {
                 if inventory.http01 != self.inventory.http01 {
                     tracing::warn!("[http01] listen changed; it takes effect after a restart");
                     inventory.http01 = self.inventory.http01.clone();
+                }
+                if !self.http01_bound
+                    && let Some(spec) = inventory
+                        .certificates
+                        .iter()
+                        .find(|spec| uses_embedded_responder(&inventory, &spec.name))
+                {
+                    tracing::warn!(cert = %spec.name, "this certificate answers through the embedded HTTP-01 responder, which this daemon did not start (no certificate used it); restart certkeeper to bind [http01] listen, or give it a webroot or dns-01");
                 }
                 let before: HashSet<&CertName> = self
                     .inventory
