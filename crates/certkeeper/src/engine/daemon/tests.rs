@@ -456,3 +456,45 @@ async fn a_reload_adds_and_removes_certificates() {
     assert!(renewed_at > added_at + 50 * DAY);
     running.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_changes_a_certificates_names_reissues_it_at_once() {
+    let mut running = start(
+        "",
+        &[Script::Issue(90 * DAY), Script::Issue(90 * DAY)],
+        None,
+    );
+    let (issued_at, name) = running.next_named_call().await;
+    assert_eq!(name, "www");
+    // Two days later the configuration gives `www` a second name.
+    tokio::time::sleep(2 * DAY).await;
+    let text = std::fs::read_to_string(&running.config).unwrap();
+    let changed = text.replacen(
+        "domains = [\"www.example.com\"]",
+        "domains = [\"www.example.com\", \"example.com\"]",
+        1,
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&running.config, &changed).unwrap();
+    running.reload.notify_one();
+    let (reissued_at, name) = running.next_named_call().await;
+    assert_eq!(name, "www");
+    // Not at its planned renewal, some 57 days on: at once, the names no longer match.
+    assert!(
+        reissued_at < issued_at + 3 * DAY,
+        "re-issued {:?} after the first issuance",
+        reissued_at.duration_since(issued_at).unwrap()
+    );
+    let live = running
+        .store
+        .read_live_certificate(&www())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        live.observed.domains.len(),
+        2,
+        "{:?}",
+        live.observed.domains
+    );
+    running.stop().await;
+}
