@@ -125,6 +125,17 @@ pub(crate) fn read_live<'a>(
             std::io::Error::from(std::io::ErrorKind::NotFound),
         )
     })?;
+    // Planning needs the certificate alone: read it straight from `archive/`, without
+    // opening the version directory (the walk below names what is wrong when that fails).
+    if check == Check::CertificateOnly
+        && let Some(bytes) =
+            archive.read_public_below(&[name.as_str(), &version, CERT_FILE], "read")?
+    {
+        let cert_path = archive.child(name.as_str()).join(&version).join(CERT_FILE);
+        let cert_pem = text(bytes, || cert_path.clone())?;
+        return certificate_facts(name, &cert_pem, &cert_path, version, link, state, None)
+            .map(Some);
+    }
     let dir = archive.require_dir_below(name.as_str(), &version)?;
     read_version(name, &dir, version, link, state, check).map(Some)
 }
@@ -138,17 +149,40 @@ fn read_version(
     check: Check,
 ) -> Result<LiveCert, StoreError> {
     let cert_pem = read_text(dir, CERT_FILE, Secrecy::Public)?;
+    let pair = (check == Check::Pair).then_some(dir);
+    certificate_facts(
+        name,
+        &cert_pem,
+        &dir.child(CERT_FILE),
+        version,
+        live_dir,
+        state,
+        pair,
+    )
+}
+
+/// What is live, from the certificate file's text (at `cert_file`); with `pair`, the version
+/// directory, the private key beside it is read and checked to match.
+fn certificate_facts(
+    name: &CertName,
+    cert_pem: &str,
+    cert_file: &std::path::Path,
+    version: String,
+    live_dir: PathBuf,
+    state: &LineageState,
+    pair: Option<&DirFd>,
+) -> Result<LiveCert, StoreError> {
     // Paths are joined for an error only.
     let corrupt = |path: PathBuf, problem: VerifyProblem| StoreError::Corrupt {
         name: name.clone(),
         path,
         problem,
     };
-    let cert_path = || dir.child(CERT_FILE);
+    let cert_path = || cert_file.to_path_buf();
 
     // Each certificate is parsed once: the leaf here (kept for the facts below), the
     // intermediates only to check them.
-    let mut chain = decode_chain(&cert_pem).map_err(|p| corrupt(cert_path(), p))?;
+    let mut chain = decode_chain(cert_pem).map_err(|p| corrupt(cert_path(), p))?;
     let leaf_der = if chain.is_empty() {
         return Err(corrupt(cert_path(), VerifyProblem::NoCertificate));
     } else {
@@ -156,7 +190,7 @@ fn read_version(
     };
     let leaf = parse_certificate(&leaf_der, "certificate").map_err(|p| corrupt(cert_path(), p))?;
     check_certificates(&chain).map_err(|p| corrupt(cert_path(), p))?;
-    if check == Check::Pair {
+    if let Some(dir) = pair {
         let key_pem = read_text(dir, PRIVKEY_FILE, Secrecy::Secret)?;
         let key = parse_private_key(&key_pem, Some(leaf.public_key()))
             .map_err(|p| corrupt(dir.child(PRIVKEY_FILE), p))?;
@@ -195,10 +229,15 @@ fn read_text(dir: &DirFd, name: &str, secrecy: Secrecy) -> Result<String, StoreE
             std::io::Error::from(std::io::ErrorKind::NotFound),
         )
     })?;
+    text(bytes, || dir.child(name))
+}
+
+/// A file's bytes as text; `path` names it in the error.
+fn text(bytes: Vec<u8>, path: impl Fn() -> PathBuf) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|err| {
         StoreError::io(
             "read",
-            dir.child(name),
+            path(),
             std::io::Error::new(std::io::ErrorKind::InvalidData, err),
         )
     })

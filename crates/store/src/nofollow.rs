@@ -400,32 +400,48 @@ impl DirFd {
         let Some((fd, size)) = self.open_file(name, secrecy)? else {
             return Ok(None);
         };
-        // One byte more than the size: a file that grew since `fstat` fills the buffer and is
-        // read on, one read whole leaves the spare byte and needs no second `read`.
-        let size = usize::try_from(size).unwrap_or(0);
-        let mut bytes = vec![0; size.saturating_add(1)];
-        let mut len = 0;
-        loop {
-            if len == bytes.len() {
-                // The file grew since `fstat`: keep reading.
-                bytes.resize(len.saturating_mul(2).max(4096), 0);
+        read_whole(&fd, size, action, || self.child(name)).map(Some)
+    }
+
+    /// The public file `components` (joined by `/`) below this directory, in one `openat2`
+    /// that refuses any symlink on the way and any escape, the file checked like
+    /// [`DirFd::read_file`] checks its own. `None` whenever that single call does not succeed
+    /// (a kernel without `openat2`, anything missing, a symlink): the caller then walks the
+    /// components one by one, which names the one at fault. Planning a large inventory reads
+    /// `archive/NAME/vNNNN/cert.pem` for every lineage on every pass; this saves the three
+    /// calls of opening and closing the version directory.
+    pub(crate) fn read_public_below(
+        &self,
+        components: &[&str],
+        action: &'static str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut relative = String::new();
+        for part in components {
+            let Ok(part) = component(part, &self.path) else {
+                return Ok(None);
+            };
+            if !relative.is_empty() {
+                relative.push('/');
             }
-            let spare = bytes.get_mut(len..).unwrap_or_default();
-            match rustix::io::read(&fd, spare) {
-                Ok(0) => break,
-                // All `fstat` announced, with room to spare: the file did not grow, and
-                // asking again only to be told so would cost a system call per file.
-                Ok(read) if len + read >= size && len + read < bytes.len() => {
-                    len += read;
-                    break;
-                }
-                Ok(read) => len += read,
-                Err(Errno::INTR) => {}
-                Err(errno) => return Err(StoreError::io(action, self.child(name), errno.into())),
-            }
+            relative.push_str(part);
         }
-        bytes.truncate(len);
-        Ok(Some(bytes))
+        let resolve = ResolveFlags::BENEATH
+            | ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_MAGICLINKS
+            | ResolveFlags::NO_XDEV;
+        let Ok(fd) = openat2(&self.fd, &relative, READ_FLAGS, Mode::empty(), resolve) else {
+            return Ok(None);
+        };
+        let path = || self.path.join(&relative);
+        let stat = fstat(&fd).map_err(|errno| StoreError::io("inspect", path(), errno.into()))?;
+        if let Some(problem) = stat_problem(&stat, FileKind::RegularFile, self.owner) {
+            return Err(StoreError::Unsafe {
+                path: path(),
+                problem,
+            });
+        }
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        read_whole(&fd, size, action, path).map(Some)
     }
 
     /// Check that `name` may be replaced by a rename: absent, or a regular file. A symlink is
@@ -704,6 +720,43 @@ fn stat_problem(stat: &Stat, expected: FileKind, owner: u32) -> Option<UnsafePro
     } else {
         None
     }
+}
+
+/// The content of the open regular file `fd`, `size` bytes by its `fstat`, with plain
+/// `read(2)`: std's `read_to_end` would ask the kernel for the size and position again
+/// (`statx`, `lseek`). `path` names the file in an error.
+fn read_whole(
+    fd: &OwnedFd,
+    size: u64,
+    action: &'static str,
+    path: impl Fn() -> PathBuf,
+) -> Result<Vec<u8>, StoreError> {
+    // One byte more than the size: a file that grew since `fstat` fills the buffer and is
+    // read on, one read whole leaves the spare byte and needs no second `read`.
+    let size = usize::try_from(size).unwrap_or(0);
+    let mut bytes = vec![0; size.saturating_add(1)];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            // The file grew since `fstat`: keep reading.
+            bytes.resize(len.saturating_mul(2).max(4096), 0);
+        }
+        let spare = bytes.get_mut(len..).unwrap_or_default();
+        match rustix::io::read(fd, spare) {
+            Ok(0) => break,
+            // All `fstat` announced, with room to spare: the file did not grow, and asking
+            // again only to be told so would cost a system call per file.
+            Ok(read) if len + read >= size && len + read < bytes.len() => {
+                len += read;
+                break;
+            }
+            Ok(read) => len += read,
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(StoreError::io(action, path(), errno.into())),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
 /// `name` as one path component. Every name the store uses is built from validated parts;
