@@ -216,10 +216,13 @@ pub struct UnknownTsigAlgorithm(pub String);
 impl FromStr for TsigAlgorithm {
     type Err = UnknownTsigAlgorithm;
 
+    /// In any case, with or without the trailing dot of the algorithm's domain-name form
+    /// (`hmac-sha256.`, as BIND writes it).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.strip_suffix('.').unwrap_or(s);
         TsigAlgorithm::ALL
             .into_iter()
-            .find(|algorithm| algorithm.as_str().eq_ignore_ascii_case(s))
+            .find(|algorithm| algorithm.as_str().eq_ignore_ascii_case(name))
             .ok_or_else(|| UnknownTsigAlgorithm(s.to_owned()))
     }
 }
@@ -238,6 +241,11 @@ mod tests {
             Ok(TsigAlgorithm::HmacSha512)
         );
         assert_eq!(TsigAlgorithm::default(), TsigAlgorithm::HmacSha256);
+        // BIND writes the algorithm as a domain name, with its trailing dot.
+        assert_eq!(
+            "hmac-sha384.".parse::<TsigAlgorithm>(),
+            Ok(TsigAlgorithm::HmacSha384)
+        );
         let refused = "hmac-md5".parse::<TsigAlgorithm>().expect_err("deprecated");
         assert_eq!(
             refused.to_string(),

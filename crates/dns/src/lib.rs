@@ -32,16 +32,12 @@ mod rfc2136;
 mod solver;
 mod wire;
 
+/// The settings' vocabulary is the core's, as the configuration produces it.
+pub use certkeeper_core::challenge::{Propagation, TsigAlgorithm};
 pub use error::{DnsError, ProviderError, Rcode, TsigRejection};
 pub use hook::HookProvider;
 pub use journal::{PresentedRecord, PresentedRecords, StaleRemoval, remove_stale_records};
 pub use lookup::MAX_CNAME_LINKS;
 pub use provider::{DnsProvider, ProviderFuture, RecordContext, TxtRecord};
-pub use rfc2136::{
-    DEFAULT_TIMEOUT, DEFAULT_TTL, Rfc2136, Rfc2136Settings, TsigAlgorithm, UnsupportedAlgorithm,
-    decode_tsig_secret,
-};
-pub use solver::{
-    DEFAULT_POLLING_INTERVAL, DEFAULT_PROPAGATION_TIMEOUT, DEFAULT_QUERY_TIMEOUT, Dns01Settings,
-    Dns01Solver, Propagation,
-};
+pub use rfc2136::{DEFAULT_TIMEOUT, DEFAULT_TTL, Rfc2136, Rfc2136Settings, decode_tsig_secret};
+pub use solver::{DEFAULT_QUERY_TIMEOUT, Dns01Settings, Dns01Solver};

@@ -18,12 +18,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 use certkeeper_core::Secret;
+use certkeeper_core::challenge::TsigAlgorithm;
 use hickory_proto::dnssec::rdata::{DNSSECRData, TSIG};
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::{Message, ResponseCode, update_message};
@@ -44,59 +44,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Allowed clock difference between us and the server (RFC 8945 recommends 300 s).
 const FUDGE_SECONDS: u16 = 300;
 
-/// The TSIG algorithms offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TsigAlgorithm {
-    #[default]
-    HmacSha256,
-    HmacSha384,
-    HmacSha512,
-}
-
-impl TsigAlgorithm {
-    /// The name BIND, `tsig-keygen` and RFC 8945 use: `hmac-sha256`, ...
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::HmacSha384 => "hmac-sha384",
-            Self::HmacSha512 => "hmac-sha512",
-        }
-    }
-
-    fn hickory(self) -> hickory_proto::dnssec::rdata::tsig::TsigAlgorithm {
-        use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm as Hickory;
-        match self {
-            Self::HmacSha256 => Hickory::HmacSha256,
-            Self::HmacSha384 => Hickory::HmacSha384,
-            Self::HmacSha512 => Hickory::HmacSha512,
-        }
-    }
-}
-
-impl fmt::Display for TsigAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An algorithm name that is not offered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported TSIG algorithm {0:?}: use hmac-sha256, hmac-sha384 or hmac-sha512")]
-pub struct UnsupportedAlgorithm(pub String);
-
-impl FromStr for TsigAlgorithm {
-    type Err = UnsupportedAlgorithm;
-
-    /// `hmac-sha256`, `hmac-sha384`, `hmac-sha512`, in any case, with or without the
-    /// trailing dot of the algorithm's domain name form.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim_end_matches('.').to_ascii_lowercase().as_str() {
-            "hmac-sha256" => Ok(Self::HmacSha256),
-            "hmac-sha384" => Ok(Self::HmacSha384),
-            "hmac-sha512" => Ok(Self::HmacSha512),
-            _ => Err(UnsupportedAlgorithm(text.to_owned())),
-        }
+/// hickory's name for one of the TSIG algorithms certkeeper offers (the core's
+/// [`TsigAlgorithm`], which the configuration checks).
+fn hickory(algorithm: TsigAlgorithm) -> hickory_proto::dnssec::rdata::tsig::TsigAlgorithm {
+    use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm as Hickory;
+    match algorithm {
+        TsigAlgorithm::HmacSha256 => Hickory::HmacSha256,
+        TsigAlgorithm::HmacSha384 => Hickory::HmacSha384,
+        TsigAlgorithm::HmacSha512 => Hickory::HmacSha512,
     }
 }
 
@@ -184,7 +139,7 @@ impl Rfc2136 {
         let zone = settings.zone.as_deref().map(parse_name).transpose()?;
         let signer = TSigner::new(
             settings.secret.expose().to_vec(),
-            settings.algorithm.hickory(),
+            hickory(settings.algorithm),
             key_name.clone(),
             FUDGE_SECONDS,
         )
@@ -368,16 +323,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn algorithms_by_name() {
-        assert_eq!("hmac-sha256".parse(), Ok(TsigAlgorithm::HmacSha256));
-        assert_eq!("HMAC-SHA384.".parse(), Ok(TsigAlgorithm::HmacSha384));
-        assert_eq!("hmac-sha512".parse(), Ok(TsigAlgorithm::HmacSha512));
-        let err = "hmac-md5".parse::<TsigAlgorithm>().expect_err("deprecated");
-        assert_eq!(
-            err.to_string(),
-            "unsupported TSIG algorithm \"hmac-md5\": use hmac-sha256, hmac-sha384 or hmac-sha512"
-        );
-        assert_eq!(TsigAlgorithm::default().to_string(), "hmac-sha256");
+    fn algorithms_map_to_hickorys() {
+        assert_eq!(hickory(TsigAlgorithm::HmacSha256), Hickory::HmacSha256);
+        assert_eq!(hickory(TsigAlgorithm::HmacSha384), Hickory::HmacSha384);
+        assert_eq!(hickory(TsigAlgorithm::HmacSha512), Hickory::HmacSha512);
     }
 
     #[test]

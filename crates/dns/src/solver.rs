@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use certkeeper_core::challenge::Propagation;
 use certkeeper_core::{
     ChallengeAnswer, ChallengeKind, ChallengeSolver, SolverError, SolverFuture, SolverStep,
 };
@@ -30,48 +31,19 @@ use crate::propagation::{CheckedServer, Polling, wait_until_visible};
 use crate::provider::{DnsProvider, RecordContext, TxtRecord};
 use crate::wire::{display_name, parse_name};
 
-/// How long `ready` waits for a record to propagate by default.
-pub const DEFAULT_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often the servers are asked by default.
-pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(2);
 /// Bound of one lookup or propagation query by default.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Whether and how `ready` waits until a record is visible (the same shape as the core's
-/// `challenge::Propagation`, which the configuration produces).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Propagation {
-    /// Query until every checked server answers with the value, at most `timeout` long,
-    /// every `interval`.
-    Check {
-        timeout: Duration,
-        interval: Duration,
-        /// Servers (`addr:port`) to ask, with recursion, instead of the zone's
-        /// authoritative servers; also asked for lookups when the provider is no DNS
-        /// server. Empty: the authoritative servers, and `/etc/resolv.conf` for lookups.
-        resolvers: Vec<SocketAddr>,
-    },
-    /// Do not wait (`propagation = "none"`): the provider's own answer is trusted.
-    None,
-}
-
-impl Default for Propagation {
-    /// Check the authoritative servers for [`DEFAULT_PROPAGATION_TIMEOUT`], every
-    /// [`DEFAULT_POLLING_INTERVAL`].
-    fn default() -> Self {
-        Self::Check {
-            timeout: DEFAULT_PROPAGATION_TIMEOUT,
-            interval: DEFAULT_POLLING_INTERVAL,
-            resolvers: Vec::new(),
-        }
-    }
-}
 
 /// How the solver finds where to write and when a record is visible.
 #[derive(Debug, Clone)]
 pub struct Dns01Settings {
     /// Follow a CNAME at `_acme-challenge.NAME` and write at its target (default true).
     pub follow_cname: bool,
+    /// Whether and how `ready` waits until a record is visible: the core's `Propagation`,
+    /// as the configuration produces it. With `Check`, `resolvers` (each `addr:port`) are
+    /// asked, with recursion, instead of the zone's authoritative servers, and also for
+    /// lookups when the provider is no DNS server; empty, the authoritative servers are,
+    /// and `/etc/resolv.conf` for lookups.
     pub propagation: Propagation,
     /// Bound of one lookup or propagation query (default [`DEFAULT_QUERY_TIMEOUT`]).
     pub query_timeout: Duration,

@@ -30,9 +30,7 @@ use std::time::Duration;
 
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_challenge::webroot::{Webroot, WebrootError};
-use certkeeper_core::challenge::{
-    ChallengeSpec, DnsProviderKind, DnsProviderSpec, Propagation, TsigAlgorithm,
-};
+use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind, DnsProviderSpec};
 use certkeeper_core::{CertName, CertificateSpec, ChallengeSolver, Inventory};
 use certkeeper_dns::{
     DEFAULT_QUERY_TIMEOUT, DEFAULT_TIMEOUT, Dns01Settings, Dns01Solver, DnsError, DnsProvider,
@@ -392,11 +390,7 @@ fn build_provider(spec: &DnsProviderSpec) -> Result<Arc<dyn DnsProvider>, DnsErr
             let settings = Rfc2136Settings {
                 server: rfc2136.server,
                 key_name: rfc2136.key_name.clone(),
-                algorithm: match rfc2136.algorithm {
-                    TsigAlgorithm::HmacSha256 => certkeeper_dns::TsigAlgorithm::HmacSha256,
-                    TsigAlgorithm::HmacSha384 => certkeeper_dns::TsigAlgorithm::HmacSha384,
-                    TsigAlgorithm::HmacSha512 => certkeeper_dns::TsigAlgorithm::HmacSha512,
-                },
+                algorithm: rfc2136.algorithm,
                 secret: rfc2136.secret.clone(),
                 zone: rfc2136.zone.clone(),
                 ttl: rfc2136.ttl,
@@ -412,21 +406,9 @@ fn build_provider(spec: &DnsProviderSpec) -> Result<Arc<dyn DnsProvider>, DnsErr
 
 /// The solver's settings from a provider's definition.
 fn dns01_settings(spec: &DnsProviderSpec) -> Dns01Settings {
-    let propagation = match &spec.propagation {
-        Propagation::Check {
-            timeout,
-            interval,
-            resolvers,
-        } => certkeeper_dns::Propagation::Check {
-            timeout: *timeout,
-            interval: *interval,
-            resolvers: resolvers.clone(),
-        },
-        Propagation::None => certkeeper_dns::Propagation::None,
-    };
     Dns01Settings {
         follow_cname: spec.follow_cname,
-        propagation,
+        propagation: spec.propagation.clone(),
         query_timeout: DEFAULT_QUERY_TIMEOUT,
     }
 }
