@@ -38,8 +38,8 @@ use crate::Context;
 use crate::diagnostic::{Diagnostics, Reported, collect_all};
 use crate::eab::{DecodeProblem, decode_hmac_key};
 use crate::hooks::command_value;
-use crate::inventory::duration;
 use crate::secrets::{SecretKeys, Sources, looks_like_key_material, secret_keys};
+use crate::values::duration;
 use crate::walk::{Node, Table};
 
 /// `[dns.NAME]` at the top level; `dns = "NAME"` in a certificate.

@@ -24,7 +24,7 @@ use toml::de::DeValue;
 
 use crate::Context;
 use crate::diagnostic::{Diagnostics, Reported, collect_all};
-use crate::inventory::{duration, path};
+use crate::values::{duration, path};
 use crate::walk::{Node, Table};
 
 pub(crate) const HOOKS_DIR_KEY: &str = "hooks_dir";

@@ -35,13 +35,13 @@ use crate::Context;
 use crate::challenge::{self, CERTIFICATE_CHALLENGE_KEYS, CHALLENGE_KEY, ChallengeSettings};
 use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 use crate::dns::{self, DNS_KEY};
-use crate::duration::parse_duration;
 use crate::eab::{self, EAB_KEYS};
 use crate::hooks::{
     self, CERTIFICATE_HOOK_KEYS, HOOK_TIMEOUT_KEY, HOOKS_DIR_KEY, HOOKS_KEY, HookSettings,
     RELOAD_KEY,
 };
 use crate::include::INCLUDE_KEY;
+use crate::values::{duration, path};
 use crate::walk::{Node, Table};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
@@ -341,21 +341,6 @@ fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
     }
 }
 
-/// A path value; relative paths resolve against the config file's directory.
-pub(crate) fn path(
-    node: &Node<'_, '_>,
-    context: &Context<'_>,
-    diagnostics: &mut Diagnostics<'_>,
-) -> Result<PathBuf, Reported> {
-    node.parse(diagnostics, |text| {
-        if text.is_empty() {
-            Err("must not be empty".to_owned())
-        } else {
-            Ok(context.resolve(text))
-        }
-    })
-}
-
 fn default_http01() -> Http01Spec {
     Http01Spec {
         listen: vec![SocketAddr::from((
@@ -402,19 +387,6 @@ fn positive_integer(
         Err(_) => Err("is too large"),
     };
     checked.map_err(|message| node.error(diagnostics, message))
-}
-
-/// A duration string such as `"30d"`; zero is refused.
-pub(crate) fn duration(
-    node: &Node<'_, '_>,
-    diagnostics: &mut Diagnostics<'_>,
-) -> Result<Duration, Reported> {
-    if !node.value().is_str() {
-        return Err(node.wrong_type(diagnostics, "a duration string such as \"30d\""));
-    }
-    node.parse(diagnostics, |text| {
-        parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
-    })
 }
 
 /// `timezone`: an IANA time zone name, looked up in the system's zoneinfo or, without one,

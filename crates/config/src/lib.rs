@@ -56,6 +56,7 @@ mod hooks;
 mod include;
 mod inventory;
 mod secrets;
+mod values;
 mod walk;
 
 use std::path::{Path, PathBuf};
