@@ -61,7 +61,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Sto
             io::Error::new(ErrorKind::InvalidInput, "no UTF-8 file name"),
         ));
     };
-    let dir = DirFd::open_trusted(parent_dir(path))?;
+    let dir = DirFd::open_trusted(crate::nofollow::parent_dir(path))?;
     write_atomic_at(&dir, name, bytes, mode)
 }
 
@@ -179,14 +179,6 @@ pub(crate) fn write_new_file(
         .map_err(|err| StoreError::io("write", dir.child(name), err))?;
     file.sync_all()
         .map_err(|err| StoreError::io("fsync", dir.child(name), err))
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
 }
 
 /// A suffix that does not repeat within this process and is unlikely across processes:

@@ -99,7 +99,7 @@ impl DirFd {
                 .map_err(|errno| StoreError::io("open state directory", path, errno.into()))?;
             return Self::checked_root(fd, path, mode);
         };
-        let parent = crate::atomic::parent_dir(path);
+        let parent = parent_dir(path);
         if !parent.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -757,6 +757,14 @@ fn read_whole(
     }
     bytes.truncate(len);
     Ok(bytes)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 /// `name` as one path component. Every name the store uses is built from validated parts;
