@@ -164,6 +164,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // next to nothing). Key generation is the only CPU-bound step and takes milliseconds.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_start(crate::allocator::share_main_arena)
         .build()
         .context("starting the async runtime")
 }
