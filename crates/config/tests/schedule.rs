@@ -136,8 +136,14 @@ fn without_a_timezone_windows_follow_the_local_zone() {
 #[test]
 fn without_global_settings_only_certificates_that_ask_get_a_window() {
     let loaded = load_ok(ENTRIES, &Environment::empty());
-    assert_eq!(*cert(&loaded, "nightly").schedule, SchedulePolicy::default());
-    assert_eq!(*cert(&loaded, "anytime").schedule, SchedulePolicy::default());
+    assert_eq!(
+        *cert(&loaded, "nightly").schedule,
+        SchedulePolicy::default()
+    );
+    assert_eq!(
+        *cert(&loaded, "anytime").schedule,
+        SchedulePolicy::default()
+    );
     let monthly = cert(&loaded, "monthly");
     assert_eq!(
         monthly.schedule.window.as_ref().map(|w| &w.tz),
