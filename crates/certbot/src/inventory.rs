@@ -359,8 +359,14 @@ fn provider_for<'p>(
 
 /// `text` as a valid certkeeper name (letters, digits, '.', '_', '-'), if anything is left.
 fn clean_name(text: &str) -> Option<String> {
-    let cleaned: String = text
-        .trim_start_matches('.')
+    let cleaned = sanitized_name(text);
+    CertName::new(&cleaned).is_ok().then_some(cleaned)
+}
+
+/// `text` in certkeeper's name alphabet: leading dots dropped, any other character replaced
+/// by `_`, cut to [`CertName::MAX_LEN`].
+fn sanitized_name(text: &str) -> String {
+    text.trim_start_matches('.')
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -370,8 +376,7 @@ fn clean_name(text: &str) -> Option<String> {
             }
         })
         .take(CertName::MAX_LEN)
-        .collect();
-    CertName::new(&cleaned).is_ok().then_some(cleaned)
+        .collect()
 }
 
 /// Write the inventory for `plan`.
@@ -803,18 +808,7 @@ fn lineage_name(certbot: &str, notes: &mut Vec<String>) -> String {
     if CertName::new(certbot).is_ok() {
         return certbot.to_owned();
     }
-    let mut cleaned: String = certbot
-        .trim_start_matches('.')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(CertName::MAX_LEN)
-        .collect();
+    let mut cleaned = sanitized_name(certbot);
     if cleaned.is_empty() {
         cleaned = "lineage".to_owned();
     }

@@ -721,27 +721,11 @@ impl Daemon {
             .collect::<HashMap<CertName, View>>()
         })
         .await;
-        match loaded {
-            Ok(views) => {
-                self.views = views;
-                // The parse trees and full lineage reads are gone: their pages go back now.
-                crate::allocator::return_freed_memory();
-            }
-            Err(err) => {
-                // Only a panic while reading gets here; plan from one lineage at a time.
-                tracing::error!(error = %err, "reading the lineages failed; reading them one by one");
-                self.views.clear();
-                let names: Vec<CertName> = self
-                    .inventory
-                    .certificates
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect();
-                for name in names {
-                    self.refresh_view(&name);
-                }
-            }
-        }
+        // A panic while reading is the daemon's own (as it was when lineages were read on this
+        // thread): planning from no views would order every certificate anew.
+        self.views = loaded.unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
+        // The parse trees and full lineage reads are gone: their pages go back now.
+        crate::allocator::return_freed_memory();
     }
 
     fn refresh_view(&mut self, name: &CertName) {
