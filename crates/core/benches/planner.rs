@@ -74,6 +74,7 @@ fn fleet(policy: &SchedulePolicy) -> Vec<Entry> {
                 domains: sans,
                 key_type: Some(KeyType::EcdsaP256),
                 revoked: false,
+                suggested: None,
             });
             let attempts = if i % 31 == 0 {
                 Attempts {

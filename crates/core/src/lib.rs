@@ -11,6 +11,7 @@
 //! planning rules are plain functions that tests drive with tables of instants. A test in
 //! the binary crate checks that this crate never links tokio, axum or instant-acme.
 
+pub mod ari;
 pub mod challenge;
 pub mod clock;
 pub mod hooks;

@@ -4,9 +4,13 @@
 //! the current instant; it never reads a clock itself, so its tests are tables of instants.
 //! The default renewal point is a third of the certificate's lifetime before expiry: that
 //! adapts to 200-, 100- and 47-day certificates as well as to minutes-long test certificates.
+//! Short-lived certificates (10 days or less, such as Let's Encrypt's 160-hour `shortlived`
+//! profile) renew at half their lifetime, as Let's Encrypt advises. When the CA suggested a
+//! renewal window (ARI, [`crate::ari`]), the instant chosen in it replaces the lifetime rule.
 
 use std::time::{Duration, SystemTime};
 
+use crate::ari::SuggestedRenewal;
 use crate::inventory::{CertificateSpec, KeyType};
 use crate::names::DomainName;
 
@@ -21,6 +25,23 @@ pub struct ObservedCert {
     pub key_type: Option<KeyType>,
     /// The operator revoked this lineage with `certkeeper revoke`.
     pub revoked: bool,
+    /// The CA's suggested renewal window for this certificate (ARI) and the instant chosen in
+    /// it, when the CA offers ARI and answered.
+    pub suggested: Option<SuggestedRenewal>,
+}
+
+/// Certificates living this long or less renew at half their lifetime.
+pub const SHORT_LIVED: Duration = Duration::from_secs(10 * 86_400);
+
+/// How long before expiry a certificate of `lifetime` renews when `renew_before` is not set:
+/// half of a short-lived certificate's lifetime ([`SHORT_LIVED`]), a third of any other's.
+#[must_use]
+pub fn default_renew_before(lifetime: Duration) -> Duration {
+    if lifetime <= SHORT_LIVED {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    }
 }
 
 impl ObservedCert {
@@ -32,10 +53,23 @@ impl ObservedCert {
             .unwrap_or_default()
     }
 
-    /// When renewal becomes due: `renew_before` (or a third of the lifetime) before expiry.
+    /// When renewal becomes due: the instant chosen in the CA's suggested window when there
+    /// is one (but no later than `renew_before` before expiry, when the operator set it);
+    /// otherwise `renew_before` (or [`default_renew_before`]) before expiry.
     #[must_use]
     pub fn renewal_due_at(&self, renew_before: Option<Duration>) -> SystemTime {
-        let before = renew_before.unwrap_or(self.lifetime() / 3);
+        let by_lifetime = self.lifetime_due_at(renew_before);
+        match (&self.suggested, renew_before) {
+            (Some(suggested), Some(_)) => suggested.at.min(by_lifetime),
+            (Some(suggested), None) => suggested.at,
+            (None, _) => by_lifetime,
+        }
+    }
+
+    /// The lifetime rule alone: `renew_before` (or [`default_renew_before`]) before expiry.
+    #[must_use]
+    pub fn lifetime_due_at(&self, renew_before: Option<Duration>) -> SystemTime {
+        let before = renew_before.unwrap_or_else(|| default_renew_before(self.lifetime()));
         self.not_after
             .checked_sub(before)
             .unwrap_or(self.not_before)
@@ -169,6 +203,7 @@ mod tests {
             domains: vec!["b.example.com".into(), "a.example.com".into()],
             key_type: Some(KeyType::EcdsaP256),
             revoked: false,
+            suggested: None,
         }
     }
 
@@ -211,15 +246,24 @@ mod tests {
                 32 * DAY,
                 Decision::Renew(Reason::RenewalDue),
             ),
+            // Short-lived (10 days or less): at half the lifetime.
             (
                 10 * MIN,
                 None,
-                6 * MIN,
+                4 * MIN,
                 Decision::NotDue {
-                    due_at: t0 + 10 * MIN - 10 * MIN / 3,
+                    due_at: t0 + 5 * MIN,
                 },
             ),
-            (10 * MIN, None, 7 * MIN, Decision::Renew(Reason::RenewalDue)),
+            (10 * MIN, None, 5 * MIN, Decision::Renew(Reason::RenewalDue)),
+            (
+                6 * DAY,
+                None,
+                2 * DAY,
+                Decision::NotDue {
+                    due_at: t0 + 3 * DAY,
+                },
+            ),
             (
                 398 * DAY,
                 Some(30 * DAY),

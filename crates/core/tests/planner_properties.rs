@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use certkeeper_core::ari::{self, SuggestedRenewal, Window};
 use certkeeper_core::schedule::{
     Attempts, Backoff, Hold, MaintenanceWindow, SchedulePolicy, plan_certificate,
 };
@@ -88,6 +89,7 @@ proptest! {
             domains: vec!["a.example.com".to_owned()],
             key_type: Some(KeyType::EcdsaP256),
             revoked: false,
+            suggested: None,
         };
         let attempts = Attempts {
             consecutive_failures: failures,
@@ -117,6 +119,52 @@ proptest! {
             let last = attempts.last_failure_at.expect("set with failures");
             prop_assert!(planned.at >= last + Duration::from_secs(30) || planned.at == now && now >= last + Duration::from_secs(30));
         }
+    }
+
+    /// RFC 9773: the instant chosen in a CA's suggested window lies inside it and before
+    /// expiry, for any window that opens before expiry; and a plan from it is never in the
+    /// past and never later than that instant when nothing holds it (no window, no failure).
+    #[test]
+    fn the_instant_chosen_in_a_suggested_window_is_inside_it_and_before_expiry(
+        issued_at in 1_700_000_000u64..1_900_000_000u64,
+        lifetime_secs in 60u64..(400 * DAY),
+        start_frac in 0.0f64..1.0,
+        width_secs in 0u64..(500 * DAY),
+        random in any::<u64>(),
+        now_frac in 0.0f64..1.2,
+        previous_random in proptest::option::of(any::<u64>()),
+    ) {
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(issued_at);
+        let lifetime = Duration::from_secs(lifetime_secs);
+        let not_after = not_before + lifetime;
+        let start = not_before + lifetime.mul_f64(start_frac);
+        let window = Window { start, end: start + Duration::from_secs(width_secs) };
+        // A previous suggestion for another window never leaks into the new one.
+        let previous = previous_random.map(|r| SuggestedRenewal {
+            window: Window { start: not_before, end: not_before + Duration::from_secs(1) },
+            at: ari::choose(window, not_after, r),
+        });
+        let suggested = ari::suggest(previous.as_ref(), window, not_after, random);
+        prop_assert!(suggested.at >= window.start, "before the window: {suggested:?}");
+        prop_assert!(suggested.at <= window.end, "after the window: {suggested:?}");
+        prop_assert!(suggested.at < not_after, "not before expiry: {suggested:?}");
+
+        let name = CertName::new("www").expect("valid");
+        let policy = SchedulePolicy::default();
+        let spec = spec(&name, None, policy.clone());
+        let observed = ObservedCert {
+            not_before,
+            not_after,
+            domains: vec!["a.example.com".to_owned()],
+            key_type: Some(KeyType::EcdsaP256),
+            revoked: false,
+            suggested: Some(suggested),
+        };
+        let now = not_before + lifetime.mul_f64(now_frac);
+        let planned = plan_certificate(&name, &spec, Some(&observed), &Attempts::default(), &policy, now)
+            .expect("not revoked");
+        prop_assert!(planned.at >= now);
+        prop_assert!(planned.at <= now.max(suggested.at), "later than the chosen instant: {planned:?}");
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub use live::LiveCert;
 pub use lock::StoreLock;
 pub use presented::{PRESENTED_FILE, PresentedJournal, PresentedTxt};
 pub use state::{
-    AttemptRecord, LineageState, PendingOrder, RevokedRecord, from_unix_seconds, unix_seconds,
+    AttemptRecord, LineageState, PendingOrder, RenewalInfoRecord, RevokedRecord, from_unix_seconds,
+    unix_seconds,
 };
 
 use crate::layout::{

@@ -23,7 +23,9 @@ use certkeeper_core::{CertName, DomainName, KeyType, RevocationReason};
 use crate::Store;
 use crate::error::{StoreError, VerifyProblem};
 use crate::live::{self, LiveCert};
-use crate::state::{self, LineageState, PendingOrder, RevokedRecord, unix_seconds};
+use crate::state::{
+    self, LineageState, PendingOrder, RenewalInfoRecord, RevokedRecord, unix_seconds,
+};
 
 /// After an attempt found the CA still working on the order, look at it again this much later.
 pub const RECHECK_WAITING_ORDER: Duration = Duration::from_secs(300);
@@ -315,6 +317,7 @@ impl Lineage {
             attempts.retry_not_before_unix = None;
             attempts.last_success_at_unix = Some(unix_seconds(now));
             attempts.successes_total += 1;
+            attempts.refused_profile = None;
             state.pending_order = None;
         })?;
         state::remove_pending_key(&self.store.root, &self.name)
@@ -358,6 +361,25 @@ impl Lineage {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         self.change(|state| state.revoked = Some(RevokedRecord::new(serial_hex, reason, at)))
+    }
+
+    /// Profile refused: the CA does not offer `profile` (after the failure was recorded with
+    /// [`Lineage::record_failure`]); the certificate is not ordered again while it is
+    /// configured with the same profile.
+    ///
+    /// # Errors
+    /// As [`Lineage::record_order`].
+    pub fn record_refused_profile(&mut self, profile: &str) -> Result<(), StoreError> {
+        self.change(|state| state.attempts.refused_profile = Some(profile.to_owned()))
+    }
+
+    /// Renewal information checked: what the CA answered (or why it did not) about the live
+    /// certificate, and when to ask again.
+    ///
+    /// # Errors
+    /// As [`Lineage::record_order`].
+    pub fn record_renewal_info(&mut self, record: RenewalInfoRecord) -> Result<(), StoreError> {
+        self.change(|state| state.renewal_info = Some(record))
     }
 
     /// Apply `edit` to a copy of the state and save it with one atomic write (none when

@@ -13,6 +13,7 @@
 
 use std::time::SystemTime;
 
+use certkeeper_core::ari::{SuggestedRenewal, Window};
 use certkeeper_core::{CertName, RevocationReason};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,30 @@ pub struct LineageState {
     /// (see [`Lineage::record_order`](crate::Lineage::record_order)): this file is not secret
     /// (`0644`).
     pub pending_order: Option<PendingOrder>,
+    /// What the CA last said about renewing the live certificate (ARI, RFC 9773).
+    pub renewal_info: Option<RenewalInfoRecord>,
+}
+
+/// The last renewal-information check of a lineage's live certificate. Times are seconds since
+/// the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenewalInfoRecord {
+    /// The certificate checked ([`LiveCert::serial_hex`](crate::LiveCert::serial_hex)); a
+    /// record for another serial says nothing about the live certificate.
+    pub serial_hex: String,
+    /// The CA's suggested window, from its last answer.
+    pub window_start_unix: Option<i64>,
+    pub window_end_unix: Option<i64>,
+    /// The instant chosen inside that window (drawn again only when the window changes).
+    pub renew_at_unix: Option<i64>,
+    /// The CA's `explanationURL`, when its last answer had one.
+    pub explanation_url: Option<String>,
+    /// When the CA was last asked, and what went wrong then (`None`: it answered).
+    pub checked_at_unix: i64,
+    pub last_error: Option<String>,
+    /// When to ask again; `None`: not before the certificate is replaced.
+    pub next_check_unix: Option<i64>,
 }
 
 /// What happened on past attempts for a lineage. Times are seconds since the Unix epoch.
@@ -58,6 +83,9 @@ pub struct AttemptRecord {
     pub failures_total: u64,
     /// A deploy hook or reload that still has to succeed for the live certificate.
     pub pending_deploy: bool,
+    /// The CA refused this profile (it is not among those it offers): the certificate is not
+    /// ordered again while its configuration asks for the same one.
+    pub refused_profile: Option<String>,
 }
 
 /// An order in flight: enough to pick it up again by URL after a restart.
@@ -75,6 +103,23 @@ pub struct PendingOrder {
 }
 
 impl LineageState {
+    /// The CA's suggestion for the certificate with this serial, from the last renewal
+    /// information it answered for that certificate.
+    #[must_use]
+    pub fn suggested_renewal(&self, serial_hex: &str) -> Option<SuggestedRenewal> {
+        let record = self
+            .renewal_info
+            .as_ref()
+            .filter(|record| record.serial_hex.eq_ignore_ascii_case(serial_hex))?;
+        Some(SuggestedRenewal {
+            window: Window {
+                start: from_unix_seconds(record.window_start_unix?),
+                end: from_unix_seconds(record.window_end_unix?),
+            },
+            at: from_unix_seconds(record.renew_at_unix?),
+        })
+    }
+
     /// Whether the certificate with this serial is the one recorded as revoked. A later
     /// reissue has another serial, so it is not revoked.
     #[must_use]
@@ -210,6 +255,34 @@ mod tests {
     }
 
     #[test]
+    fn a_suggested_renewal_belongs_to_one_serial() {
+        let state = LineageState {
+            renewal_info: Some(RenewalInfoRecord {
+                serial_hex: "0ABC".to_owned(),
+                window_start_unix: Some(100),
+                window_end_unix: Some(200),
+                renew_at_unix: Some(150),
+                ..RenewalInfoRecord::default()
+            }),
+            ..LineageState::default()
+        };
+        let suggested = state.suggested_renewal("0abc").expect("same serial");
+        assert_eq!(suggested.at, from_unix_seconds(150));
+        assert_eq!(suggested.window.end, from_unix_seconds(200));
+        assert_eq!(state.suggested_renewal("0abd"), None);
+        // A check that failed before any answer has no window.
+        let failed = LineageState {
+            renewal_info: Some(RenewalInfoRecord {
+                serial_hex: "0abc".to_owned(),
+                last_error: Some("HTTP 500".to_owned()),
+                ..RenewalInfoRecord::default()
+            }),
+            ..LineageState::default()
+        };
+        assert_eq!(failed.suggested_renewal("0abc"), None);
+    }
+
+    #[test]
     fn pending_order_and_attempts_round_trip() {
         let state = LineageState {
             revoked: None,
@@ -225,6 +298,16 @@ mod tests {
                 domains: vec!["a.example.com".to_owned()],
                 key_type: "ecdsa-p256".to_owned(),
                 placed_at_unix: 9,
+            }),
+            renewal_info: Some(RenewalInfoRecord {
+                serial_hex: "0abc".to_owned(),
+                window_start_unix: Some(100),
+                window_end_unix: Some(200),
+                renew_at_unix: Some(150),
+                explanation_url: None,
+                checked_at_unix: 50,
+                last_error: None,
+                next_check_unix: Some(110),
             }),
         };
         let json = serde_json::to_string(&state).expect("serialize");

@@ -8,10 +8,13 @@
 //!
 //! # For operators
 //!
-//! certkeeper renews a certificate when a third of its lifetime is left (or `renew_before`,
-//! when set), moved earlier by a fixed per-certificate amount of up to a tenth of that period,
-//! so that certificates issued together do not all renew at once and a restart never changes
-//! the plan. With a maintenance window (a crontab time such as `30 2 1 * *` in a chosen time
+//! certkeeper renews a certificate when a third of its lifetime is left (half, for certificates
+//! of 10 days or less; or `renew_before`, when set), moved earlier by a fixed per-certificate
+//! amount of up to a tenth of that period, so that certificates issued together do not all
+//! renew at once and a restart never changes the plan. When the CA suggests a renewal window
+//! (ARI), certkeeper renews at an instant chosen at random inside it instead (no earlier than
+//! `renew_before` asks, when set), and a maintenance window that would open only after the
+//! CA's window has closed is not waited for. With a maintenance window (a crontab time such as `30 2 1 * *` in a chosen time
 //! zone), a due renewal waits for the next window start, unless that would leave less than the
 //! urgent margin before expiry (by default 7 days, or a tenth of the lifetime for short
 //! certificates); then it runs at that point, window or not. Missing certificates and
@@ -26,8 +29,9 @@
 //! 1. **Due time.** From [`decide`]: a missing certificate, changed names or key type, or an
 //!    expired certificate is due *now* and urgent. Otherwise the due time is the renewal point
 //!    ([`ObservedCert::renewal_due_at`]) minus [`jitter`] over a tenth of the renew-before
-//!    span (`renew_before`, or a third of the lifetime). Jitter only ever moves renewal
-//!    earlier. A revoked lineage is not planned (`None`).
+//!    span (`renew_before`, or [`default_renew_before`]). Jitter only ever moves renewal
+//!    earlier, and never moves the instant chosen in a CA's suggested window (ARI), which is
+//!    random already. A revoked lineage is not planned (`None`).
 //! 2. **Backoff.** After `n >= 1` consecutive failures, not before
 //!    `last_failure_at + backoff_delay(n)` ([`Hold::Backoff`]), and never before the CA's
 //!    `retry_not_before` ([`Hold::RetryAfter`]). Both hold even past the urgent point or
@@ -36,7 +40,9 @@
 //!    candidate instant (the later of 1 and 2), the attempt waits for the window's next start
 //!    at or after that candidate ([`Hold::Window`]), but never past the urgent point
 //!    `not_after - urgent_threshold`: if the next start is later (or there is none), the
-//!    attempt runs at the urgent point.
+//!    attempt runs at the urgent point. A CA's suggested window that ends before both the
+//!    next start and the urgent point overrides the maintenance window: the attempt runs at
+//!    its chosen instant.
 //! 4. **Urgent.** A plan is urgent when it is at or past the urgent point, or the certificate
 //!    is missing, expired or no longer matches its configuration.
 //! 5. **Now.** A plan whose instant has passed is returned as `now` (and then without a hold).
@@ -61,7 +67,7 @@ pub use jitter::jitter;
 
 use crate::inventory::CertificateSpec;
 use crate::names::CertName;
-use crate::renewal::{Decision, ObservedCert, Reason, decide};
+use crate::renewal::{Decision, ObservedCert, Reason, decide, default_renew_before};
 
 /// Default urgent margin for long-lived certificates.
 const URGENT_BEFORE_MAX: Duration = Duration::from_secs(7 * 86_400);
@@ -181,10 +187,18 @@ pub fn plan_certificate(
     }
     if let (Some(window), Some(urgent_point), false) = (&policy.window, urgent_point, immediate) {
         if at < urgent_point {
-            let start = window
-                .next_start(at)
-                .filter(|start| *start < urgent_point)
-                .unwrap_or(urgent_point);
+            // The CA's suggested window, when it ends first, is a deadline like the urgent
+            // point, except that the renewal then runs at its chosen instant: the CA asked for
+            // a renewal inside its window, not at its last moment.
+            let ari_end = observed
+                .and_then(|cert| cert.suggested)
+                .map(|suggested| suggested.window.end)
+                .filter(|end| *end < urgent_point);
+            let start = match window.next_start(at) {
+                Some(start) if start < ari_end.unwrap_or(urgent_point) => start,
+                _ if ari_end.is_some() => at,
+                _ => urgent_point,
+            };
             if start > at {
                 at = start;
                 hold = Some(Hold::Window);
@@ -247,13 +261,24 @@ pub fn plan_one_shot(
 }
 
 /// `due_at` moved earlier by the certificate's jitter over a tenth of its renew-before span.
+/// An instant chosen in the CA's suggested window is not moved: it is random already, and
+/// moving it could take it out of the window.
 fn jittered(
     name: &CertName,
     spec: &CertificateSpec,
     cert: &ObservedCert,
     due_at: SystemTime,
 ) -> SystemTime {
-    let span = spec.renew_before.unwrap_or(cert.lifetime() / 3) / 10;
+    if cert
+        .suggested
+        .is_some_and(|suggested| suggested.at == due_at)
+    {
+        return due_at;
+    }
+    let span = spec
+        .renew_before
+        .unwrap_or_else(|| default_renew_before(cert.lifetime()))
+        / 10;
     due_at.checked_sub(jitter(name, span)).unwrap_or(due_at)
 }
 

@@ -49,6 +49,7 @@ fn cert(not_before: SystemTime, lifetime: Duration) -> ObservedCert {
         domains: vec!["a.example.com".into()],
         key_type: Some(KeyType::EcdsaP256),
         revoked: false,
+        suggested: None,
     }
 }
 
@@ -109,7 +110,8 @@ fn due_time_is_the_renewal_point_moved_earlier_by_jitter() {
     for cert_name in ["www", "api", "mail"] {
         for (lifetime, renew_before) in table {
             let observed = cert(issued, *lifetime);
-            let before = renew_before.unwrap_or(*lifetime / 3);
+            let before =
+                renew_before.unwrap_or_else(|| crate::renewal::default_renew_before(*lifetime));
             let due_at = observed.not_after - before;
             let span = before / 10;
             let offset = jitter(&name(cert_name), span);
@@ -824,4 +826,117 @@ fn a_forced_pass_reissues_a_revoked_lineage_and_a_plain_one_leaves_it() {
     .expect("planned");
     assert!(forced.renewal);
     assert_eq!(forced.at, now);
+}
+
+fn with_suggestion(mut observed: ObservedCert, start: SystemTime, end: SystemTime) -> ObservedCert {
+    let window = crate::ari::Window { start, end };
+    observed.suggested = Some(crate::ari::SuggestedRenewal {
+        window,
+        at: crate::ari::choose(window, observed.not_after, 0x1234_5678_9abc),
+    });
+    observed
+}
+
+#[test]
+fn a_suggested_window_replaces_the_lifetime_rule_and_its_jitter() {
+    let issued = t("2026-01-01T00:00:00Z");
+    let plain = cert(issued, 90 * DAY);
+    let none = Attempts::default();
+    let policy = SchedulePolicy::default();
+    let now = issued + DAY;
+
+    // In the future: planned at the chosen instant, not jittered, not before the window.
+    let later = with_suggestion(plain.clone(), issued + 80 * DAY, issued + 82 * DAY);
+    let planned = plan("www", None, Some(&later), &none, &policy, now);
+    let chosen = later.suggested.expect("set").at;
+    assert_eq!(show(planned.at), show(chosen));
+    assert!(chosen >= issued + 80 * DAY && chosen < issued + 82 * DAY);
+    assert_eq!(planned.hold, None);
+
+    // Moved into the past: renewed now.
+    let past = with_suggestion(plain.clone(), now - 2 * DAY, now - HOUR);
+    let planned = plan("www", None, Some(&past), &none, &policy, now);
+    assert_eq!(planned.at, now);
+    assert_eq!(planned.reason, Reason::RenewalDue);
+    assert!(planned.renewal);
+
+    // An operator's renew_before earlier than the window wins.
+    let planned = plan("www", Some(30 * DAY), Some(&later), &none, &policy, now);
+    assert!(planned.at <= issued + 60 * DAY, "{}", show(planned.at));
+
+    // A certificate other than the one the CA was asked about has no suggestion: the
+    // lifetime rule (with its jitter) plans it.
+    let planned = plan("www", None, Some(&plain), &none, &policy, now);
+    let lifetime_point = issued + 60 * DAY;
+    assert!(planned.at <= lifetime_point && planned.at >= lifetime_point - 3 * DAY);
+}
+
+#[test]
+fn a_suggested_window_closing_before_the_maintenance_window_overrides_it() {
+    let issued = t("2026-01-01T00:00:00Z");
+    let none = Attempts::default();
+    // The 1st of the month at 02:30 UTC.
+    let monthly = windowed("30 2 1 * *", TimeZone::UTC);
+    let now = t("2026-02-10T00:00:00Z");
+
+    // The CA's window (Feb 12-14) closes before the next maintenance window (Mar 1): the
+    // renewal runs at the chosen instant.
+    let short = with_suggestion(
+        cert(issued, 90 * DAY),
+        t("2026-02-12T00:00:00Z"),
+        t("2026-02-14T00:00:00Z"),
+    );
+    let planned = plan("www", None, Some(&short), &none, &monthly, now);
+    assert_eq!(planned.at, short.suggested.expect("set").at);
+    assert_eq!(planned.hold, None);
+
+    // A CA window spanning the next maintenance window: the renewal waits for it.
+    let wide = with_suggestion(
+        cert(issued, 90 * DAY),
+        t("2026-02-12T00:00:00Z"),
+        t("2026-03-05T00:00:00Z"),
+    );
+    let planned = plan("www", None, Some(&wide), &none, &monthly, now);
+    if planned.at != wide.suggested.expect("set").at {
+        assert_eq!(show(planned.at), "2026-03-01T02:30:00Z");
+        assert_eq!(planned.hold, Some(Hold::Window));
+    }
+}
+
+#[test]
+fn a_six_day_certificate_renews_at_half_its_lifetime() {
+    let issued = t("2026-01-01T00:00:00Z");
+    let six_days = cert(issued, 6 * DAY);
+    let none = Attempts::default();
+    let policy = SchedulePolicy::default();
+    let planned = plan(
+        "short",
+        None,
+        Some(&six_days),
+        &none,
+        &policy,
+        issued + HOUR,
+    );
+    let half = issued + 3 * DAY;
+    // At half the lifetime, moved earlier by at most a tenth of the remaining three days.
+    assert!(planned.at <= half, "{}", show(planned.at));
+    assert!(planned.at >= half - 3 * DAY / 10, "{}", show(planned.at));
+    assert!(!planned.urgent);
+    // After a failure the backoff is minutes, not days: a retry long before expiry.
+    let failed = Attempts {
+        consecutive_failures: 3,
+        last_failure_at: Some(half),
+        retry_not_before: None,
+    };
+    let retry = plan("short", None, Some(&six_days), &failed, &policy, half + SEC);
+    assert!(retry.at < half + HOUR, "{}", show(retry.at));
+    // Ten days is still short-lived; eleven is not.
+    for (days, before) in [(10, 5 * DAY), (11, 11 * DAY / 3)] {
+        let observed = cert(issued, days * DAY);
+        assert_eq!(
+            observed.renewal_due_at(None),
+            issued + days * DAY - before,
+            "{days} days"
+        );
+    }
 }
