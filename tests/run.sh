@@ -15,11 +15,24 @@ command -v certbot >/dev/null 2>&1 || packages+=(certbot)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || packages+=(bind9)
 command -v nsupdate >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 || packages+=(bind9-dnsutils)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+# acme2certifier, the second ACME server (ARI and profiles, which Debian's Pebble lacks), pinned,
+# in the virtualenv where tests/support/a2c.rs looks for it.
+a2c_version=0.46.3
+a2c_venv=${CERTKEEPER_A2C_VENV:-/var/cache/certkeeper-tests/a2c-venv}
+if [ "$("$a2c_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("acme2certifier"))' 2>/dev/null)" != "$a2c_version" ]; then
+  echo "==> installing acme2certifier $a2c_version into $a2c_venv (pip)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO mkdir -p "$(dirname "$a2c_venv")"
+  $SUDO python3 -m venv --clear "$a2c_venv"
+  $SUDO "$a2c_venv/bin/pip" install -q --disable-pip-version-check "acme2certifier==$a2c_version"
 fi
 
 echo "==> cargo fmt --check"

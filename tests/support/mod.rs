@@ -8,6 +8,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod a2c;
 pub mod bind;
 pub mod hostile;
 pub mod nginx;

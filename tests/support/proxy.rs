@@ -1,11 +1,18 @@
-//! A fault-injecting HTTPS proxy between certkeeper and Pebble, for the faults Pebble has no
-//! knob for: a CA that is down, answers 500/503, rate-limits with 429 + Retry-After, resets
-//! connections mid-request or answers slowly. It terminates TLS with the same test
-//! certificate Pebble uses (so certkeeper's `root_ca_file` trusts it), forwards the `Host`
-//! header unchanged so Pebble builds URLs that point back at the proxy, and counts requests.
+//! A fault-injecting HTTPS proxy between certkeeper and a CA (Pebble, or any HTTPS upstream such
+//! as acme2certifier, see [`Upstream`]), for the faults the CA has no knob for: a CA that is
+//! down, answers 500/503, rate-limits with 429 + Retry-After, rejects one request with a
+//! problem (409 `alreadyReplaced` on the next newOrder), resets connections mid-request or
+//! answers slowly. It terminates TLS with the same test certificate the upstream serves (so
+//! certkeeper's `root_ca_file` trusts it), forwards the `Host` header unchanged so the CA
+//! builds URLs that point back at the proxy, and counts requests, in all and per path.
+//!
+//! Faults apply in this order: a path-scoped fault whose substring the request path contains
+//! ([`FaultProxy::fail_next_on`], [`FaultProxy::set_on`]), else the next queued fault
+//! ([`FaultProxy::fail_next`]), else the standing mode ([`FaultProxy::set`]).
 
 use std::collections::VecDeque;
 use std::fs;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +28,40 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Pebble;
 
+/// The HTTPS server behind the proxy.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `https://host:port`, no trailing slash.
+    pub origin: String,
+    /// Path of the ACME directory on it (`/dir` for Pebble, `/directory` for acme2certifier).
+    pub directory_path: String,
+    /// The certificate chain and key the upstream serves; the proxy serves the same.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Trust anchor of that certificate.
+    pub root_ca_file: PathBuf,
+    /// Path prefix of certificate downloads, which [`FaultProxy::replace_certificates`] rewrites.
+    pub certificate_path: String,
+}
+
+impl Upstream {
+    pub fn pebble(pebble: &Pebble) -> Self {
+        let origin = pebble.directory_url.trim_end_matches("/dir").to_owned();
+        Self {
+            directory_path: pebble.directory_url[origin.len()..].to_owned(),
+            origin,
+            cert_file: pebble.dir.path().join("tls-cert.pem"),
+            key_file: pebble.dir.path().join("tls-key.pem"),
+            root_ca_file: pebble.tls_ca_file.clone(),
+            certificate_path: "/certZ/".to_owned(),
+        }
+    }
+}
+
 /// What the proxy does with a request.
 #[derive(Debug, Clone)]
 pub enum Fault {
-    /// Forward to Pebble.
+    /// Forward to the upstream.
     Pass,
     /// Close every connection as soon as it is accepted (the CA is unreachable).
     Down,
@@ -36,22 +73,48 @@ pub enum Fault {
     },
     /// Read the request, then drop the connection without an answer.
     Reset,
-    /// Forward after a pause.
+    /// Forward after a pause (a long one is a hang: the proxy never answers in time).
     Delay(Duration),
+}
+
+/// A fault for requests whose path contains `path_contains`.
+struct ScopedFault {
+    path_contains: String,
+    /// How many more requests it applies to; `None`: every one.
+    remaining: Option<usize>,
+    fault: Fault,
 }
 
 #[derive(Default)]
 struct State {
-    /// Replaces the body of certificate downloads (Pebble serves them under `/certZ/`).
+    /// Replaces the body of certificate downloads (under `Upstream::certificate_path`).
     certificate: Option<String>,
     mode: Option<Fault>,
     next: VecDeque<Fault>,
+    scoped: Vec<ScopedFault>,
     requests: u64,
+    /// The path of every request, in arrival order.
+    paths: Vec<String>,
     connections_refused: u64,
 }
 
 impl State {
-    fn fault(&mut self) -> Fault {
+    fn fault(&mut self, path: &str) -> Fault {
+        if let Some(index) = self
+            .scoped
+            .iter()
+            .position(|scoped| path.contains(&scoped.path_contains))
+        {
+            let scoped = &mut self.scoped[index];
+            let fault = scoped.fault.clone();
+            if let Some(remaining) = &mut scoped.remaining {
+                *remaining -= 1;
+                if *remaining == 0 {
+                    self.scoped.remove(index);
+                }
+            }
+            return fault;
+        }
         self.next
             .pop_front()
             .or_else(|| self.mode.clone())
@@ -61,6 +124,7 @@ impl State {
 
 pub struct FaultProxy {
     pub port: u16,
+    directory_path: String,
     state: Arc<Mutex<State>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -78,12 +142,21 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
+    /// In front of a Pebble.
     pub fn start(pebble: &Pebble) -> Self {
-        let upstream = pebble.directory_url.trim_end_matches("/dir").to_owned();
+        Self::start_for(&Upstream::pebble(pebble))
+    }
+
+    /// In front of any HTTPS upstream.
+    pub fn start_for(upstream: &Upstream) -> Self {
         let port = super::pebble::free_port();
         let state = Arc::new(Mutex::new(State::default()));
-        let tls = server_config(pebble);
-        let client = upstream_client(pebble);
+        let tls = server_config(upstream);
+        let client = upstream_client(upstream);
+        let target = Target {
+            origin: upstream.origin.clone(),
+            certificate_path: upstream.certificate_path.clone(),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::clone(&state);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -93,11 +166,12 @@ impl FaultProxy {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(run(port, tls, client, upstream, shared, stopped, ready_tx));
+            runtime.block_on(run(port, tls, client, target, shared, stopped, ready_tx));
         });
         ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
             port,
+            directory_path: upstream.directory_path.clone(),
             state,
             stop: Some(stop),
             thread: Some(thread),
@@ -105,7 +179,7 @@ impl FaultProxy {
     }
 
     pub fn directory_url(&self) -> String {
-        format!("https://localhost:{}/dir", self.port)
+        format!("https://localhost:{}{}", self.port, self.directory_path)
     }
 
     /// Apply `fault` to every request from now on.
@@ -122,7 +196,53 @@ impl FaultProxy {
             .extend(std::iter::repeat_n(fault, n));
     }
 
-    /// Hand out `pem` instead of the certificate Pebble issued (None: stop doing so).
+    /// Apply `fault` to the next `n` requests whose path contains `path_contains` (for
+    /// example the newOrder path, or `renewal-info`); other requests are not affected.
+    pub fn fail_next_on(&self, path_contains: &str, n: usize, fault: Fault) {
+        if n > 0 {
+            self.state.lock().unwrap().scoped.push(ScopedFault {
+                path_contains: path_contains.to_owned(),
+                remaining: Some(n),
+                fault,
+            });
+        }
+    }
+
+    /// Apply `fault` to every request whose path contains `path_contains` from now on, until
+    /// [`FaultProxy::clear_on`].
+    pub fn set_on(&self, path_contains: &str, fault: Fault) {
+        self.state.lock().unwrap().scoped.push(ScopedFault {
+            path_contains: path_contains.to_owned(),
+            remaining: None,
+            fault,
+        });
+    }
+
+    /// Drop every path-scoped fault for `path_contains`.
+    pub fn clear_on(&self, path_contains: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .scoped
+            .retain(|scoped| scoped.path_contains != path_contains);
+    }
+
+    /// Requests whose path contains `path_contains` (answered, faulted or forwarded).
+    pub fn requests_to(&self, path_contains: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state
+            .paths
+            .iter()
+            .filter(|path| path.contains(path_contains))
+            .count()
+    }
+
+    /// The path of every request so far, in arrival order (for failure messages).
+    pub fn paths(&self) -> Vec<String> {
+        self.state.lock().unwrap().paths.clone()
+    }
+
+    /// Hand out `pem` instead of the certificate the CA issued (None: stop doing so).
     pub fn replace_certificates(&self, pem: Option<String>) {
         self.state.lock().unwrap().certificate = pem;
     }
@@ -134,7 +254,7 @@ impl FaultProxy {
     }
 }
 
-type Upstream = Client<
+type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
@@ -142,8 +262,8 @@ type Upstream = Client<
 async fn run(
     port: u16,
     tls: Arc<rustls::ServerConfig>,
-    client: Upstream,
-    upstream: String,
+    client: HttpsClient,
+    upstream: Target,
     state: Arc<Mutex<State>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<()>,
@@ -189,6 +309,13 @@ async fn run(
     connections.abort_all();
 }
 
+/// Where requests are forwarded.
+#[derive(Clone)]
+struct Target {
+    origin: String,
+    certificate_path: String,
+}
+
 #[derive(Debug)]
 struct Dropped;
 
@@ -202,14 +329,17 @@ impl std::error::Error for Dropped {}
 
 async fn handle(
     request: Request<Incoming>,
-    client: Upstream,
-    upstream: String,
+    client: HttpsClient,
+    upstream: Target,
     state: Arc<Mutex<State>>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let fault = {
+        let request_path = request.uri().path().to_owned();
         let mut s = state.lock().unwrap();
         s.requests += 1;
-        s.fault()
+        let fault = s.fault(&request_path);
+        s.paths.push(request_path);
+        fault
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
@@ -237,7 +367,7 @@ async fn handle(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut forward = Request::builder()
         .method(parts.method.clone())
-        .uri(format!("{upstream}{path}"));
+        .uri(format!("{}{path}", upstream.origin));
     for (name, value) in &parts.headers {
         forward = forward.header(name, value);
     }
@@ -249,7 +379,7 @@ async fn handle(
     let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
     let replacement = state.lock().unwrap().certificate.clone();
     if let Some(pem) = replacement
-        && path.starts_with("/certZ/")
+        && path.starts_with(&upstream.certificate_path)
         && parts_out.status.is_success()
     {
         parts_out.headers.remove(hyper::header::CONTENT_LENGTH);
@@ -258,13 +388,12 @@ async fn handle(
     Ok(Response::from_parts(parts_out, Full::new(body)))
 }
 
-fn server_config(pebble: &Pebble) -> Arc<rustls::ServerConfig> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(pebble.dir.path().join("tls-cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(pebble.dir.path().join("tls-key.pem")).unwrap();
+fn server_config(upstream: &Upstream) -> Arc<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&upstream.cert_file)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&upstream.key_file).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -276,9 +405,9 @@ fn server_config(pebble: &Pebble) -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
-fn upstream_client(pebble: &Pebble) -> Upstream {
+fn upstream_client(upstream: &Upstream) -> HttpsClient {
     let mut roots = rustls::RootCertStore::empty();
-    let ca = fs::read(&pebble.tls_ca_file).unwrap();
+    let ca = fs::read(&upstream.root_ca_file).unwrap();
     for cert in CertificateDer::pem_slice_iter(&ca) {
         roots.add(cert.unwrap()).unwrap();
     }
