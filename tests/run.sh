@@ -16,6 +16,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || packages+=(bind9)
 command -v nsupdate >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 || packages+=(bind9-dnsutils)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+# Debian's rpm tool, which reads and installs the RPM (tests/packaging-rpm.sh).
+command -v rpm >/dev/null 2>&1 || packages+=(rpm)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -45,6 +47,8 @@ grep -q "certificate installed cert=shop" /tmp/certkeeper-demo.log
 echo "demo OK"
 echo "==> Debian package (build with cargo-deb, install, check, purge)"
 ./tests/packaging.sh
+echo "==> RPM package (build with cargo-generate-rpm from the same binary, query, install into a scratch root and an overlay)"
+./tests/packaging-rpm.sh
 echo "==> benchmark, quick variant (bench/run --quick, so it cannot rot; writes target/bench-quick.md)"; bench/run --quick >/tmp/certkeeper-bench.log 2>&1 || { cat /tmp/certkeeper-bench.log; exit 1; }
 echo "==> cargo test"
 log=$(mktemp)
