@@ -23,7 +23,7 @@ use certkeeper_core::{CaName, CertName, KeyType, LifecycleAction};
 use crate::certificate::CertificateFacts;
 use crate::challenge::Challenge;
 use crate::credentials::SECRET_KEY;
-use crate::lineage::{Hooks, Lineage};
+use crate::lineage::{Hooks, Lineage, RequestedProfile};
 
 /// The placeholder for values certbot does not keep (EAB credentials).
 pub const FILL_ME: &str = "FILL-ME";
@@ -75,6 +75,8 @@ pub struct PlannedCertificate {
     pub order_id: Option<String>,
     pub action: Option<LifecycleAction>,
     pub renew_before: Option<String>,
+    /// certbot's `required_profile` or `preferred_profile`, written as `profile`.
+    pub profile: Option<RequestedProfile>,
     pub challenge: PlannedChallenge,
     pub hooks: Hooks,
     /// Comments for this entry.
@@ -297,6 +299,7 @@ pub fn plan(imported: &[Imported]) -> Plan {
             order_id: lineage.server.order_id.clone(),
             action: lineage.server.action,
             renew_before: lineage.renew_before.clone(),
+            profile: lineage.profile.clone(),
             challenge,
             hooks: lineage.hooks.clone(),
             notes,
@@ -525,6 +528,13 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
             line(
                 &mut text,
                 &format!("renew_before = {}", toml_string(renew_before)),
+            );
+        }
+        if let Some(profile) = &cert.profile {
+            comment(&mut text, &format!("certbot's {}.", profile.key()));
+            line(
+                &mut text,
+                &format!("profile = {}", toml_string(&profile.name)),
             );
         }
         if !cert.hooks.is_empty() {
@@ -988,6 +998,34 @@ mod tests {
         // Let's Encrypt needs no EAB: exactly one pair of placeholders.
         assert_eq!(text.matches("FILL-ME\"").count(), 2);
         assert!(text.contains("webroot = \"/var/www/html\"\n"), "{text}");
+    }
+
+    #[test]
+    fn certbot_profiles_become_the_certificates_profile() {
+        let mut imported = fixtures();
+        imported[0].lineage.profile = Some(RequestedProfile {
+            name: "shortlived".to_owned(),
+            required: true,
+        });
+        let plan = plan(&imported);
+        assert_eq!(
+            plan.certificates[0]
+                .profile
+                .as_ref()
+                .map(|p| p.name.as_str()),
+            Some("shortlived")
+        );
+        assert_eq!(plan.certificates[1].profile, None);
+        let text = render(&source(), &plan).text;
+        assert!(
+            text.contains("# certbot's required_profile.\nprofile = \"shortlived\"\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("profile = ").count(),
+            1,
+            "only the lineage with a profile gets one"
+        );
     }
 
     #[test]

@@ -36,4 +36,4 @@ pub use inventory::{
     FILL_ME, Imported, Plan, PlannedCertificate, PlannedChallenge, PlannedDnsKind,
     PlannedDnsProvider, Rendered, Source, plan, render,
 };
-pub use lineage::{Lineage, LineageError};
+pub use lineage::{Lineage, LineageError, RequestedProfile};

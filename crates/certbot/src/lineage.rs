@@ -2,7 +2,7 @@
 //! terms.
 //!
 //! The translation keeps what certkeeper can honour (server, order id and action, renewal
-//! margin, HTTP-01 port, hooks, and how the lineage was validated: webroot paths, the RFC
+//! margin, ACME profile, HTTP-01 port, hooks, and how the lineage was validated: webroot paths, the RFC
 //! 2136 credentials file, manual hooks) and turns everything else into notes for the operator
 //! (web-server authenticators, key settings that differ from the live key), because an
 //! import that silently drops a behaviour is worse than one that asks a question. Which
@@ -79,6 +79,28 @@ pub struct Rfc2136Settings {
     pub propagation_seconds: Option<u64>,
 }
 
+/// The ACME profile certbot 4 asks for (`--required-profile` or `--preferred-profile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedProfile {
+    /// The profile name, as written.
+    pub name: String,
+    /// `required_profile`: certbot fails when the CA does not offer it, as certkeeper does.
+    /// `preferred_profile`: certbot then falls back to the CA's default profile.
+    pub required: bool,
+}
+
+impl RequestedProfile {
+    /// The renewal file's key it came from.
+    #[must_use]
+    pub fn key(&self) -> &'static str {
+        if self.required {
+            "required_profile"
+        } else {
+            "preferred_profile"
+        }
+    }
+}
+
 /// A lineage's renewal settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lineage {
@@ -109,6 +131,8 @@ pub struct Lineage {
     pub requested_key: String,
     /// `renew_before_expiry` as a certkeeper duration (`30d`), when set and understood.
     pub renew_before: Option<String>,
+    /// certbot 4's `required_profile` or `preferred_profile`, for the certificate's `profile`.
+    pub profile: Option<RequestedProfile>,
     pub hooks: Hooks,
     /// Settings that could not be carried over.
     pub notes: Vec<String>,
@@ -220,6 +244,20 @@ impl Lineage {
             }
         };
 
+        let profile = requested_profile(param("required_profile"), param("preferred_profile"));
+        if let Some(RequestedProfile {
+            name,
+            required: false,
+        }) = &profile
+        {
+            notes.push(format!(
+                "certbot asked for the ACME profile {name:?} where the CA offers it \
+                 (preferred_profile) and otherwise used the CA's default; certkeeper refuses to \
+                 order a profile the CA does not offer, so remove `profile` if this CA stops \
+                 offering it"
+            ));
+        }
+
         let file = |key: &str| {
             conf.top_str(key)
                 .filter(|v| !v.is_empty())
@@ -249,6 +287,7 @@ impl Lineage {
             requested_key_type,
             requested_key,
             renew_before,
+            profile,
             hooks: Hooks {
                 pre: param("pre_hook"),
                 post: param("post_hook"),
@@ -257,6 +296,27 @@ impl Lineage {
             notes,
         })
     }
+}
+
+/// The profile certbot asks for: `required_profile` wins over `preferred_profile` (certbot
+/// accepts only one of them; the required one is what certkeeper does either way). certbot
+/// writes `None` for an unset value.
+fn requested_profile(
+    required: Option<String>,
+    preferred: Option<String>,
+) -> Option<RequestedProfile> {
+    let set = |value: Option<String>| value.filter(|name| name != "None");
+    set(required)
+        .map(|name| RequestedProfile {
+            name,
+            required: true,
+        })
+        .or_else(|| {
+            set(preferred).map(|name| RequestedProfile {
+                name,
+                required: false,
+            })
+        })
 }
 
 /// certbot's name of its RFC 2136 plugin.
@@ -583,6 +643,51 @@ mod tests {
         .expect("parses");
         assert_eq!(p521.requested_key_type, None);
         assert_eq!(p521.requested_key, "ecdsa secp521r1");
+    }
+
+    #[test]
+    fn certbot_4_profiles_are_read_with_how_strictly_certbot_asked() {
+        let required = Lineage::from_renewal_conf(
+            "a",
+            "[renewalparams]\nauthenticator = standalone\nrequired_profile = shortlived\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            required.profile,
+            Some(RequestedProfile {
+                name: "shortlived".to_owned(),
+                required: true,
+            })
+        );
+        assert!(required.notes.is_empty(), "{:?}", required.notes);
+
+        let preferred = Lineage::from_renewal_conf(
+            "b",
+            "[renewalparams]\nauthenticator = standalone\npreferred_profile = tlsserver\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            preferred.profile,
+            Some(RequestedProfile {
+                name: "tlsserver".to_owned(),
+                required: false,
+            })
+        );
+        assert_eq!(
+            preferred.notes.len(),
+            1,
+            "certkeeper is stricter than certbot"
+        );
+        assert!(preferred.notes[0].contains("preferred_profile"));
+
+        for conf in [
+            "[renewalparams]\nauthenticator = standalone\n",
+            "[renewalparams]\npreferred_profile = None\nrequired_profile =\n",
+        ] {
+            let none = Lineage::from_renewal_conf("c", conf).expect("parses");
+            assert_eq!(none.profile, None, "{conf:?}");
+            assert!(none.notes.is_empty(), "{:?}", none.notes);
+        }
     }
 
     #[test]

@@ -130,6 +130,35 @@ fn generated_inventory_loads_once_filled_in() {
 }
 
 #[test]
+fn a_certbot_4_profile_loads_as_the_certificates_profile() {
+    let (dir, ini) = workdir();
+    let mut imported = imported(&["example.com"], &ini);
+    // What certbot 4 adds to the renewal file for `--preferred-profile tlsserver`.
+    let conf = fs::read_to_string(fixtures().join("renewal/example.com.conf")).expect("fixture");
+    let conf = conf.replace(
+        "[renewalparams]\n",
+        "[renewalparams]\npreferred_profile = tlsserver\n",
+    );
+    imported[0].lineage = Lineage::from_renewal_conf("example.com", &conf).expect("parses");
+    let rendered = render(&source(dir.path()), &plan(&imported));
+    assert!(
+        rendered
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("preferred_profile")),
+        "{:?}",
+        rendered.warnings
+    );
+    let loaded = load(&rendered.text, dir.path())
+        .unwrap_or_else(|errors| panic!("{errors}\n{}", rendered.text));
+    let cert = loaded
+        .inventory
+        .certificate("example.com")
+        .expect("imported");
+    assert_eq!(cert.profile.as_deref(), Some("tlsserver"));
+}
+
+#[test]
 fn webroot_rfc2136_and_manual_lineages_load_as_their_challenges() {
     let (dir, ini) = workdir();
     let lineages = ["www", "wild", "bind", "split", "manualhttp"];

@@ -559,6 +559,7 @@ mod tests {
             "terms_of_service_agreed",
             "order_id",
             "renew_before",
+            "profile",
         ] {
             assert!(
                 page.contains(&format!("\\fB{key}\\fR")),

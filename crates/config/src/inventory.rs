@@ -11,7 +11,9 @@
 //! from every file, main file first, and are checked together. Scheduling settings are
 //! resolved here, once: each certificate's [`SchedulePolicy`] holds its effective window
 //! (its own, the global one, or none for `"none"`) in the configured zone and its effective
-//! urgent margin, so the planner never looks at global settings.
+//! urgent margin, so the planner never looks at global settings. A `[[ca]]`'s `profile` is
+//! resolved the same way: each certificate carries its effective profile (its own, else its
+//! CA's), so ordering never looks at the CA's default.
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -41,7 +43,7 @@ use crate::hooks::{
     RELOAD_KEY,
 };
 use crate::include::INCLUDE_KEY;
-use crate::values::{duration, path};
+use crate::values::{duration, path, profile};
 use crate::walk::{Node, Table};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
@@ -73,7 +75,7 @@ const ROOT_KEYS: [&str; 18] = [
 const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
 const HTTP01_KEYS: [&str; 2] = ["listen", challenge::WEBROOT_KEY];
 const ADMIN_KEYS: [&str; 1] = ["listen"];
-const CA_KEYS: [&str; 7] = [
+const CA_KEYS: [&str; 8] = [
     "name",
     "directory",
     "terms_of_service_agreed",
@@ -81,8 +83,9 @@ const CA_KEYS: [&str; 7] = [
     "root_ca_file",
     "max_concurrent",
     "request_timeout",
+    PROFILE_KEY,
 ];
-const CERTIFICATE_OWN_KEYS: [&str; 9] = [
+const CERTIFICATE_OWN_KEYS: [&str; 10] = [
     "name",
     "ca",
     "domains",
@@ -92,7 +95,11 @@ const CERTIFICATE_OWN_KEYS: [&str; 9] = [
     "renew_before",
     "window",
     "urgent_before",
+    PROFILE_KEY,
 ];
+/// The ACME profile to request: on a `[[ca]]` the default of its certificates, on a
+/// `[[certificate]]` its own.
+const PROFILE_KEY: &str = "profile";
 
 /// One file's top-level table, and where relative paths written in it start.
 #[derive(Debug)]
@@ -439,11 +446,16 @@ fn admin(node: &Node<'_, '_>, diagnostics: &mut Diagnostics<'_>) -> Result<Admin
     Ok(AdminSpec { listen: address })
 }
 
-/// One `[[ca]]` entry: its name as written and the validated spec.
+/// One `[[ca]]` entry: its name as written, the validated spec and the profile its
+/// certificates inherit.
 #[derive(Debug)]
 struct CaEntry<'a, 'i> {
     name: Option<Named<'a, 'i>>,
     spec: Result<CaSpec, Reported>,
+    /// `profile`: the default of the certificates that use this CA. Resolved into each
+    /// certificate rather than kept on [`CaSpec`], so that nothing past this crate has to
+    /// combine the two. `None` when unset, or when invalid (then `spec` is the error).
+    profile: Option<String>,
 }
 
 fn ca<'a, 'i>(
@@ -488,8 +500,11 @@ fn ca<'a, 'i>(
     let max_concurrent =
         table.optional("max_concurrent", |node| positive_integer(node, diagnostics));
     let request_timeout = table.optional("request_timeout", |node| duration(node, diagnostics));
+    let profile = table.optional(PROFILE_KEY, |node| profile(node, diagnostics));
 
     let spec = (|| {
+        // A broken default profile refuses the CA like any other key.
+        profile.as_ref().map_err(|reported| *reported)?;
         Ok(CaSpec {
             name: name?,
             directory: directory?,
@@ -504,6 +519,7 @@ fn ca<'a, 'i>(
     CaEntry {
         name: Named::of(table),
         spec,
+        profile: profile.unwrap_or_default(),
     }
 }
 
@@ -554,6 +570,15 @@ impl<'a, 'i> KnownCas<'_, 'a, 'i> {
                     .map(|spec| spec.name.clone())
                     .map_err(|r| *r)
             })
+    }
+
+    /// The default profile of the CA a certificate resolved to: the first valid entry of
+    /// that name, as [`KnownCas::find`] and [`KnownCas::only_one`] pick it.
+    fn default_profile(&self, ca: &CaName) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|entry| entry.spec.as_ref().is_ok_and(|spec| spec.name == *ca))
+            .and_then(|entry| entry.profile.clone())
     }
 
     /// The entry a certificate without `ca` uses: the only one, or the first when every
@@ -640,6 +665,7 @@ fn certificate<'a, 'i>(
     // `None`: inherit; `Some(None)`: "none", no window for this certificate.
     let own_window = table.optional("window", |node| window(node, diagnostics));
     let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
+    let own_profile = table.optional(PROFILE_KEY, |node| profile(node, diagnostics));
     let hooks = hooks::certificate_hooks(table, hook_settings, diagnostics);
     let challenge = challenge::certificate_challenge(
         table,
@@ -649,14 +675,17 @@ fn certificate<'a, 'i>(
     );
 
     let spec = (|| {
+        let ca = ca?;
+        let profile = own_profile?.or_else(|| cas.default_profile(&ca));
         let spec = CertificateSpec {
             name: name?,
-            ca: ca?,
+            ca,
             domains: domains?,
             key_type: key_type?,
             order_id: order_id?,
             action: action?,
             renew_before: renew_before?,
+            profile,
             schedule: Arc::new(SchedulePolicy {
                 urgent_before: urgent_before?.or(defaults.urgent_before),
                 window: own_window?

@@ -1,5 +1,6 @@
 //! Typed values read from a node of the configuration, shared by the tables that use them:
-//! durations as operators write them and paths relative to the file that names them.
+//! durations as operators write them, paths relative to the file that names them, and ACME
+//! profile names.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,42 @@ pub(crate) fn path(
             Err("must not be empty".to_owned())
         } else {
             Ok(context.resolve(text))
+        }
+    })
+}
+
+/// The longest ACME profile name accepted: profile names are short tokens (`shortlived`,
+/// `tlsserver`); anything longer is a mistake, not a profile.
+const PROFILE_MAX_LEN: usize = 64;
+
+/// `profile`: the name of an ACME profile (draft-ietf-acme-profiles), a token of ASCII
+/// letters, digits, '.', '_' and '-'. Whether the CA offers it is only known from its
+/// directory, so that is checked when an order is placed, not here. An empty string is an
+/// error rather than "no profile": leaving the key out says that.
+pub(crate) fn profile(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<String, Reported> {
+    node.parse(diagnostics, |text| {
+        if text.is_empty() {
+            return Err(
+                "must not be empty; leave profile out to use the CA's default profile".to_owned(),
+            );
+        }
+        let length = text.chars().count();
+        if length > PROFILE_MAX_LEN {
+            return Err(format!(
+                "invalid profile: at most {PROFILE_MAX_LEN} characters (found {length})"
+            ));
+        }
+        match text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            Some(found) => Err(format!(
+                "invalid profile {text:?}: may only contain ASCII letters, digits, '.', '_' and '-' (found {found:?})"
+            )),
+            None => Ok(text.to_owned()),
         }
     })
 }

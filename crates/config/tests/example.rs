@@ -75,6 +75,7 @@ fn example_config_is_valid_and_means_what_it_says() {
     assert_eq!(www.order_id.as_deref(), Some("123456789"));
     assert_eq!(www.action, LifecycleAction::Renew);
     assert_eq!(www.renew_before, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(www.profile, None, "profile is commented out in the example");
     // 02:30 Berlin time on the 1st: 01:30 UTC in winter.
     let www_window = www.schedule.window.as_ref().expect("own window");
     assert_eq!(www_window.cron.to_string(), "30 2 1 * *");
@@ -333,6 +334,7 @@ fn example_config_documents_every_key() {
         "order_id",
         "action",
         "renew_before",
+        "profile",
         "hooks_dir",
         "hook_timeout",
         "[hooks]",

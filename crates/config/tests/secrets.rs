@@ -117,7 +117,7 @@ fn warnings_survive_when_other_errors_refuse_the_config() {
     assert_eq!(errors.warnings.len(), 1, "{errors}");
     assert_eq!(
         errors.to_string(),
-        "c.toml:7:1: ca[0].unknown: unknown key; expected one of: name, directory, terms_of_service_agreed, contact, root_ca_file, max_concurrent, request_timeout, eab_kid, eab_hmac_key_file, eab_hmac_key_env, eab_hmac_key_credential, eab_hmac_key\n\
+        "c.toml:7:1: ca[0].unknown: unknown key; expected one of: name, directory, terms_of_service_agreed, contact, root_ca_file, max_concurrent, request_timeout, profile, eab_kid, eab_hmac_key_file, eab_hmac_key_env, eab_hmac_key_credential, eab_hmac_key\n\
          warning: c.toml:6:16: ca[0].eab_hmac_key: the HMAC key is stored in the config file; keep it out of the file with eab_hmac_key_file, eab_hmac_key_env or eab_hmac_key_credential"
     );
     let shown = format!("{errors}\n{errors:?}");

@@ -57,6 +57,7 @@ fn fleet(policy: &SchedulePolicy) -> Vec<Entry> {
                 order_id: (i % 10 == 0).then(|| format!("{}", 100_000_000 + i)),
                 action: LifecycleAction::Auto,
                 renew_before: (i % 7 == 0).then_some(30 * DAY),
+                profile: None,
                 schedule: std::sync::Arc::new(policy.clone()),
                 hooks: std::sync::Arc::default(),
             };

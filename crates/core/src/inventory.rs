@@ -138,6 +138,10 @@ pub struct CertificateSpec {
     pub action: LifecycleAction,
     /// Renew when less than this is left; `None` means a third of the lifetime.
     pub renew_before: Option<Duration>,
+    /// The ACME profile to request (draft-ietf-acme-profiles): the certificate's own, or
+    /// its CA's default; `None` leaves the choice to the CA. Checked against the CA's
+    /// directory (`meta.profiles`) when an order is placed.
+    pub profile: Option<String>,
     /// Maintenance window, urgency margin and backoff for this certificate (the global
     /// settings, or the certificate's own). Shared: most certificates use the global
     /// settings, and a fleet of ten thousand keeps one copy of them, not ten thousand.

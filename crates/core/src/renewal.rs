@@ -191,6 +191,7 @@ mod tests {
             order_id: None,
             action: LifecycleAction::Auto,
             renew_before,
+            profile: None,
             schedule: std::sync::Arc::default(),
             hooks: std::sync::Arc::default(),
         }

@@ -27,6 +27,7 @@ fn spec(
         order_id: None,
         action: LifecycleAction::Auto,
         renew_before,
+        profile: None,
         schedule: std::sync::Arc::new(schedule),
         hooks: std::sync::Arc::default(),
     }

@@ -37,6 +37,7 @@ fn spec(cert: &str, renew_before: Option<Duration>) -> CertificateSpec {
         order_id: None,
         action: LifecycleAction::Auto,
         renew_before,
+        profile: None,
         schedule: std::sync::Arc::default(),
         hooks: std::sync::Arc::default(),
     }
