@@ -15,6 +15,8 @@ command -v certbot >/dev/null 2>&1 || packages+=(certbot)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || packages+=(bind9)
 command -v nsupdate >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 || packages+=(bind9-dnsutils)
+[ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
+command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || packages+=(util-linux)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

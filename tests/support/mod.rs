@@ -10,6 +10,7 @@
 
 pub mod bind;
 pub mod hostile;
+pub mod journald;
 pub mod nginx;
 pub mod pebble;
 pub mod proxy;
