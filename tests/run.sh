@@ -18,6 +18,8 @@ command -v nsupdate >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 || package
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 # Debian's rpm tool, which reads and installs the RPM (tests/packaging-rpm.sh).
 command -v rpm >/dev/null 2>&1 || packages+=(rpm)
+[ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
+command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || packages+=(util-linux)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

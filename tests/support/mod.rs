@@ -11,6 +11,7 @@
 pub mod a2c;
 pub mod bind;
 pub mod hostile;
+pub mod journald;
 pub mod nginx;
 pub mod pebble;
 pub mod proxy;

@@ -183,7 +183,7 @@ impl AcmeAccount {
             terms_of_service_agreed: ca.terms_of_service_agreed,
             only_return_existing: false,
         };
-        tracing::info!(ca = %ca_name, directory = %directory, eab_kid = ?kid, "registering ACME account");
+        tracing::info!(ca = %ca_name, directory = %directory, eab_kid = kid.as_deref().map(tracing::field::display), "registering ACME account");
         let created = retry_bad_nonce!(
             Account::builder_with_http(transport.boxed())
                 .create(&new_account, directory.clone(), eab_key.as_ref())

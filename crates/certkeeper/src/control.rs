@@ -166,7 +166,7 @@ async fn serve_client(
     if !allowed(peer.uid(), peer.gid(), peer.pid()) {
         tracing::warn!(
             uid = peer.uid(),
-            pid = ?peer.pid(),
+            pid = peer.pid(),
             "control connection refused: not root, not certkeeper's user, not in its group"
         );
         let refusal = Reply::Refused(

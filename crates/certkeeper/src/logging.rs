@@ -1,18 +1,46 @@
 //! Where log lines go.
 //!
 //! Under systemd, stderr is connected to the journal and `JOURNAL_STREAM` names that stream;
-//! then events go to journald natively, with their fields (`CERT`, `DOMAINS`, ...) and the
-//! syslog identifier `certkeeper`, so `journalctl -u certkeeper CERT=www` works. Anywhere else
-//! they are readable lines on stderr, without colour codes when stderr is not a terminal, or
-//! JSON lines with `--log-format json`.
+//! then events go to journald natively, with their fields (`CERT`, `DOMAINS`, `ORDER_URL`,
+//! `ERROR`, ...) and the syslog identifier `certkeeper`, so `journalctl -u certkeeper CERT=www`
+//! works. Anywhere else they are readable lines on stderr, without colour codes when stderr is
+//! not a terminal, or JSON lines with `--log-format json`.
+//!
+//! What reaches the journal, and why (`tests/journald.rs` checks each against a real
+//! systemd-journald):
+//! - Field names are the tracing field names upper-cased, with no prefix: tracing-journald's
+//!   default `F_` prefix would make the README's `CERT=www` match nothing. The price is that a
+//!   field must not be named after one of journald's own (`message`, `priority`, `target`,
+//!   `code_file`, `code_line`, `syslog_identifier`, ...); none is.
+//! - The identifier is `certkeeper` whatever the executable is called (`journalctl -t`).
+//! - Levels map to syslog priorities the way journald users read them: error 3 (`journalctl -p
+//!   err` lists exactly what a human must act on), warn 4, info 6, debug and trace 7.
+//!   tracing-journald's default puts info at 5 (notice), which would mix routine renewals in
+//!   with `-p notice`.
+//! - An optional value is logged as the value or not at all: write
+//!   `field = option.map(tracing::field::display)`, never `field = ?option`, which would
+//!   arrive as `Some(...)` and so never match `journalctl FIELD=value`.
 
 use std::io::IsTerminal;
 
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
+
+/// `SYSLOG_IDENTIFIER` of every event sent to journald.
+const SYSLOG_IDENTIFIER: &str = "certkeeper";
+
+/// tracing levels as syslog priorities (see the module documentation).
+const PRIORITIES: PriorityMappings = PriorityMappings {
+    error: Priority::Error,
+    warn: Priority::Warning,
+    info: Priority::Informational,
+    debug: Priority::Debug,
+    trace: Priority::Debug,
+};
 
 /// Install the global subscriber. `filter` overrides `$RUST_LOG`; the default is `info`.
 pub fn init(filter: Option<&str>, format: LogFormat) {
@@ -27,7 +55,12 @@ pub fn init(filter: Option<&str>, format: LogFormat) {
     {
         tracing_subscriber::registry()
             .with(filter)
-            .with(journald.with_syslog_identifier("certkeeper".to_owned()))
+            .with(
+                journald
+                    .with_field_prefix(None)
+                    .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned())
+                    .with_priority_mappings(PRIORITIES),
+            )
             .init();
         return;
     }

@@ -341,7 +341,7 @@ pub async fn serve_router(
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: wait briefly rather than spin.
             Err(err) => {
-                tracing::warn!(error = %err, local = ?listener.local_addr().ok(), "cannot accept a connection");
+                tracing::warn!(error = %err, local = listener.local_addr().ok().map(tracing::field::display), "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -358,7 +358,7 @@ pub async fn serve_router(
     while connections.join_next().await.is_some() {}
     let stats = lock(&table).stats;
     tracing::debug!(
-        local = ?listener.local_addr().ok(),
+        local = listener.local_addr().ok().map(tracing::field::display),
         accepted = stats.accepted,
         evicted = stats.evicted,
         refused = stats.refused,

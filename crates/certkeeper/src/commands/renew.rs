@@ -131,7 +131,10 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut servers = Vec::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();
-        tracing::debug!(?addr, "HTTP-01 responder listening");
+        tracing::debug!(
+            addr = addr.map(tracing::field::display),
+            "HTTP-01 responder listening"
+        );
         let stop = stop.clone();
         servers.push(tokio::spawn(certkeeper_challenge::serve(
             listener,

@@ -213,7 +213,10 @@ impl Daemon {
         };
         let mut responders = JoinSet::new();
         for listener in listeners {
-            tracing::info!(addr = ?listener.local_addr().ok(), "HTTP-01 responder listening");
+            tracing::info!(
+                addr = listener.local_addr().ok().map(tracing::field::display),
+                "HTTP-01 responder listening"
+            );
             let stop = stop_responder.clone();
             responders.spawn(certkeeper_challenge::serve(
                 listener,
