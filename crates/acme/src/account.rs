@@ -224,6 +224,11 @@ impl AcmeAccount {
         &self.stored.account_url
     }
 
+    /// The transport this account talks through.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Open a session on `directory_url` (the account directory, or a lifecycle variant of it).
     pub(crate) async fn session(&self, directory_url: &str) -> Result<Account, AcmeError> {
         self.session_through(directory_url, self.transport.boxed())
