@@ -11,15 +11,13 @@ use std::fmt;
 
 use base64::Engine;
 use base64::prelude::BASE64_URL_SAFE_NO_PAD;
-use bytes::Bytes;
 use certkeeper_core::lifecycle::{account_directory, account_storage_key};
 use certkeeper_core::{CaSpec, RevocationReason};
-use instant_acme::{
-    Account, BodyWrapper, ExternalAccountKey, HttpClient, NewAccount, RevocationRequest,
-};
+use instant_acme::{Account, ExternalAccountKey, HttpClient, NewAccount, RevocationRequest};
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
+use crate::directory::fetch_directory;
 use crate::error::{AcmeError, CaFailure, registration_error};
 use crate::transport::Transport;
 
@@ -79,21 +77,6 @@ impl StoredAccount {
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec_pretty(self)
     }
-}
-
-/// The parts of a CA's directory certkeeper checks before registering.
-#[derive(Debug, Default, Deserialize)]
-struct DirectoryDocument {
-    #[serde(default)]
-    meta: DirectoryMeta,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DirectoryMeta {
-    terms_of_service: Option<String>,
-    #[serde(default)]
-    external_account_required: bool,
 }
 
 /// A registered account at one CA, ready to open order sessions.
@@ -163,7 +146,9 @@ impl AcmeAccount {
             ));
         }
 
-        let meta = fetch_directory_meta(&ca_name, &transport, &directory).await?;
+        let meta = fetch_directory(&ca_name, &transport, &directory)
+            .await?
+            .meta;
         if let Some(terms) = meta.terms_of_service
             && !ca.terms_of_service_agreed
         {
@@ -239,8 +224,24 @@ impl AcmeAccount {
         &self.stored.account_url
     }
 
+    /// The transport this account talks through.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Open a session on `directory_url` (the account directory, or a lifecycle variant of it).
     pub(crate) async fn session(&self, directory_url: &str) -> Result<Account, AcmeError> {
+        self.session_through(directory_url, self.transport.boxed())
+            .await
+    }
+
+    /// Open a session on `directory_url` whose requests go through `http` (a wrapper around
+    /// this account's transport).
+    pub(crate) async fn session_through(
+        &self,
+        directory_url: &str,
+        http: Box<dyn HttpClient>,
+    ) -> Result<Account, AcmeError> {
         let unusable = |reason: String| AcmeError::StoredAccount {
             ca: self.ca.clone(),
             reason,
@@ -249,7 +250,7 @@ impl AcmeAccount {
         let key = BASE64_URL_SAFE_NO_PAD
             .decode(&self.stored.key_pkcs8)
             .map_err(|err| unusable(format!("account key: {err}")))?;
-        Account::builder_with_http(self.transport.boxed())
+        Account::builder_with_http(http)
             .from_parts(
                 self.stored.account_url.clone(),
                 PrivatePkcs8KeyDer::from(key),
@@ -312,33 +313,4 @@ fn stored_from_credentials(
         directory,
         eab_kid,
     })
-}
-
-async fn fetch_directory_meta(
-    ca: &str,
-    transport: &Transport,
-    url: &str,
-) -> Result<DirectoryMeta, AcmeError> {
-    let failed = |source: instant_acme::Error| AcmeError::Directory {
-        ca: ca.to_owned(),
-        url: url.to_owned(),
-        source: Box::new(source),
-    };
-    let request = http::Request::get(url)
-        .body(BodyWrapper::<Bytes>::default())
-        .map_err(|err| failed(instant_acme::Error::Http(err)))?;
-    let mut response = transport.request(request).await.map_err(failed)?;
-    let body = response
-        .body
-        .into_bytes()
-        .await
-        .map_err(|err| failed(instant_acme::Error::Other(err)))?;
-    if !response.parts.status.is_success() {
-        return Err(failed(instant_acme::Error::Other(
-            format!("HTTP status {}", response.parts.status).into(),
-        )));
-    }
-    let document: DirectoryDocument =
-        serde_json::from_slice(&body).map_err(|err| failed(instant_acme::Error::Json(err)))?;
-    Ok(document.meta)
 }

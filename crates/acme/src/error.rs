@@ -25,10 +25,13 @@ use std::time::{Duration, SystemTime};
 use certkeeper_core::{ChallengeKind, SolverError};
 use instant_acme::Problem;
 
-/// The RFC 8555 problem types (section 6.7), `urn:ietf:params:acme:error:<name>`.
+/// The RFC 8555 problem types (section 6.7), `urn:ietf:params:acme:error:<name>`, and
+/// `alreadyReplaced` from ACME Renewal Information (RFC 9773 section 7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemType {
     AccountDoesNotExist,
+    /// The certificate a `replaces` field names was already replaced by another order.
+    AlreadyReplaced,
     AlreadyRevoked,
     BadCsr,
     BadNonce,
@@ -58,8 +61,9 @@ pub enum ProblemType {
 const ACME_ERROR_NAMESPACE: &str = "urn:ietf:params:acme:error:";
 
 /// Every problem type with its name in the namespace, for both directions of the mapping.
-const PROBLEM_TYPES: [(ProblemType, &str); 24] = [
+const PROBLEM_TYPES: [(ProblemType, &str); 25] = [
     (ProblemType::AccountDoesNotExist, "accountDoesNotExist"),
+    (ProblemType::AlreadyReplaced, "alreadyReplaced"),
     (ProblemType::AlreadyRevoked, "alreadyRevoked"),
     (ProblemType::BadCsr, "badCSR"),
     (ProblemType::BadNonce, "badNonce"),
@@ -89,8 +93,8 @@ const PROBLEM_TYPES: [(ProblemType, &str); 24] = [
 ];
 
 impl ProblemType {
-    /// The type named by a problem document's `type` URN; `None` for a type outside RFC 8555
-    /// (a CA's own URN, `about:blank`).
+    /// The type named by a problem document's `type` URN; `None` for a type outside the ACME
+    /// namespace's known names (a CA's own URN, `about:blank`).
     #[must_use]
     pub fn from_urn(urn: &str) -> Option<Self> {
         let name = urn.strip_prefix(ACME_ERROR_NAMESPACE)?;
@@ -151,6 +155,7 @@ impl RegistrationFix {
             ) => Self::RetryLater,
             Some(
                 ProblemType::AccountDoesNotExist
+                | ProblemType::AlreadyReplaced
                 | ProblemType::AlreadyRevoked
                 | ProblemType::BadCsr
                 | ProblemType::BadPublicKey
@@ -301,6 +306,96 @@ pub enum AcmeError {
     },
     #[error("cannot generate the {key_type} key or CSR: {reason}")]
     KeyGeneration { key_type: String, reason: String },
+    /// The order asks for a certificate profile (draft-ietf-acme-profiles) the CA's directory
+    /// does not list; checked before `newOrder`, so nothing was ordered.
+    #[error(
+        "CA {ca:?} does not offer the certificate profile {profile:?} ({}); change profile in the configuration",
+        OfferedProfiles(offered)
+    )]
+    UnknownProfile {
+        ca: String,
+        profile: String,
+        /// The profiles the CA's directory lists, sorted.
+        offered: Vec<String>,
+    },
+    /// The certificate has no Authority Key Identifier with a `keyIdentifier`, which the ARI
+    /// certificate ID is made of (RFC 9773 section 4.1): ARI cannot be used for it.
+    #[error(
+        "the certificate has no authority key identifier, so ACME Renewal Information cannot be used for it"
+    )]
+    NoAuthorityKeyId,
+    /// The bytes given as a certificate do not parse as an X.509 certificate.
+    #[error("cannot read the certificate: {reason}")]
+    UnreadableCertificate { reason: String },
+    /// A `renewalInfo` request (RFC 9773 section 4.2) failed or its answer is unusable.
+    #[error("CA {ca:?}: cannot get renewal information from {url}")]
+    RenewalInfo {
+        ca: String,
+        url: String,
+        #[source]
+        source: Box<RenewalInfoFailure>,
+    },
+}
+
+/// The profiles a CA offers, for [`AcmeError::UnknownProfile`]'s message.
+struct OfferedProfiles<'a>(&'a [String]);
+
+impl fmt::Display for OfferedProfiles<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("it offers no profiles");
+        }
+        f.write_str("it offers ")?;
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `renewalInfo` request gave no usable window ([`AcmeError::RenewalInfo`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalInfoFailure {
+    /// No complete answer: the connection failed or the request timed out.
+    #[error("the request failed")]
+    Request(#[source] instant_acme::Error),
+    /// The CA answered with an error status, and a problem document when it sent one.
+    #[error("HTTP status {status}")]
+    Status {
+        status: http::StatusCode,
+        /// When to ask again, if the CA said so (`Retry-After`).
+        retry_after: Option<SystemTime>,
+        #[source]
+        problem: Option<Problem>,
+    },
+    /// The body is not a renewal information object.
+    #[error("the answer is not renewal information")]
+    Malformed(#[source] serde_json::Error),
+    /// The suggested window ends before it starts (RFC 9773 section 4.2 requires end after
+    /// start).
+    #[error("the suggested window ends ({end}) before it starts ({start})")]
+    InvertedWindow { start: String, end: String },
+}
+
+impl RenewalInfoFailure {
+    /// Asking again later may succeed without anyone changing anything: no answer, a rate
+    /// limit or the CA's own trouble.
+    fn is_transient(&self) -> bool {
+        match self {
+            RenewalInfoFailure::Request(_) => true,
+            RenewalInfoFailure::Status {
+                status, problem, ..
+            } => {
+                *status == http::StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+                    || problem.as_ref().is_some_and(is_transient)
+            }
+            RenewalInfoFailure::Malformed(_) | RenewalInfoFailure::InvertedWindow { .. } => false,
+        }
+    }
 }
 
 impl AcmeError {
@@ -309,6 +404,10 @@ impl AcmeError {
     pub fn problem(&self) -> Option<&Problem> {
         match self {
             AcmeError::Registration { problem, .. } => Some(problem),
+            AcmeError::RenewalInfo { source, .. } => match source.as_ref() {
+                RenewalInfoFailure::Status { problem, .. } => problem.as_ref(),
+                _ => None,
+            },
             AcmeError::Directory { source, .. } | AcmeError::Protocol { source, .. } => {
                 match source.as_ref() {
                     instant_acme::Error::Api(problem) => Some(problem),
@@ -349,6 +448,7 @@ impl AcmeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AcmeError::Timeout { .. } => true,
+            AcmeError::RenewalInfo { source, .. } => source.is_transient(),
             AcmeError::Directory { source, .. } | AcmeError::Protocol { source, .. } => {
                 match source.as_ref() {
                     instant_acme::Error::Api(problem) => is_transient(problem),
@@ -469,6 +569,27 @@ mod tests {
         ] {
             assert_eq!(ProblemType::from_urn(foreign), None, "{foreign}");
         }
+    }
+
+    #[test]
+    fn already_replaced_from_rfc_9773_round_trips() {
+        let urn = "urn:ietf:params:acme:error:alreadyReplaced";
+        assert_eq!(
+            ProblemType::from_urn(urn),
+            Some(ProblemType::AlreadyReplaced)
+        );
+        assert_eq!(ProblemType::AlreadyReplaced.urn(), urn);
+        let refused = problem(Some(urn), "already replaced by order 7", 409);
+        assert_eq!(
+            ProblemType::of(&refused),
+            Some(ProblemType::AlreadyReplaced)
+        );
+        let err = AcmeError::Protocol {
+            ca: "ca-1".to_owned(),
+            step: "new order",
+            source: Box::new(instant_acme::Error::Api(refused)),
+        };
+        assert!(!err.is_retryable());
     }
 
     #[test]

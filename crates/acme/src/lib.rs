@@ -10,9 +10,14 @@
 //! - [`account`]: one account per (directory, EAB key id), registered once and stored by the
 //!   caller; orders then reach the CA through whatever lifecycle URL the core derives (DigiCert's
 //!   `?action=..&orderId=..`) with the same account.
-//! - [`order`]: new order, challenges answered through the core's [`ChallengeSolver`] port
-//!   (cleaned up however the attempt ends), already-valid authorizations skipped, finalize
-//!   with a CSR from [`keys`], certificate download.
+//! - [`order`]: new order (with the certificate profile the CA's directory offers, and
+//!   `replaces` naming the certificate it renews when the CA offers ARI), challenges answered
+//!   through the core's [`ChallengeSolver`] port (cleaned up however the attempt ends),
+//!   already-valid authorizations skipped, finalize with a CSR from [`keys`], certificate
+//!   download.
+//! - [`renewal_info`]: ACME Renewal Information (RFC 9773): the certificate ID, and the CA's
+//!   suggested renewal window for a certificate, fetched with a plain GET through the same
+//!   transport; the planner in the core decides what to do with the window.
 //! - [`error`]: errors that keep the CA's problem document and say whether to retry, what a
 //!   refused registration asks the operator to change, and whether the CA lost the account;
 //!   [`CaFailure`] adds the Retry-After the CA sent with one.
@@ -23,12 +28,15 @@
 //! [`ChallengeSolver`]: certkeeper_core::ChallengeSolver
 
 pub mod account;
+mod directory;
 pub mod error;
 pub mod keys;
 pub mod order;
+pub mod renewal_info;
 pub mod transport;
 
 pub use account::{AcmeAccount, StoredAccount};
-pub use error::{AcmeError, CaFailure, ProblemType, RegistrationFix};
+pub use error::{AcmeError, CaFailure, ProblemType, RegistrationFix, RenewalInfoFailure};
 pub use order::{Issued, OrderRequest, PlacedOrder, PollPolicy};
+pub use renewal_info::{RenewalInfoAnswer, RenewalInfoClient, cert_id};
 pub use transport::{Transport, TransportSettings};

@@ -23,24 +23,48 @@
 //! the guard's `Drop` calls the solver's `cleanup` for what is left (a solver does what it can
 //! within that call; the embedded responder forgets the token there) and hands a future still
 //! pending after one poll to the runtime.
+//!
+//! # Profiles and `replaces`
+//!
+//! A requested certificate profile (draft-ietf-acme-profiles) is checked against the session
+//! directory's `meta.profiles` before anything is ordered: a name the CA does not list is a
+//! configuration error ([`AcmeError::UnknownProfile`]), not a refusal to retry.
+//!
+//! A renewal names the certificate it replaces (RFC 9773 section 5) when the CA offers ARI, so
+//! the CA can relax rate limits and track the replacement. `replaces` is a courtesy, never a
+//! reason to fail: without ARI, or for a certificate without an AKI, it is left out; when the
+//! CA refuses it (`alreadyReplaced`, or `malformed` from a CA that cannot parse it) the order
+//! is placed once more without it. A CA may also create the order and not echo `replaces` in
+//! it (acme2certifier 0.46.3 does); instant-acme then fails `new_order` although the order
+//! exists. The session of a new order therefore goes through a `NewOrderRecorder`, which keeps
+//! the directory it read (for `renewalInfo`) and the `Location` of a `201 Created`: after such
+//! a failure the order is picked up by that URL instead of ordering a second time.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use certkeeper_core::{
     CertName, ChallengeAnswer, ChallengeKind, ChallengeSolver, DomainName, KeyType, Secret,
     SolverError,
 };
+use http_body_util::Full;
 use instant_acme::{
-    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    Account, AuthorizationStatus, BodyWrapper, BytesResponse, CertificateIdentifier,
+    ChallengeStatus, ChallengeType, HttpClient, Identifier, NewOrder, Order, OrderStatus,
     RetryPolicy,
 };
 
 use crate::account::{AcmeAccount, retry_bad_nonce};
-use crate::error::AcmeError;
+use crate::directory::Directory;
+use crate::error::{AcmeError, ProblemType};
 use crate::keys::{csr_der, generate_key_pem};
+use crate::renewal_info::certificate_identifier;
+use crate::transport::{PendingResponse, Transport};
 
 /// What to order.
 #[derive(Debug, Clone)]
@@ -50,6 +74,12 @@ pub struct OrderRequest<'a> {
     pub key_type: KeyType,
     /// The directory URL for this order (the lifecycle rule's output).
     pub directory_url: &'a str,
+    /// The leaf (DER) of the certificate this order replaces, sent as `replaces` (RFC 9773
+    /// section 5) when the CA offers ARI; `None` for a first issuance.
+    pub replaces: Option<&'a [u8]>,
+    /// The certificate profile to ask for (draft-ietf-acme-profiles); `None` for the CA's
+    /// default.
+    pub profile: Option<&'a str>,
 }
 
 /// How long to wait for the CA, and how eagerly to poll.
@@ -191,13 +221,119 @@ pub struct PlacedOrder<'a> {
     account: &'a AcmeAccount,
     order: Order,
     url: String,
+    replaced: bool,
 }
 
 impl fmt::Debug for PlacedOrder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PlacedOrder")
             .field("url", &self.url)
+            .field("replaced", &self.replaced)
             .finish_non_exhaustive()
+    }
+}
+
+/// How one `newOrder` went.
+enum NewOrderOutcome {
+    /// The CA created the order and instant-acme took its answer.
+    Created(Order),
+    /// The CA created the order (`201` with a `Location`) but instant-acme failed on its
+    /// answer with `error`; the order was picked up by its URL.
+    PickedUp {
+        order: Order,
+        error: instant_acme::Error,
+    },
+    /// No order: the CA refused, or no answer came.
+    Refused(instant_acme::Error),
+}
+
+/// The HTTP client of a new order's session: the account's transport, plus a record of what
+/// instant-acme reads but does not hand out (see the module docs). Sessions are per order, so
+/// the record is too.
+#[derive(Clone)]
+struct NewOrderRecorder {
+    transport: Transport,
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// The directory the session read: its first successful GET.
+    directory: Option<Directory>,
+    /// The `Location` of the latest `201 Created` answer to a POST: in a session that creates
+    /// one order, the new order's URL.
+    created: Option<String>,
+}
+
+impl NewOrderRecorder {
+    fn new(transport: &Transport) -> Self {
+        Self {
+            transport: transport.clone(),
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        lock(&self.seen)
+    }
+
+    /// Whether the session's directory has `renewalInfo`.
+    fn offers_renewal_info(&self) -> bool {
+        self.seen()
+            .directory
+            .as_ref()
+            .is_some_and(|directory| directory.renewal_info.is_some())
+    }
+
+    fn forget_created(&self) {
+        self.seen().created = None;
+    }
+
+    fn created(&self) -> Option<String> {
+        self.seen().created.clone()
+    }
+}
+
+/// The record, also after a panic elsewhere: it holds plain values, never half-updated.
+fn lock(seen: &Mutex<Seen>) -> MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl HttpClient for NewOrderRecorder {
+    fn request(&self, req: http::Request<BodyWrapper<Bytes>>) -> PendingResponse {
+        let method = req.method().clone();
+        let sent = self.transport.request(req);
+        let seen = Arc::clone(&self.seen);
+        Box::pin(async move {
+            let mut response = sent.await?;
+            let status = response.parts.status;
+            if method == http::Method::POST && status == http::StatusCode::CREATED {
+                if let Some(location) = response
+                    .parts
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|value| value.to_str().ok())
+                {
+                    lock(&seen).created = Some(location.to_owned());
+                }
+                return Ok(response);
+            }
+            if method == http::Method::GET && status.is_success() && lock(&seen).directory.is_none()
+            {
+                // The transport has the whole body already; read it and hand on a copy.
+                let body = response
+                    .body
+                    .into_bytes()
+                    .await
+                    .map_err(instant_acme::Error::Other)?;
+                lock(&seen).directory = Directory::parse(&body).ok();
+                return Ok(BytesResponse::from(http::Response::from_parts(
+                    response.parts,
+                    Full::new(body),
+                )));
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -216,21 +352,143 @@ impl AcmeAccount {
             domains = %join(request.domains),
             "placing ACME order"
         );
-        let account = self.session(request.directory_url).await?;
+        let recorder = NewOrderRecorder::new(self.transport());
+        let account = self
+            .session_through(request.directory_url, Box::new(recorder.clone()))
+            .await?;
+        if let Some(profile) = request.profile {
+            check_profile(self.ca(), profile, account.profiles().map(|meta| meta.name))?;
+        }
         let identifiers: Vec<Identifier> = request
             .domains
             .iter()
             .map(|d| Identifier::Dns(d.to_string()))
             .collect();
-        let order = retry_bad_nonce!(account.new_order(&NewOrder::new(&identifiers)).await)
-            .map_err(|source| self.protocol("new order", source))?;
+        let new_order = |replaces: Option<CertificateIdentifier<'static>>| {
+            let mut new_order = NewOrder::new(&identifiers);
+            if let Some(profile) = request.profile {
+                new_order = new_order.profile(profile);
+            }
+            if let Some(replaces) = replaces {
+                new_order = new_order.replaces(replaces);
+            }
+            new_order
+        };
+        let replaces = request
+            .replaces
+            .and_then(|leaf| replaces_id(request.cert, leaf, recorder.offers_renewal_info()));
+
+        let (order, replaces) = match replaces {
+            None => (
+                self.create_order(&account, &recorder, &new_order(None))
+                    .await?,
+                None,
+            ),
+            Some(id) => match self
+                .send_new_order(&account, &recorder, &new_order(Some(id.clone())))
+                .await?
+            {
+                NewOrderOutcome::Created(order) => (order, Some(id)),
+                NewOrderOutcome::PickedUp { mut order, error } => {
+                    if order.state().replaces.as_ref() == Some(&id) {
+                        tracing::warn!(
+                            cert = %request.cert,
+                            order_url = %order.url(),
+                            error = %certkeeper_core::error_chain(&error),
+                            "the CA created the order but its answer could not be read; continuing with the order fetched by its URL"
+                        );
+                    } else {
+                        tracing::warn!(
+                            cert = %request.cert,
+                            order_url = %order.url(),
+                            replaces = %id,
+                            "the CA created the order but did not reflect replaces in it (RFC 9773 section 5); continuing with that order"
+                        );
+                    }
+                    (order, Some(id))
+                }
+                NewOrderOutcome::Refused(instant_acme::Error::Api(problem))
+                    if matches!(
+                        ProblemType::of(&problem),
+                        Some(ProblemType::AlreadyReplaced | ProblemType::Malformed)
+                    ) =>
+                {
+                    tracing::warn!(
+                        cert = %request.cert,
+                        replaces = %id,
+                        problem = %problem,
+                        "the CA refused the order naming the certificate it replaces; ordering again without replaces"
+                    );
+                    (
+                        self.create_order(&account, &recorder, &new_order(None))
+                            .await?,
+                        None,
+                    )
+                }
+                NewOrderOutcome::Refused(source) => return Err(self.protocol("new order", source)),
+            },
+        };
         let url = order.url().to_owned();
-        tracing::info!(cert = %request.cert, order_url = %url, "order created");
+        tracing::info!(
+            cert = %request.cert,
+            order_url = %url,
+            replaces = replaces.as_ref().map(tracing::field::display),
+            profile = request.profile,
+            "order created"
+        );
         Ok(PlacedOrder {
             account: self,
             order,
             url,
+            replaced: replaces.is_some(),
         })
+    }
+
+    /// Send a `newOrder` without `replaces`: created, picked up, or an error.
+    async fn create_order(
+        &self,
+        account: &Account,
+        recorder: &NewOrderRecorder,
+        new_order: &NewOrder<'_>,
+    ) -> Result<Order, AcmeError> {
+        match self.send_new_order(account, recorder, new_order).await? {
+            NewOrderOutcome::Created(order) => Ok(order),
+            NewOrderOutcome::PickedUp { order, error } => {
+                tracing::warn!(
+                    order_url = %order.url(),
+                    error = %certkeeper_core::error_chain(&error),
+                    "the CA created the order but its answer could not be read; continuing with the order fetched by its URL"
+                );
+                Ok(order)
+            }
+            NewOrderOutcome::Refused(source) => Err(self.protocol("new order", source)),
+        }
+    }
+
+    /// Send one `newOrder` (retried on `badNonce`). When it fails other than by a problem
+    /// document after the CA answered `201 Created` with a `Location`, the order exists: it is
+    /// fetched by that URL rather than ordered twice.
+    async fn send_new_order(
+        &self,
+        account: &Account,
+        recorder: &NewOrderRecorder,
+        new_order: &NewOrder<'_>,
+    ) -> Result<NewOrderOutcome, AcmeError> {
+        let sent = retry_bad_nonce!({
+            recorder.forget_created();
+            account.new_order(new_order).await
+        });
+        let error = match sent {
+            Ok(order) => return Ok(NewOrderOutcome::Created(order)),
+            Err(error @ instant_acme::Error::Api(_)) => return Ok(NewOrderOutcome::Refused(error)),
+            Err(error) => error,
+        };
+        let Some(url) = recorder.created() else {
+            return Ok(NewOrderOutcome::Refused(error));
+        };
+        let order = retry_bad_nonce!(account.order(url.clone()).await)
+            .map_err(|source| self.protocol("fetching the new order by its URL", source))?;
+        Ok(NewOrderOutcome::PickedUp { order, error })
     }
 
     /// Pick up an order created earlier (before a restart) by its URL.
@@ -246,10 +504,12 @@ impl AcmeAccount {
         let mut order = retry_bad_nonce!(account.order(order_url.to_owned()).await)
             .map_err(|source| self.protocol("resuming the order", source))?;
         tracing::info!(order_url = %order_url, status = ?order.state().status, "resumed order");
+        let replaced = order.state().replaces.is_some();
         Ok(PlacedOrder {
             account: self,
             order,
             url: order_url.to_owned(),
+            replaced,
         })
     }
 
@@ -289,6 +549,14 @@ impl PlacedOrder<'_> {
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether this order replaces a certificate: the `newOrder` that created it carried
+    /// `replaces` and the CA accepted it (even when the CA did not echo the field, see the
+    /// module docs); for a resumed order, whether the CA's order object names one.
+    #[must_use]
+    pub fn replaced(&self) -> bool {
+        self.replaced
     }
 
     /// Drive the order from wherever it is to a downloaded chain: answer a challenge for each
@@ -587,6 +855,44 @@ impl AcmeAccount {
     }
 }
 
+/// Refuse a profile the CA's directory does not list (`offered`), before anything is ordered.
+fn check_profile<'a>(
+    ca: &str,
+    profile: &str,
+    offered: impl Iterator<Item = &'a str>,
+) -> Result<(), AcmeError> {
+    let mut offered: Vec<String> = offered.map(str::to_owned).collect();
+    if offered.iter().any(|name| name == profile) {
+        return Ok(());
+    }
+    offered.sort_unstable();
+    Err(AcmeError::UnknownProfile {
+        ca: ca.to_owned(),
+        profile: profile.to_owned(),
+        offered,
+    })
+}
+
+/// The certificate ID for `replaces`, when it can be sent: the CA offers ARI and the
+/// certificate has an AKI. Otherwise the order goes without it (logged at debug).
+fn replaces_id(
+    cert: &CertName,
+    leaf_der: &[u8],
+    offers_renewal_info: bool,
+) -> Option<CertificateIdentifier<'static>> {
+    if !offers_renewal_info {
+        tracing::debug!(cert = %cert, "the CA offers no ARI (no renewalInfo); ordering without replaces");
+        return None;
+    }
+    match certificate_identifier(leaf_der) {
+        Ok(id) => Some(id),
+        Err(err) => {
+            tracing::debug!(cert = %cert, error = %certkeeper_core::error_chain(&err), "no certificate ID for replaces; ordering without it");
+            None
+        }
+    }
+}
+
 fn join(domains: &[DomainName]) -> String {
     domains
         .iter()
@@ -604,5 +910,51 @@ fn offered_name(kind: &ChallengeType) -> String {
         ChallengeType::DeviceAttest01 => "device-attest-01".to_owned(),
         ChallengeType::Unknown(name) => name.clone(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::renewal_info::tests::leaf;
+
+    #[test]
+    fn a_profile_the_ca_does_not_list_is_refused_with_what_it_offers() {
+        let offered = ["tlsserver", "classic", "shortlived"];
+        assert!(check_profile("ca-1", "classic", offered.into_iter()).is_ok());
+
+        let err = check_profile("ca-1", "tlsclient", offered.into_iter()).expect_err("unknown");
+        assert!(
+            matches!(&err, AcmeError::UnknownProfile { offered, .. }
+                if offered == &["classic", "shortlived", "tlsserver"]),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "CA \"ca-1\" does not offer the certificate profile \"tlsclient\" (it offers \
+             \"classic\", \"shortlived\", \"tlsserver\"); change profile in the configuration"
+        );
+
+        let err = check_profile("ca-1", "classic", std::iter::empty()).expect_err("none offered");
+        assert_eq!(
+            err.to_string(),
+            "CA \"ca-1\" does not offer the certificate profile \"classic\" (it offers no \
+             profiles); change profile in the configuration"
+        );
+    }
+
+    #[test]
+    fn replaces_is_sent_only_with_ari_and_a_certificate_id() {
+        let cert = CertName::new("www").expect("cert name");
+        let with_aki = leaf(&[0xC0, 0xFF, 0xEE], &[0x01, 0x02, 0x03], true);
+        assert_eq!(
+            replaces_id(&cert, &with_aki, true).map(|id| id.to_string()),
+            Some("wP_u.AQID".to_owned())
+        );
+        assert!(replaces_id(&cert, &with_aki, false).is_none());
+        let without_aki = leaf(&[0xC0, 0xFF, 0xEE], &[0x01], false);
+        assert!(replaces_id(&cert, &without_aki, true).is_none());
+        assert!(replaces_id(&cert, b"garbage", true).is_none());
     }
 }

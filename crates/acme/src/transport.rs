@@ -5,7 +5,8 @@
 //!
 //! The transport also remembers the latest `Retry-After` a CA sent with an error (429, 503):
 //! instant-acme honours it while polling but drops it from the errors it returns, and the
-//! scheduler must not retry before it.
+//! scheduler must not retry before it. Requests whose answers certkeeper reads itself (ARI's
+//! `renewalInfo`) go through `Transport::request_unremembered` and leave it alone.
 
 use std::fmt;
 use std::future::Future;
@@ -149,7 +150,7 @@ fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), AcmeError
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 section 10.2.3).
-fn parse_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn parse_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
@@ -166,24 +167,38 @@ fn parse_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Syste
 #[error("no complete response from the CA within {0:?}")]
 pub struct RequestTimeout(pub Duration);
 
-impl HttpClient for Transport {
-    fn request(
+/// A response on its way, as instant-acme's [`HttpClient`] returns it.
+pub(crate) type PendingResponse =
+    Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>;
+
+impl Transport {
+    /// Send `req` with the request deadline, leaving the remembered Retry-After alone.
+    ///
+    /// For requests whose answer the caller reads itself (ARI's `renewalInfo`): their error
+    /// answers are not the CA's word on the next order, and a Retry-After remembered from them
+    /// would hold back an unrelated retry.
+    pub(crate) fn request_unremembered(&self, req: Request<BodyWrapper<Bytes>>) -> PendingResponse {
+        self.send(req, None)
+    }
+
+    fn send(
         &self,
         req: Request<BodyWrapper<Bytes>>,
-    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        remember: Option<Arc<Mutex<Option<SystemTime>>>>,
+    ) -> PendingResponse {
         let timeout = self.request_timeout;
         let response = self.client.request(req);
-        let retry_after = Arc::clone(&self.retry_after);
         Box::pin(async move {
             let complete = async {
                 let response = response
                     .await
                     .map_err(|err| instant_acme::Error::Other(Box::new(err)))?;
                 let (parts, body) = response.into_parts();
-                if parts.status.is_client_error() || parts.status.is_server_error() {
-                    if let Some(at) = parse_retry_after(&parts.headers, SystemTime::now()) {
-                        *retry_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
-                    }
+                if let Some(retry_after) = &remember
+                    && (parts.status.is_client_error() || parts.status.is_server_error())
+                    && let Some(at) = parse_retry_after(&parts.headers, SystemTime::now())
+                {
+                    *retry_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
                 }
                 let body = body
                     .collect()
@@ -202,6 +217,12 @@ impl HttpClient for Transport {
                 )))),
             }
         })
+    }
+}
+
+impl HttpClient for Transport {
+    fn request(&self, req: Request<BodyWrapper<Bytes>>) -> PendingResponse {
+        self.send(req, Some(Arc::clone(&self.retry_after)))
     }
 }
 

@@ -315,6 +315,8 @@ fn request<'a>(
         domains,
         key_type: KeyType::EcdsaP256,
         directory_url: &client.directory_url,
+        replaces: None,
+        profile: None,
     }
 }
 
