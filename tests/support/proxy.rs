@@ -95,6 +95,8 @@ struct State {
     requests: u64,
     /// The path of every request, in arrival order.
     paths: Vec<String>,
+    /// The decoded JWS payload of every POST with one (empty for POST-as-GET), with its path.
+    payloads: Vec<(String, serde_json::Value)>,
     connections_refused: u64,
 }
 
@@ -238,6 +240,19 @@ impl FaultProxy {
     }
 
     /// The path of every request so far, in arrival order (for failure messages).
+    /// The decoded JWS payloads of the POSTs whose path contains `path_contains` (newOrder
+    /// payloads, say), in arrival order, including those a fault answered.
+    pub fn payloads_to(&self, path_contains: &str) -> Vec<serde_json::Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .payloads
+            .iter()
+            .filter(|(path, _)| path.contains(path_contains))
+            .map(|(_, payload)| payload.clone())
+            .collect()
+    }
+
     pub fn paths(&self) -> Vec<String> {
         self.state.lock().unwrap().paths.clone()
     }
@@ -327,6 +342,17 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
+/// The JSON payload of a flattened JWS request body, if it has one.
+fn jws_payload(body: &[u8]) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let jws: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let encoded = jws.get("payload")?.as_str()?;
+    let decoded = base64::prelude::BASE64_URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    serde_json::from_slice(&decoded).ok()
+}
+
 async fn handle(
     request: Request<Incoming>,
     client: HttpsClient,
@@ -343,6 +369,10 @@ async fn handle(
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    if let Some(payload) = jws_payload(&body) {
+        let path = parts.uri.path().to_owned();
+        state.lock().unwrap().payloads.push((path, payload));
+    }
     match fault {
         Fault::Reset | Fault::Down => return Err(Dropped),
         Fault::Status {

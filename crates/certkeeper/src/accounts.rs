@@ -164,12 +164,7 @@ async fn load_or_register(
     key: &AccountKey,
     stored: Option<&[u8]>,
 ) -> Result<AcmeAccount, AccountError> {
-    let defaults = TransportSettings::default();
-    let transport = Transport::new(&TransportSettings {
-        root_ca_file: ca.root_ca_file.clone(),
-        request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
-        ..defaults
-    })?;
+    let transport = transport_for(ca)?;
     let (account, registered) = AcmeAccount::load_or_register(ca, transport.clone(), stored)
         .await
         .map_err(|err| transport.failure(err))?;
@@ -195,6 +190,19 @@ fn replaced_key((server, kid): &AccountKey, at: SystemTime) -> AccountKey {
     )
 }
 
+/// An HTTPS client for `ca`: its extra trust anchor and request timeout.
+///
+/// # Errors
+/// When the trust anchor cannot be read.
+pub fn transport_for(ca: &CaSpec) -> Result<Transport, AcmeError> {
+    let defaults = TransportSettings::default();
+    Transport::new(&TransportSettings {
+        root_ca_file: ca.root_ca_file.clone(),
+        request_timeout: ca.request_timeout.unwrap_or(defaults.request_timeout),
+        ..defaults
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,3 +219,4 @@ mod tests {
         );
     }
 }
+

@@ -76,6 +76,8 @@ async fn order(
         domains: &domains,
         key_type: KeyType::EcdsaP256,
         directory_url: &pebble.directory_url,
+        replaces: None,
+        profile: None,
     };
     let poll = PollPolicy {
         initial_delay: Duration::from_millis(50),

@@ -62,6 +62,8 @@ async fn pebble_issues_a_wildcard_and_its_apex_validated_at_bind() {
                 domains: &domains,
                 key_type: KeyType::EcdsaP256,
                 directory_url: &pebble.directory_url,
+                replaces: None,
+                profile: None,
             },
             &solver,
             PollPolicy {

@@ -379,7 +379,7 @@ impl Lineage {
     /// # Errors
     /// As [`Lineage::record_order`].
     pub fn record_renewal_info(&mut self, record: RenewalInfoRecord) -> Result<(), StoreError> {
-        self.change(|state| state.renewal_info = Some(record))
+        self.change(|state| state.renewal_info = Some(Box::new(record)))
     }
 
     /// Apply `edit` to a copy of the state and save it with one atomic write (none when

@@ -40,7 +40,9 @@ pub struct LineageState {
     /// (`0644`).
     pub pending_order: Option<PendingOrder>,
     /// What the CA last said about renewing the live certificate (ARI, RFC 9773).
-    pub renewal_info: Option<RenewalInfoRecord>,
+    /// Boxed: most lineages have none (their CA offers no ARI), and this state travels by
+    /// value through the engine.
+    pub renewal_info: Option<Box<RenewalInfoRecord>>,
 }
 
 /// The last renewal-information check of a lineage's live certificate. Times are seconds since
@@ -257,13 +259,13 @@ mod tests {
     #[test]
     fn a_suggested_renewal_belongs_to_one_serial() {
         let state = LineageState {
-            renewal_info: Some(RenewalInfoRecord {
+            renewal_info: Some(Box::new(RenewalInfoRecord {
                 serial_hex: "0ABC".to_owned(),
                 window_start_unix: Some(100),
                 window_end_unix: Some(200),
                 renew_at_unix: Some(150),
                 ..RenewalInfoRecord::default()
-            }),
+            })),
             ..LineageState::default()
         };
         let suggested = state.suggested_renewal("0abc").expect("same serial");
@@ -272,11 +274,11 @@ mod tests {
         assert_eq!(state.suggested_renewal("0abd"), None);
         // A check that failed before any answer has no window.
         let failed = LineageState {
-            renewal_info: Some(RenewalInfoRecord {
+            renewal_info: Some(Box::new(RenewalInfoRecord {
                 serial_hex: "0abc".to_owned(),
                 last_error: Some("HTTP 500".to_owned()),
                 ..RenewalInfoRecord::default()
-            }),
+            })),
             ..LineageState::default()
         };
         assert_eq!(failed.suggested_renewal("0abc"), None);
@@ -299,7 +301,7 @@ mod tests {
                 key_type: "ecdsa-p256".to_owned(),
                 placed_at_unix: 9,
             }),
-            renewal_info: Some(RenewalInfoRecord {
+            renewal_info: Some(Box::new(RenewalInfoRecord {
                 serial_hex: "0abc".to_owned(),
                 window_start_unix: Some(100),
                 window_end_unix: Some(200),
@@ -308,7 +310,7 @@ mod tests {
                 checked_at_unix: 50,
                 last_error: None,
                 next_check_unix: Some(110),
-            }),
+            })),
         };
         let json = serde_json::to_string(&state).expect("serialize");
         assert_eq!(

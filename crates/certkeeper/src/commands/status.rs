@@ -43,6 +43,67 @@ struct Row {
     /// Whether the running daemon is attempting it now; absent when no daemon answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt_running: Option<bool>,
+    /// The ACME profile the configuration asks for.
+    profile: Option<String>,
+    /// The CA refused that profile: not ordered again until the configuration changes.
+    profile_refused: bool,
+    /// What the CA last said about renewing the live certificate (ARI); absent when it was
+    /// never asked about this certificate (or its CA offers no ARI).
+    renewal_info: Option<RenewalInfoRow>,
+}
+
+/// A lineage's last renewal-information check, for the live certificate.
+#[derive(Debug, Serialize)]
+struct RenewalInfoRow {
+    /// The CA's suggested window.
+    window_start: Option<String>,
+    window_end: Option<String>,
+    /// The instant chosen inside it: when the certificate renews (unless held).
+    renew_at: Option<String>,
+    explanation_url: Option<String>,
+    last_check: String,
+    /// `ok`, or why the check failed.
+    last_check_outcome: String,
+    /// `None`: not asked again before the certificate is replaced.
+    next_check: Option<String>,
+}
+
+impl RenewalInfoRow {
+    fn of(state: &LineageState, serial_hex: &str) -> Option<Self> {
+        let record = state
+            .renewal_info
+            .as_ref()
+            .filter(|record| record.serial_hex.eq_ignore_ascii_case(serial_hex))?;
+        let at = |unix: Option<i64>| unix.map(|t| timestamp(from_unix_seconds(t)));
+        Some(Self {
+            window_start: at(record.window_start_unix),
+            window_end: at(record.window_end_unix),
+            renew_at: at(record.renew_at_unix),
+            explanation_url: record.explanation_url.clone(),
+            last_check: timestamp(from_unix_seconds(record.checked_at_unix)),
+            last_check_outcome: record.last_error.clone().unwrap_or_else(|| "ok".to_owned()),
+            next_check: at(record.next_check_unix),
+        })
+    }
+
+    /// `window 2026-12-10T00:00:00Z .. 2026-12-12T00:00:00Z, renew at ...; checked ... (ok),
+    /// next check ...`
+    fn line(&self) -> String {
+        let mut line = match (&self.window_start, &self.window_end) {
+            (Some(start), Some(end)) => format!(
+                "CA renewal window {start} .. {end}, renew at {}",
+                self.renew_at.as_deref().unwrap_or("-")
+            ),
+            _ => "no CA renewal window yet".to_owned(),
+        };
+        line.push_str(&format!(
+            "; checked {} ({}), next check {}",
+            self.last_check,
+            self.last_check_outcome,
+            self.next_check.as_deref().unwrap_or("none before expiry")
+        ));
+        line
+    }
 }
 
 /// `running`: the certificates a running daemon is attempting now (from its control socket),
@@ -87,7 +148,10 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
     };
     let observed = live.as_ref().map(|l| &l.observed);
     let attempts = attempts_from(&state.attempts);
-    let planned = plan_certificate(&spec.name, spec, observed, &attempts, &spec.schedule, now);
+    let profile_refused =
+        state.attempts.refused_profile.is_some() && state.attempts.refused_profile == spec.profile;
+    let planned = plan_certificate(&spec.name, spec, observed, &attempts, &spec.schedule, now)
+        .filter(|_| !profile_refused);
     let label = match (&read_error, observed, &planned) {
         (Some(_), _, _) => "unreadable",
         (None, Some(o), _) if o.revoked => "revoked",
@@ -104,8 +168,12 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
             Some(timestamp(p.at.max(now))),
             p.urgent && (p.at <= now || observed.is_none()),
         ),
+        None if profile_refused => ("none (profile refused)".to_owned(), None, false),
         None => ("none".to_owned(), None, false),
     };
+    let renewal_info = live
+        .as_ref()
+        .and_then(|live| RenewalInfoRow::of(&state, &live.serial_hex));
     Row {
         name: spec.name.to_string(),
         domains: spec.domains.iter().map(ToString::to_string).collect(),
@@ -126,6 +194,9 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
         last_error: read_error.or(state.attempts.last_error.clone()),
         order_in_flight: state.pending_order.map(|p| p.order_url),
         attempt_running: None,
+        profile: spec.profile.clone(),
+        profile_refused,
+        renewal_info,
     }
 }
 
@@ -191,6 +262,20 @@ fn print_table(rows: &[Row]) {
         }
         if let Some(order) = &row.order_in_flight {
             println!("{}: order in flight {order}", row.name);
+        }
+        if let Some(info) = &row.renewal_info {
+            println!("{}: {}", row.name, info.line());
+            if let Some(url) = &info.explanation_url {
+                println!("{}: the CA explains its window: {url}", row.name);
+            }
+        }
+        match (&row.profile, row.profile_refused) {
+            (Some(profile), true) => println!(
+                "{}: profile {profile:?} refused by the CA; not ordered until the configuration changes",
+                row.name
+            ),
+            (Some(profile), false) => println!("{}: profile {profile}", row.name),
+            (None, _) => {}
         }
     }
 }

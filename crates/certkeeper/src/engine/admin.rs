@@ -35,6 +35,14 @@ pub struct CertMetrics {
     pub challenge: &'static str,
     /// What answers it: `embedded`, `webroot` or the DNS provider's name.
     pub solver: String,
+    /// The CA's suggested renewal window for the live certificate (ARI), Unix time.
+    pub renewal_window_start_unix: Option<i64>,
+    pub renewal_window_end_unix: Option<i64>,
+    /// The instant chosen inside it.
+    pub renewal_at_unix: Option<i64>,
+    /// The last renewal-information check: when, and whether the CA answered.
+    pub renewal_info_checked_unix: Option<i64>,
+    pub renewal_info_ok: Option<bool>,
 }
 
 /// The daemon's state as the admin endpoints show it.
@@ -189,6 +197,58 @@ pub fn render(snapshot: &Snapshot) -> String {
         }),
     );
     family(
+        "certkeeper_certificate_renewal_window_start_timestamp_seconds",
+        "gauge",
+        "Start of the renewal window the CA suggests for the live certificate (ARI; Unix time).",
+        &mut certs.iter().filter_map(|c| {
+            Some((
+                Some(c.name.as_str()),
+                c.renewal_window_start_unix?.to_string(),
+            ))
+        }),
+    );
+    family(
+        "certkeeper_certificate_renewal_window_end_timestamp_seconds",
+        "gauge",
+        "End of the renewal window the CA suggests for the live certificate (ARI; Unix time).",
+        &mut certs.iter().filter_map(|c| {
+            Some((
+                Some(c.name.as_str()),
+                c.renewal_window_end_unix?.to_string(),
+            ))
+        }),
+    );
+    family(
+        "certkeeper_certificate_renewal_scheduled_timestamp_seconds",
+        "gauge",
+        "The instant chosen inside the CA's renewal window to renew at (Unix time).",
+        &mut certs
+            .iter()
+            .filter_map(|c| Some((Some(c.name.as_str()), c.renewal_at_unix?.to_string()))),
+    );
+    family(
+        "certkeeper_certificate_renewal_info_checked_timestamp_seconds",
+        "gauge",
+        "When the CA was last asked for renewal information about the live certificate.",
+        &mut certs.iter().filter_map(|c| {
+            Some((
+                Some(c.name.as_str()),
+                c.renewal_info_checked_unix?.to_string(),
+            ))
+        }),
+    );
+    family(
+        "certkeeper_certificate_renewal_info_ok",
+        "gauge",
+        "1 when the last renewal-information check was answered, 0 when it failed.",
+        &mut certs.iter().filter_map(|c| {
+            Some((
+                Some(c.name.as_str()),
+                u8::from(c.renewal_info_ok?).to_string(),
+            ))
+        }),
+    );
+    family(
         "certkeeper_orders_in_flight",
         "gauge",
         "Orders being processed right now.",
@@ -240,6 +300,11 @@ mod tests {
                     deploy_pending: true,
                     challenge: "dns-01",
                     solver: "bind".to_owned(),
+                    renewal_window_start_unix: Some(1_795_000_000),
+                    renewal_window_end_unix: Some(1_795_086_400),
+                    renewal_at_unix: Some(1_795_040_000),
+                    renewal_info_checked_unix: Some(1_790_000_100),
+                    renewal_info_ok: Some(true),
                 },
                 CertMetrics {
                     name: "mail".to_owned(),
@@ -259,6 +324,10 @@ mod tests {
             "certkeeper_renewals_total{cert=\"www\"} 3",
             "certkeeper_failures_total{cert=\"mail\"} 2",
             "certkeeper_orders_in_flight 1",
+            "certkeeper_certificate_renewal_window_start_timestamp_seconds{cert=\"www\"} 1795000000",
+            "certkeeper_certificate_renewal_window_end_timestamp_seconds{cert=\"www\"} 1795086400",
+            "certkeeper_certificate_renewal_scheduled_timestamp_seconds{cert=\"www\"} 1795040000",
+            "certkeeper_certificate_renewal_info_ok{cert=\"www\"} 1",
             "certkeeper_certificate_deploy_pending{cert=\"www\"} 1",
             "certkeeper_certificate_deploy_pending{cert=\"mail\"} 0",
             "# TYPE certkeeper_certificate_challenge_info gauge",

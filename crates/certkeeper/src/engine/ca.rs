@@ -5,13 +5,18 @@
 //! Every failure met through an account is reported with the Retry-After the CA sent with it
 //! (`AcmeAccount::failure`), so the engine's classification sees the CA's own wait.
 
-use certkeeper_acme::{AcmeAccount, CaFailure, OrderRequest, PlacedOrder, PollPolicy};
-use certkeeper_core::{CaSpec, ChallengeSolver, DomainName, RevocationReason, Secret};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use certkeeper_acme::{AcmeAccount, AcmeError, CaFailure, OrderRequest, PlacedOrder, PollPolicy};
+use certkeeper_acme::{RenewalInfoAnswer, RenewalInfoClient};
+use certkeeper_core::ari::Window;
+use certkeeper_core::{CaName, CaSpec, ChallengeSolver, DomainName, RevocationReason, Secret};
 use certkeeper_store::Store;
 
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::{AccountError, Accounts, transport_for};
 use crate::engine::ports::{
-    CaAccount, CaOrder, CertificateAuthority, NewOrder, OrderLocation, PortFuture,
+    CaAccount, CaOrder, CertificateAuthority, NewOrder, OrderLocation, PortFuture, RenewalInfo,
 };
 
 /// ACME CAs, their accounts stored in `store`; orders wait on the CA as `poll` says.
@@ -20,6 +25,8 @@ pub struct AcmeCa {
     store: Store,
     accounts: Accounts,
     poll: PollPolicy,
+    /// Per CA, the client that reads its directory once and asks for renewal information.
+    renewal_info: Arc<Mutex<HashMap<CaName, Arc<RenewalInfoClient>>>>,
 }
 
 impl AcmeCa {
@@ -29,7 +36,25 @@ impl AcmeCa {
             store,
             accounts: Accounts::default(),
             poll,
+            renewal_info: Arc::default(),
         }
+    }
+
+    fn renewal_info_client(&self, ca: &CaSpec) -> Result<Arc<RenewalInfoClient>, AcmeError> {
+        let mut clients = self
+            .renewal_info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(&ca.name) {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(RenewalInfoClient::new(
+            ca.name.to_string(),
+            transport_for(ca)?,
+            ca.directory.clone(),
+        ));
+        clients.insert(ca.name.clone(), Arc::clone(&client));
+        Ok(client)
     }
 
     fn wrap(&self, account: AcmeAccount) -> Box<dyn CaAccount> {
@@ -41,6 +66,29 @@ impl AcmeCa {
 }
 
 impl CertificateAuthority for AcmeCa {
+    fn renewal_info<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+        leaf_der: &'a [u8],
+    ) -> PortFuture<'a, Result<RenewalInfo, AcmeError>> {
+        Box::pin(async move {
+            let client = self.renewal_info_client(ca)?;
+            Ok(match client.check(leaf_der).await? {
+                RenewalInfoAnswer::Unsupported => RenewalInfo::Unsupported,
+                RenewalInfoAnswer::Window {
+                    start,
+                    end,
+                    explanation_url,
+                    retry_after,
+                } => RenewalInfo::Window {
+                    window: Window { start, end },
+                    explanation_url,
+                    retry_after,
+                },
+            })
+        })
+    }
+
     fn account<'a>(
         &'a self,
         ca: &'a CaSpec,
@@ -64,6 +112,10 @@ impl CertificateAuthority for AcmeCa {
 
     fn forget_accounts(&self) {
         self.accounts.clear();
+        self.renewal_info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -91,6 +143,8 @@ impl CaAccount for Account {
                     domains: &order.domains,
                     key_type: order.key_type,
                     directory_url: &order.directory_url,
+                    replaces: order.replaces.as_deref(),
+                    profile: order.profile.as_deref(),
                 })
                 .await
                 .map_err(|err| self.account.failure(err))?;

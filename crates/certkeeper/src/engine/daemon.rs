@@ -23,9 +23,13 @@ use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::schedule::{Planned, next_wake, plan_certificate};
-use certkeeper_core::{CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert};
+use certkeeper_core::{
+    CaName, CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert,
+};
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
-use certkeeper_store::{AttemptRecord, LiveCert, Store, StoreLock, unix_seconds};
+use certkeeper_store::{
+    AttemptRecord, LiveCert, RenewalInfoRecord, Store, StoreLock, unix_seconds,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,12 +44,15 @@ use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
-use crate::engine::ports::{AttemptInput, Clock, Runner, SystemClock};
+use crate::engine::ports::{
+    AttemptInput, CertificateAuthority, Clock, RenewalInfo, Runner, SystemClock,
+};
+use crate::engine::renewal_info;
 use crate::engine::revoke::{Revoked, revoke};
 use crate::engine::solvers::{ChallengeLabel, ConfiguredSolvers, uses_embedded_responder};
 use crate::engine::watch::ConfigWatcher;
 use crate::lifecycle::{Event, Lifecycle};
-use crate::report::short_duration;
+use crate::report::{error_chain, short_duration};
 
 /// When nothing is due, wake at least this often to re-read the wall clock.
 const IDLE_RECHECK: Duration = Duration::from_secs(3_600);
@@ -62,7 +69,11 @@ const ORDER_WAIT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default)]
 struct View {
     observed: Option<ObservedCert>,
+    /// The live certificate's serial, which renewal information is recorded for.
+    serial_hex: Option<String>,
     record: AttemptRecord,
+    /// The last renewal-information check (ARI), whichever certificate it was about.
+    renewal_info: Option<Box<RenewalInfoRecord>>,
     /// The last plan put it inside its urgent threshold.
     urgent: bool,
 }
@@ -71,6 +82,11 @@ impl From<LineageView> for View {
     fn from(view: LineageView) -> Self {
         Self {
             observed: view.observed().cloned(),
+            serial_hex: view.live.as_ref().map(|live| live.serial_hex.clone()),
+            renewal_info: view
+                .lineage
+                .as_ref()
+                .and_then(|lineage| lineage.state().renewal_info.clone()),
             record: view.record,
             urgent: false,
         }
@@ -86,6 +102,10 @@ struct Plan {
 }
 
 /// What a task of the loop's [`JoinSet`] finished.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per finished task, moved once out of the JoinSet: boxing would cost an allocation and save nothing"
+)]
 enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
     Attempt {
@@ -107,6 +127,12 @@ enum Done {
         name: String,
         result: Result<Revoked, String>,
     },
+    /// A renewal-information check finished (`None`: there was no certificate to ask about).
+    RenewalInfo {
+        name: CertName,
+        ca: CaName,
+        checked: Option<renewal_info::Checked>,
+    },
     /// A batch of reload targets ran.
     Reloads(Vec<ReloadOutcome>),
     /// Post hooks ran after a batch of renewals.
@@ -115,6 +141,9 @@ enum Done {
 
 /// How long a failed deploy hook waits before it runs again.
 const DEPLOY_RETRY: Duration = Duration::from_secs(60);
+/// At most this many renewal-information checks at once (a fleet's first start asks about
+/// every certificate).
+const RENEWAL_INFO_CHECKS: usize = 8;
 
 /// What the daemon runs on; see [`ports`](super::ports).
 #[derive(Debug)]
@@ -122,6 +151,8 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// `None`: the engine's own runner.
     pub runner: Option<Arc<dyn Runner>>,
+    /// Where renewal information comes from; `None`: the engine's own CA port.
+    pub authority: Option<Arc<dyn CertificateAuthority>>,
     pub lifecycle: Lifecycle,
 }
 
@@ -138,6 +169,12 @@ pub struct Daemon {
     views: HashMap<CertName, View>,
     in_flight: HashSet<CertName>,
     tasks: JoinSet<Done>,
+    /// Where renewal information is asked for.
+    authority: Arc<dyn CertificateAuthority>,
+    /// Renewal-information checks running: no attempt starts for these until they finish.
+    checking: HashSet<CertName>,
+    /// CAs whose directory has no `renewalInfo`, until when that is taken as true.
+    without_renewal_info: HashMap<CaName, SystemTime>,
     limits: Limits,
     reloads: Arc<ReloadCoalescer>,
     /// Certificates installed since the post hooks last ran.
@@ -174,6 +211,7 @@ impl Daemon {
         let ports = Ports {
             clock: Arc::new(SystemClock),
             runner: None,
+            authority: None,
             lifecycle: Lifecycle::start()?,
         };
         Self::run_with(config_path, env, inventory, locked, ports).await
@@ -191,6 +229,7 @@ impl Daemon {
         let Ports {
             clock,
             runner,
+            authority,
             lifecycle,
         } = ports;
         let tokens = ChallengeTokens::new();
@@ -288,6 +327,7 @@ impl Daemon {
             lifecycle.soft(),
         );
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
+        let authority = authority.unwrap_or_else(|| Arc::clone(&ctx.ca));
         let mut daemon = Daemon {
             clock,
             runner,
@@ -305,6 +345,9 @@ impl Daemon {
             views: HashMap::new(),
             in_flight: HashSet::new(),
             tasks: JoinSet::new(),
+            authority,
+            checking: HashSet::new(),
+            without_renewal_info: HashMap::new(),
             reload_error: None,
             http01_bound,
             snapshot,
@@ -396,6 +439,22 @@ impl Daemon {
                 continue;
             }
             let view = self.views.entry(spec.name.clone()).or_default().clone();
+            if let Some(check_at) = self.renewal_info_check_at(spec, &view, now) {
+                if check_at <= now {
+                    self.spawn_renewal_info_check(spec);
+                } else {
+                    upcoming.push(check_at);
+                }
+            }
+            // A check in flight may move the plan; the attempt waits for it.
+            if self.checking.contains(&spec.name) {
+                continue;
+            }
+            // The CA refused the configured profile: not ordered again until it changes.
+            if view.record.refused_profile.is_some() && view.record.refused_profile == spec.profile
+            {
+                continue;
+            }
             if view.record.pending_deploy && view.observed.is_some() {
                 let due = self.redeploy_at.get(&spec.name).copied().unwrap_or(now);
                 if due <= now {
@@ -488,6 +547,96 @@ impl Daemon {
         );
     }
 
+    /// When the live certificate of `spec` is next asked about (ARI); `None` when it is not.
+    fn renewal_info_check_at(
+        &self,
+        spec: &CertificateSpec,
+        view: &View,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
+        let (Some(observed), Some(serial)) = (&view.observed, &view.serial_hex) else {
+            return None;
+        };
+        if observed.revoked || self.checking.contains(&spec.name) {
+            return None;
+        }
+        renewal_info::next_check_at(
+            serial,
+            observed.not_after,
+            view.renewal_info.as_deref(),
+            self.without_renewal_info.get(&spec.ca).copied(),
+            now,
+        )
+    }
+
+    /// Ask the CA about the live certificate of `spec`, if a slot is free (a finished check
+    /// re-plans, which starts the next one).
+    fn spawn_renewal_info_check(&mut self, spec: &CertificateSpec) {
+        if self.checking.len() >= RENEWAL_INFO_CHECKS {
+            return;
+        }
+        let Some(ca) = self.inventory.ca(&spec.ca).cloned() else {
+            return;
+        };
+        self.checking.insert(spec.name.clone());
+        let (store, authority, name) = (
+            self.store.clone(),
+            Arc::clone(&self.authority),
+            spec.name.clone(),
+        );
+        let span = tracing::debug_span!("renewal_info", cert = %name);
+        self.tasks.spawn(
+            async move {
+                let ca_name = ca.name.clone();
+                let checked = renewal_info::check(store, authority, ca, name.clone()).await;
+                Done::RenewalInfo {
+                    name,
+                    ca: ca_name,
+                    checked,
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Record a finished renewal-information check (see [`renewal_info`] for who writes).
+    fn finish_renewal_info(
+        &mut self,
+        name: &CertName,
+        ca: CaName,
+        checked: Option<renewal_info::Checked>,
+    ) {
+        self.checking.remove(name);
+        let Some(checked) = checked else {
+            return;
+        };
+        let now = self.clock.now();
+        if matches!(checked.answer, Ok(RenewalInfo::Unsupported)) {
+            if !self.without_renewal_info.contains_key(&ca) {
+                tracing::info!(
+                    ca = %ca,
+                    "the CA offers no renewal information (ARI); its certificates renew by their lifetime"
+                );
+            }
+            self.without_renewal_info
+                .insert(ca, now + renewal_info::UNSUPPORTED_FOR);
+            return;
+        }
+        self.without_renewal_info.remove(&ca);
+        // An attempt started meanwhile replaces the certificate the answer was about, and
+        // writes the lineage: the answer is dropped.
+        if self.in_flight.contains(name) {
+            return;
+        }
+        let recorded = self.store.lineage(name).and_then(|mut lineage| {
+            renewal_info::record(&mut lineage, checked, now, rand::random())
+        });
+        if let Err(err) = recorded {
+            tracing::warn!(cert = %name, error = error_chain(&err), "cannot record the CA's renewal information");
+        }
+        self.refresh_view(name);
+    }
+
     /// Start the deploy hooks of an installed certificate again.
     fn spawn_redeploy(&mut self, spec: &CertificateSpec) {
         let input = AttemptInput {
@@ -571,6 +720,9 @@ impl Daemon {
                         }
                     }
                 }
+            }
+            Done::RenewalInfo { name, ca, checked } => {
+                self.finish_renewal_info(&name, ca, checked);
             }
             Done::Post => {}
         }
@@ -858,6 +1010,12 @@ impl Daemon {
             .map(|spec| {
                 let view = self.views.get(&spec.name).cloned().unwrap_or_default();
                 let challenge = ChallengeLabel::of(&self.inventory, &spec.name);
+                // Only a check of the live certificate says anything about it.
+                let info = view.renewal_info.as_ref().filter(|record| {
+                    view.serial_hex
+                        .as_deref()
+                        .is_some_and(|serial| record.serial_hex.eq_ignore_ascii_case(serial))
+                });
                 CertMetrics {
                     name: spec.name.to_string(),
                     not_after_unix: view.observed.as_ref().map(|o| unix_seconds(o.not_after)),
@@ -869,6 +1027,11 @@ impl Daemon {
                     deploy_pending: view.record.pending_deploy,
                     solver: challenge.solver().to_owned(),
                     challenge: challenge.kind,
+                    renewal_window_start_unix: info.and_then(|r| r.window_start_unix),
+                    renewal_window_end_unix: info.and_then(|r| r.window_end_unix),
+                    renewal_at_unix: info.and_then(|r| r.renew_at_unix),
+                    renewal_info_checked_unix: info.map(|r| r.checked_at_unix),
+                    renewal_info_ok: info.map(|r| r.last_error.is_none()),
                 }
             })
             .collect();

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use certkeeper_acme::CaFailure;
+use certkeeper_acme::{AcmeError, CaFailure};
 use certkeeper_core::lifecycle::DirectoryUrlError;
 use certkeeper_core::{CaName, CertName};
 use certkeeper_hooks::{HookError, HookOutcome};
@@ -102,6 +102,17 @@ impl AttemptError {
             AttemptError::UnknownCa { .. }
             | AttemptError::DirectoryUrl { .. }
             | AttemptError::NoSolver(_) => FailureClass::NeedsHuman,
+        }
+    }
+
+    /// The profile the CA refused because it does not offer it, if that is what happened.
+    pub fn refused_profile(&self) -> Option<&str> {
+        match self {
+            AttemptError::Acme(CaFailure {
+                error: AcmeError::UnknownProfile { profile, .. },
+                ..
+            }) => Some(profile),
+            _ => None,
         }
     }
 

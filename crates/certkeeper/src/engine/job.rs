@@ -187,12 +187,22 @@ async fn place<'a>(
             .await
             .map_err(AttemptError::Blocking)?
             .map_err(CaFailure::from)?;
+    // ARI's `replaces`: the certificate this order replaces, when there is one to replace
+    // (never for a first issuance; a revoked certificate is not renewed but replaced anew).
+    let replaces = lineage
+        .live_certificate()
+        .ok()
+        .flatten()
+        .filter(|live| !live.observed.revoked)
+        .map(|live| live.leaf_der);
     let order = account
         .place_order(NewOrder {
             cert: spec.name.clone(),
             domains: spec.domains.clone(),
             key_type: spec.key_type,
             directory_url,
+            replaces,
+            profile: spec.profile.clone(),
         })
         .await?;
     let location = order.location();
@@ -223,7 +233,12 @@ pub fn record(lineage: &mut Lineage, outcome: &Result<LiveCert, AttemptError>, n
         // Nothing happened that the next start should plan around.
         Err(AttemptError::Stopping) => return,
         Ok(_) => lineage.record_install(now),
-        Err(error) => lineage.record_failure(error.class(), &error_chain(error), now),
+        Err(error) => lineage
+            .record_failure(error.class(), &error_chain(error), now)
+            .and_then(|()| match error.refused_profile() {
+                Some(profile) => lineage.record_refused_profile(profile),
+                None => Ok(()),
+            }),
     };
     if let Err(err) = saved {
         tracing::warn!(cert = %lineage.name(), error = error_chain(&err), "cannot record the attempt");

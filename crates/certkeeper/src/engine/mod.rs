@@ -26,6 +26,7 @@ pub mod limits;
 pub mod pass;
 pub mod plan;
 pub mod ports;
+pub mod renewal_info;
 pub mod revoke;
 pub mod solvers;
 pub mod watch;

@@ -50,10 +50,11 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use certkeeper_acme::CaFailure;
+use certkeeper_acme::{AcmeError, CaFailure};
 pub use certkeeper_core::Clock;
+use certkeeper_core::ari::Window;
 use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::{
     CaSpec, CertName, CertificateSpec, ChallengeSolver, DomainName, Inventory, KeyType,
@@ -85,11 +86,19 @@ pub type Task<T> = PortFuture<'static, T>;
 /// the engine's.
 ///
 /// # Growing it
-/// The next issues add here: ARI's `renewalInfo` for a live certificate, as a method of this
-/// trait (per CA and unauthenticated: no account needed), whose window becomes an input of the
-/// core's planner; ARI's `replaces` and an ACME profile, as fields of [`NewOrder`] that
-/// `AcmeCa` sends with the order.
+/// A new CA capability is a method here (as [`CertificateAuthority::renewal_info`], per CA and
+/// unauthenticated) or a field of [`NewOrder`] (as `replaces` and `profile`) that `AcmeCa`
+/// sends with the order, implemented by the scripted CA of the attempt's tests too.
 pub trait CertificateAuthority: Send + Sync + Debug {
+    /// What `ca` suggests for renewing the certificate `leaf_der` (ACME Renewal Information,
+    /// RFC 9773): its window, or that it offers none. No account is needed: renewalInfo is a
+    /// plain GET, and the CA's directory is read once per CA.
+    fn renewal_info<'a>(
+        &'a self,
+        ca: &'a CaSpec,
+        leaf_der: &'a [u8],
+    ) -> PortFuture<'a, Result<RenewalInfo, AcmeError>>;
+
     /// The account at `ca`: the stored one, or one registered (and stored before any order
     /// uses it) on first use.
     fn account<'a>(
@@ -155,7 +164,7 @@ pub trait CaOrder: Send + Debug {
     ) -> PortFuture<'a, Result<String, CaFailure>>;
 }
 
-/// What to order. ARI's `replaces` and an ACME profile will be fields here.
+/// What to order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
     pub cert: CertName,
@@ -164,6 +173,26 @@ pub struct NewOrder {
     /// The directory URL the lifecycle rule chose for this order (a DigiCert renewal carries
     /// its action and order id in it).
     pub directory_url: String,
+    /// The live certificate (DER) this order replaces: sent as ARI's `replaces` when the CA
+    /// offers ARI. `None` for a first issuance.
+    pub replaces: Option<Vec<u8>>,
+    /// The ACME profile to ask for (checked against the CA's directory first).
+    pub profile: Option<String>,
+}
+
+/// What a CA answered about renewing one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewalInfo {
+    /// The CA's directory has no `renewalInfo`: the lifetime rule plans the certificate.
+    Unsupported,
+    /// The CA's suggested window.
+    Window {
+        window: Window,
+        /// A page the CA links to explain the window (a revocation, say).
+        explanation_url: Option<String>,
+        /// How long the CA asked to wait before asking again (its Retry-After), if it said.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// Where an order lives at its CA: what is persisted to resume it.

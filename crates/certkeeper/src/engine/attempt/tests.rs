@@ -35,6 +35,7 @@ use crate::engine::error::{AttemptError, HookFailure};
 use crate::engine::job::JobContext;
 use crate::engine::ports::{
     CaAccount, CaOrder, CertificateAuthority, Hooks, NewOrder, OrderLocation, Outcome, PortFuture,
+    RenewalInfo,
 };
 use crate::engine::solvers::ConfiguredSolvers;
 
@@ -150,6 +151,15 @@ fn failure(answer: Answer, order_url: &str) -> CaFailure {
 struct ScriptedCa(Arc<Script>);
 
 impl CertificateAuthority for ScriptedCa {
+    fn renewal_info<'a>(
+        &'a self,
+        _ca: &'a CaSpec,
+        _leaf_der: &'a [u8],
+    ) -> PortFuture<'a, Result<RenewalInfo, AcmeError>> {
+        self.0.call("renewal info".to_owned());
+        Box::pin(async { Ok(RenewalInfo::Unsupported) })
+    }
+
     fn account<'a>(
         &'a self,
         _ca: &'a CaSpec,

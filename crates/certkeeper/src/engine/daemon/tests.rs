@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use certkeeper_acme::{AcmeError, CaFailure};
 use certkeeper_config::Environment;
+use certkeeper_core::ari::Window;
 use certkeeper_core::schedule::{Attempts, Backoff, backoff_delay, plan_certificate};
-use certkeeper_core::{CertName, CertificateSpec, Clock};
+use certkeeper_core::{CaSpec, CertName, CertificateSpec, Clock};
 use certkeeper_store::Store;
 use instant_acme::Problem;
 use rcgen::{CertificateParams, KeyPair};
@@ -24,8 +25,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Daemon, Ports};
+use crate::accounts::AccountError;
 use crate::engine::job::{self, AttemptError};
-use crate::engine::ports::{AttemptInput, Outcome, Runner, Task};
+use crate::engine::ports::{
+    AttemptInput, CaAccount, CertificateAuthority, Outcome, PortFuture, RenewalInfo, Runner, Task,
+};
 use crate::lifecycle::Lifecycle;
 use crate::systemd::Notifier;
 
@@ -138,6 +142,66 @@ impl Runner for ScriptedRunner {
     }
 }
 
+/// Renewal information as a CA with ARI would answer: for each certificate asked about, a
+/// window starting `start` after the moment of asking and lasting `length` (the first answer
+/// per certificate; later ones repeat it, so the window does not move).
+#[derive(Debug)]
+struct ScriptedAuthority {
+    clock: Arc<TokioClock>,
+    window: Option<(Duration, Duration)>,
+    answered: Mutex<std::collections::HashMap<Vec<u8>, Window>>,
+    asked: mpsc::UnboundedSender<SystemTime>,
+}
+
+impl CertificateAuthority for ScriptedAuthority {
+    fn renewal_info<'a>(
+        &'a self,
+        _ca: &'a CaSpec,
+        leaf_der: &'a [u8],
+    ) -> PortFuture<'a, Result<RenewalInfo, AcmeError>> {
+        let now = self.clock.now();
+        let _ = self.asked.send(now);
+        let answer = self.window.map(|(start, length)| {
+            *self
+                .answered
+                .lock()
+                .unwrap()
+                .entry(leaf_der.to_vec())
+                .or_insert(Window {
+                    start: now + start,
+                    end: now + start + length,
+                })
+        });
+        Box::pin(async move {
+            Ok(match answer {
+                Some(window) => RenewalInfo::Window {
+                    window,
+                    explanation_url: None,
+                    retry_after: Some(HOUR),
+                },
+                None => RenewalInfo::Unsupported,
+            })
+        })
+    }
+
+    fn account<'a>(
+        &'a self,
+        _ca: &'a CaSpec,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>> {
+        unreachable!("the scripted runner orders nothing")
+    }
+
+    fn register_again<'a>(
+        &'a self,
+        _ca: &'a CaSpec,
+        _gone: &'a dyn CaAccount,
+    ) -> PortFuture<'a, Result<Box<dyn CaAccount>, AccountError>> {
+        unreachable!("the scripted runner orders nothing")
+    }
+
+    fn forget_accounts(&self) {}
+}
+
 fn server_error() -> AcmeError {
     AcmeError::Protocol {
         ca: "scripted".to_owned(),
@@ -156,6 +220,8 @@ fn server_error() -> AcmeError {
 /// the stop handle and the daemon's task.
 struct Running {
     calls: mpsc::UnboundedReceiver<(SystemTime, String)>,
+    /// When the daemon asked for renewal information.
+    asked: mpsc::UnboundedReceiver<SystemTime>,
     stop: tokio_util::sync::CancellationToken,
     reload: Arc<tokio::sync::Notify>,
     config: std::path::PathBuf,
@@ -166,6 +232,17 @@ struct Running {
 }
 
 fn start(top: &str, script: &[Script], lifecycle: Option<Lifecycle>) -> Running {
+    start_with_ari(top, script, lifecycle, None)
+}
+
+/// [`start`], the CA suggesting `window` (start after asking, length) for each certificate;
+/// `None`: a CA without ARI.
+fn start_with_ari(
+    top: &str,
+    script: &[Script],
+    lifecycle: Option<Lifecycle>,
+    window: Option<(Duration, Duration)>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = dir.path().join("certkeeper.toml");
@@ -206,9 +283,17 @@ domains = ["www.example.com"]
     let lifecycle = lifecycle.unwrap_or_else(|| Lifecycle::new(Notifier::default(), None).unwrap());
     let stop = lifecycle.stop_handle();
     let reload = lifecycle.reload_handle();
+    let (asked_tx, asked) = mpsc::unbounded_channel();
+    let authority = ScriptedAuthority {
+        clock: Arc::clone(&clock),
+        window,
+        answered: Mutex::default(),
+        asked: asked_tx,
+    };
     let ports = Ports {
         clock,
         runner: Some(Arc::new(runner)),
+        authority: Some(Arc::new(authority)),
         lifecycle,
     };
     let daemon = tokio::spawn(Daemon::run_with(
@@ -220,6 +305,7 @@ domains = ["www.example.com"]
     ));
     Running {
         calls,
+        asked,
         stop,
         reload,
         config,
@@ -294,6 +380,64 @@ async fn a_missing_certificate_is_issued_at_once_and_renewed_at_its_planned_inst
         second > first + 57 * DAY && second <= first + 60 * DAY,
         "{second:?}"
     );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_suggested_window_moves_the_renewal_into_it_and_is_asked_for_again_hourly() {
+    // The CA suggests renewing 10 to 11 days after it is asked, long before the lifetime
+    // rule's 57-60 days.
+    let mut running = start_with_ari(
+        "",
+        &[Script::Issue(90 * DAY), Script::Issue(90 * DAY)],
+        None,
+        Some((10 * DAY, DAY)),
+    );
+    let first = running.next_call().await;
+    // Asked about the new certificate at once, then hourly (its Retry-After).
+    let asked = running.asked.recv().await.unwrap();
+    assert_close(asked, first, "the first check");
+    let again = running.asked.recv().await.unwrap();
+    assert_close(again, asked + HOUR, "the second check");
+    let second = running.next_call().await;
+    assert!(
+        second >= asked + 10 * DAY && second <= asked + 11 * DAY,
+        "renewed at {second:?}, outside the window starting {asked:?} + 10 days"
+    );
+    // What was chosen is what is recorded, and what the renewal ran at.
+    let record = running
+        .store
+        .lineage(&www())
+        .unwrap()
+        .state()
+        .renewal_info
+        .clone()
+        .unwrap();
+    assert_ne!(record.renew_at_unix, None);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ca_without_renewal_information_is_asked_once_a_day_and_the_lifetime_rule_plans() {
+    let mut running = start_with_ari(
+        "",
+        &[Script::Issue(90 * DAY), Script::Issue(90 * DAY)],
+        None,
+        None,
+    );
+    let first = running.next_call().await;
+    let asked = running.asked.recv().await.unwrap();
+    assert_close(asked, first, "the first check");
+    let again = running.asked.recv().await.unwrap();
+    assert_close(again, asked + DAY, "a day later");
+    let second = running.next_call().await;
+    assert!(
+        second > first + 57 * DAY && second <= first + 60 * DAY,
+        "{second:?}"
+    );
+    // Nothing was written for a CA without ARI.
+    let state = running.store.lineage(&www()).unwrap().state().clone();
+    assert_eq!(state.renewal_info, None);
     running.stop().await;
 }
 
