@@ -107,7 +107,7 @@ run renew          # one pass, as a cron job would do it: issues both certificat
 run status || true
 
 echo
-echo "==> now the daemon: certkeeper run (certificates live ${VALIDITY}s; it renews each when a third is left)"
+echo "==> now the daemon: certkeeper run (certificates live ${VALIDITY}s; it renews each when half of it is left, as for any certificate of 10 days or less)"
 echo "    status any time from another terminal: $CERTKEEPER --config $DEMO_DIR/certkeeper.toml status"
 [ -z "$DEMO_SECONDS" ] && echo "    press Ctrl-C to stop it"
 "$CERTKEEPER" --config "$DEMO_DIR/certkeeper.toml" run &

@@ -147,7 +147,7 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
         Err(err) => (LineageState::default(), None, Some(error_chain(&err))),
     };
     let observed = live.as_ref().map(|l| &l.observed);
-    let attempts = attempts_from(&state.attempts);
+    let attempts = attempts_from(&state.attempts, spec);
     let profile_refused =
         state.attempts.refused_profile.is_some() && state.attempts.refused_profile == spec.profile;
     let planned = plan_certificate(&spec.name, spec, observed, &attempts, &spec.schedule, now)

@@ -469,7 +469,7 @@ impl Daemon {
                 &spec.name,
                 spec,
                 view.observed.as_ref(),
-                &attempts_from(&view.record),
+                &attempts_from(&view.record, spec),
                 &spec.schedule,
                 now,
             ) else {

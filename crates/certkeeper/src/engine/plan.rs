@@ -67,9 +67,9 @@ impl LineageView {
         self.live.as_ref().map(|live| &live.observed)
     }
 
-    /// The planner's view of the attempt history.
-    pub fn attempts(&self) -> Attempts {
-        attempts_from(&self.record)
+    /// The planner's view of the attempt history of `spec`.
+    pub fn attempts(&self, spec: &CertificateSpec) -> Attempts {
+        attempts_from(&self.record, spec)
     }
 
     /// A one-shot pass's plan (`certkeeper renew`).
@@ -83,7 +83,7 @@ impl LineageView {
             &spec.name,
             spec,
             self.observed(),
-            &self.attempts(),
+            &self.attempts(spec),
             &spec.schedule,
             now,
             force,
@@ -156,7 +156,21 @@ fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) 
 }
 
 /// The planner's view of a lineage's attempt history.
-pub fn attempts_from(record: &AttemptRecord) -> Attempts {
+///
+/// Failures that came from a profile the CA refused do not hold back `spec` once it asks for
+/// another profile: the operator changed what failed, so it is ordered at once (a CA's
+/// Retry-After still holds).
+pub fn attempts_from(record: &AttemptRecord, spec: &CertificateSpec) -> Attempts {
+    if record
+        .refused_profile
+        .as_ref()
+        .is_some_and(|refused| spec.profile.as_ref() != Some(refused))
+    {
+        return Attempts {
+            retry_not_before: record.retry_not_before_unix.map(from_unix_seconds),
+            ..Attempts::default()
+        };
+    }
     Attempts {
         consecutive_failures: record.consecutive_failures,
         last_failure_at: record.last_failure_at_unix.map(from_unix_seconds),
