@@ -331,21 +331,28 @@ impl A2c {
     }
 
     /// Run one SQL statement on its sqlite database: `{"rows": [[...]], "rowcount": n}`.
+    ///
+    /// The server writes the same database while it answers certkeeper, and sqlite can refuse
+    /// a second writer at once rather than wait (`database is locked`): a failed statement is
+    /// run again, up to three times in all, and every failure is shown if none succeeds.
     pub fn sql(&self, statement: &str, params: &[&str]) -> serde_json::Value {
-        let output = Command::new(&self.python)
-            .arg(LAUNCHER)
-            .arg("sql")
-            .arg(self.dir.path().join("a2c.db"))
-            .arg(statement)
-            .args(params)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "sql {statement:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let output = Command::new(&self.python)
+                .arg(LAUNCHER)
+                .arg("sql")
+                .arg(self.dir.path().join("a2c.db"))
+                .arg(statement)
+                .args(params)
+                .output()
+                .unwrap();
+            if output.status.success() {
+                return serde_json::from_slice(&output.stdout).unwrap();
+            }
+            failures.push(String::from_utf8_lossy(&output.stderr).into_owned());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("sql {statement:?} failed three times:\n{}", failures.join("\n---\n"));
     }
 
     /// GET a path on it (e.g. `/directory`), trusting [`A2c::root_ca_file`].
