@@ -38,9 +38,9 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The archive versions of `name` under `state_dir`.
+/// How many certificates were installed for `name` under `state_dir`.
 fn versions(state_dir: &Path, name: &str) -> usize {
-    std::fs::read_dir(state_dir.join("archive").join(name)).map_or(0, Iterator::count)
+    support::archive_versions(state_dir, name).len()
 }
 
 /// `certkeeper status --json`, the row of `name`.

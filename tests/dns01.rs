@@ -101,23 +101,7 @@ root_ca_file = "{root}"
 
     /// Run `certkeeper --config <ours> ARGS...`.
     fn certkeeper(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("CERTKEEPER_CONFIG")
-            .env_remove("JOURNAL_STREAM")
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ certkeeper {}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            output.status.code(),
-            stdout(&output),
-            stderr(&output)
-        );
-        output
+        support::run_certkeeper(&self.config, args)
     }
 
     /// Start `certkeeper run` in the background, its stderr in a log file.

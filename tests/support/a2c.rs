@@ -13,7 +13,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -352,7 +351,10 @@ impl A2c {
             failures.push(String::from_utf8_lossy(&output.stderr).into_owned());
             std::thread::sleep(Duration::from_millis(500));
         }
-        panic!("sql {statement:?} failed three times:\n{}", failures.join("\n---\n"));
+        panic!(
+            "sql {statement:?} failed three times:\n{}",
+            failures.join("\n---\n")
+        );
     }
 
     /// GET a path on it (e.g. `/directory`), trusting [`A2c::root_ca_file`].
@@ -475,62 +477,23 @@ root_ca_file = "{root}"
             hmac = self.hmac_file.display(),
             root = self.a2c.root_ca_file().display(),
         );
-        for cert in certs {
-            let domains: Vec<String> = cert.domains.iter().map(|d| format!("{d:?}")).collect();
-            text.push_str(&format!(
-                "\n[[certificate]]\nname = \"{}\"\nca = \"a2c\"\ndomains = [{}]\nkey_type = \"{}\"\n{}\n",
-                cert.name,
-                domains.join(", "),
-                cert.key_type,
-                cert.extra
-            ));
-        }
+        text.push_str(&super::certificate_tables("a2c", certs));
         fs::write(&self.config, text).unwrap();
     }
 
     /// Run `certkeeper --config <ours> ARGS...`.
     pub fn certkeeper(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("CERTKEEPER_CONFIG")
-            .env_remove("JOURNAL_STREAM")
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ certkeeper {}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        super::run_certkeeper(&self.config, args)
     }
 
     /// Start `certkeeper run` in the background; its stderr goes to a log file.
     pub fn spawn_daemon(&self, envs: &[(&str, &str)]) -> super::Daemon {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let log = self.dir.path().join(format!(
-            "daemon-{}.log",
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env_remove("CERTKEEPER_CONFIG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env("RUST_LOG", "info,certkeeper_acme=debug")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        super::Daemon { child, log }
+        super::spawn_certkeeper_daemon(self.dir.path(), &self.config, envs)
+    }
+
+    /// The archive versions of a lineage, sorted: one per installed certificate.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        super::archive_versions(&self.state_dir, name)
     }
 
     pub fn live(&self, name: &str) -> PathBuf {

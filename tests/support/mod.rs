@@ -100,77 +100,101 @@ root_ca_file = "{root}"
             hmac = self.hmac_file.display(),
             root = self.pebble.tls_ca_file.display(),
         );
-        for cert in certs {
-            let domains: Vec<String> = cert.domains.iter().map(|d| format!("{d:?}")).collect();
-            text.push_str(&format!(
-                "\n[[certificate]]\nname = \"{}\"\nca = \"pebble\"\ndomains = [{}]\nkey_type = \"{}\"\n{}\n",
-                cert.name,
-                domains.join(", "),
-                cert.key_type,
-                cert.extra
-            ));
-        }
+        text.push_str(&certificate_tables("pebble", certs));
         fs::write(&self.config, text).unwrap();
     }
 
     /// Run `certkeeper --config <ours> ARGS...`.
     pub fn certkeeper(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("CERTKEEPER_CONFIG")
-            .env_remove("JOURNAL_STREAM")
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ certkeeper {}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        run_certkeeper(&self.config, args)
     }
 
     /// Start `certkeeper run` in the background; its stderr goes to a log file.
     pub fn spawn_daemon(&self, envs: &[(&str, &str)]) -> Daemon {
-        let log = self.dir.path().join(format!("daemon-{}.log", next_id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env_remove("CERTKEEPER_CONFIG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env("RUST_LOG", "info,certkeeper_acme=debug")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
+        spawn_certkeeper_daemon(self.dir.path(), &self.config, envs)
     }
 
     /// The archive versions of a lineage (`v0001`, ...), sorted: one per installed certificate.
     pub fn versions(&self, name: &str) -> Vec<String> {
-        let mut versions: Vec<String> = fs::read_dir(self.state_dir.join("archive").join(name))
-            .map(|entries| {
-                entries
-                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .filter(|name| name.starts_with('v'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        versions.sort();
-        versions
+        archive_versions(&self.state_dir, name)
     }
 
     pub fn live(&self, name: &str) -> PathBuf {
         self.state_dir.join("live").join(name)
     }
+}
+
+/// The `[[certificate]]` tables of `certs`, each at CA `ca`.
+pub fn certificate_tables(ca: &str, certs: &[Cert<'_>]) -> String {
+    let mut text = String::new();
+    for cert in certs {
+        let domains: Vec<String> = cert.domains.iter().map(|d| format!("{d:?}")).collect();
+        text.push_str(&format!(
+            "\n[[certificate]]\nname = \"{}\"\nca = \"{ca}\"\ndomains = [{}]\nkey_type = \"{}\"\n{}\n",
+            cert.name,
+            domains.join(", "),
+            cert.key_type,
+            cert.extra
+        ));
+    }
+    text
+}
+
+/// Run `certkeeper --config CONFIG ARGS...`, echoing what it printed (shown when a test fails).
+pub fn run_certkeeper(config: &Path, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CERTKEEPER_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ certkeeper {}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        output.status.code(),
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}
+
+/// Start `certkeeper --config CONFIG run` in the background; its stderr goes to a log file in
+/// `dir`.
+pub fn spawn_certkeeper_daemon(dir: &Path, config: &Path, envs: &[(&str, &str)]) -> Daemon {
+    let log = dir.join(format!("daemon-{}.log", next_id()));
+    let child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env_remove("CERTKEEPER_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env("RUST_LOG", "info,certkeeper_acme=debug")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    Daemon { child, log }
+}
+
+/// The archive versions of lineage `name` under `state_dir` (`v0001`, ...), sorted: one per
+/// installed certificate.
+pub fn archive_versions(state_dir: &Path, name: &str) -> Vec<String> {
+    let mut versions: Vec<String> = fs::read_dir(state_dir.join("archive").join(name))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with('v'))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
 }
 
 pub fn write_secret(path: &Path, text: &str) {
