@@ -43,6 +43,8 @@ pub struct CertMetrics {
     /// The last renewal-information check: when, and whether the CA answered.
     pub renewal_info_checked_unix: Option<i64>,
     pub renewal_info_ok: Option<bool>,
+    /// The ACME profile the certificate asks for, if any.
+    pub profile: Option<String>,
 }
 
 /// The daemon's state as the admin endpoints show it.
@@ -269,6 +271,22 @@ pub fn render(snapshot: &Snapshot) -> String {
             escape(&cert.solver)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP certkeeper_certificate_profile_info The ACME profile a lineage asks its CA for; \
+         always 1, absent for lineages without one."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_certificate_profile_info gauge");
+    for cert in &snapshot.certificates {
+        if let Some(profile) = &cert.profile {
+            let _ = writeln!(
+                out,
+                "certkeeper_certificate_profile_info{{cert=\"{}\",profile=\"{}\"}} 1",
+                escape(&cert.name),
+                escape(profile)
+            );
+        }
+    }
     out
 }
 
@@ -305,6 +323,7 @@ mod tests {
                     renewal_at_unix: Some(1_795_040_000),
                     renewal_info_checked_unix: Some(1_790_000_100),
                     renewal_info_ok: Some(true),
+                    profile: Some("shortlived".to_owned()),
                 },
                 CertMetrics {
                     name: "mail".to_owned(),
@@ -328,6 +347,7 @@ mod tests {
             "certkeeper_certificate_renewal_window_end_timestamp_seconds{cert=\"www\"} 1795086400",
             "certkeeper_certificate_renewal_scheduled_timestamp_seconds{cert=\"www\"} 1795040000",
             "certkeeper_certificate_renewal_info_ok{cert=\"www\"} 1",
+            "certkeeper_certificate_profile_info{cert=\"www\",profile=\"shortlived\"} 1",
             "certkeeper_certificate_deploy_pending{cert=\"www\"} 1",
             "certkeeper_certificate_deploy_pending{cert=\"mail\"} 0",
             "# TYPE certkeeper_certificate_challenge_info gauge",

@@ -1032,6 +1032,7 @@ impl Daemon {
                     renewal_at_unix: info.and_then(|r| r.renew_at_unix),
                     renewal_info_checked_unix: info.map(|r| r.checked_at_unix),
                     renewal_info_ok: info.map(|r| r.last_error.is_none()),
+                    profile: spec.profile.clone(),
                 }
             })
             .collect();
