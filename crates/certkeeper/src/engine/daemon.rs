@@ -69,10 +69,9 @@ const ORDER_WAIT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default)]
 struct View {
     observed: Option<ObservedCert>,
-    /// The live certificate's serial, which renewal information is recorded for.
-    serial_hex: Option<String>,
     record: AttemptRecord,
-    /// The last renewal-information check (ARI), whichever certificate it was about.
+    /// The last renewal-information check (ARI) of the live certificate; a check of an
+    /// earlier certificate is not kept.
     renewal_info: Option<Box<RenewalInfoRecord>>,
     /// The last plan put it inside its urgent threshold.
     urgent: bool,
@@ -80,13 +79,17 @@ struct View {
 
 impl From<LineageView> for View {
     fn from(view: LineageView) -> Self {
+        let renewal_info = match (&view.live, &view.lineage) {
+            (Some(live), Some(lineage)) => lineage
+                .state()
+                .renewal_info
+                .clone()
+                .filter(|record| record.serial_hex.eq_ignore_ascii_case(&live.serial_hex)),
+            _ => None,
+        };
         Self {
             observed: view.observed().cloned(),
-            serial_hex: view.live.as_ref().map(|live| live.serial_hex.clone()),
-            renewal_info: view
-                .lineage
-                .as_ref()
-                .and_then(|lineage| lineage.state().renewal_info.clone()),
+            renewal_info,
             record: view.record,
             urgent: false,
         }
@@ -554,14 +557,11 @@ impl Daemon {
         view: &View,
         now: SystemTime,
     ) -> Option<SystemTime> {
-        let (Some(observed), Some(serial)) = (&view.observed, &view.serial_hex) else {
-            return None;
-        };
+        let observed = view.observed.as_ref()?;
         if observed.revoked || self.checking.contains(&spec.name) {
             return None;
         }
         renewal_info::next_check_at(
-            serial,
             observed.not_after,
             view.renewal_info.as_deref(),
             self.without_renewal_info.get(&spec.ca).copied(),
@@ -1010,12 +1010,7 @@ impl Daemon {
             .map(|spec| {
                 let view = self.views.get(&spec.name).cloned().unwrap_or_default();
                 let challenge = ChallengeLabel::of(&self.inventory, &spec.name);
-                // Only a check of the live certificate says anything about it.
-                let info = view.renewal_info.as_ref().filter(|record| {
-                    view.serial_hex
-                        .as_deref()
-                        .is_some_and(|serial| record.serial_hex.eq_ignore_ascii_case(serial))
-                });
+                let info = view.renewal_info.as_deref();
                 CertMetrics {
                     name: spec.name.to_string(),
                     not_after_unix: view.observed.as_ref().map(|o| unix_seconds(o.not_after)),

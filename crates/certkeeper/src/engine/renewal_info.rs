@@ -37,20 +37,19 @@ pub struct Checked {
     pub answer: Result<RenewalInfo, String>,
 }
 
-/// When the live certificate `serial_hex` (expiring at `not_after`) is next checked, given the
-/// lineage's last record and, for a CA found without ARI, until when that holds. `None`: not
-/// again (expired, or past its last check before expiry).
+/// When the live certificate (expiring at `not_after`) is next checked, given the last
+/// record of a check of that certificate (`None`: never asked about it) and, for a CA found
+/// without ARI, until when that holds. `None`: not again (expired, or past its last check
+/// before expiry).
 #[must_use]
 pub fn next_check_at(
-    serial_hex: &str,
     not_after: SystemTime,
     record: Option<&RenewalInfoRecord>,
     unsupported_until: Option<SystemTime>,
     now: SystemTime,
 ) -> Option<SystemTime> {
-    let planned = match record.filter(|record| record.serial_hex.eq_ignore_ascii_case(serial_hex)) {
+    let planned = match record {
         Some(record) => from_unix_seconds(record.next_check_unix?),
-        // Never asked about this certificate: now.
         None => now,
     };
     let at = unsupported_until.map_or(planned, |until| planned.max(until));
@@ -192,33 +191,24 @@ mod tests {
             next_check_unix: Some(unix_seconds(t(500))),
             ..RenewalInfoRecord::default()
         };
-        // Another certificate's record: now.
+        // Never asked: now.
+        assert_eq!(next_check_at(t(1_000), None, None, t(10)), Some(t(10)));
+        // Asked: when the record says.
         assert_eq!(
-            next_check_at("0b", t(1_000), Some(&record), None, t(10)),
-            Some(t(10))
-        );
-        // Its own: when the record says.
-        assert_eq!(
-            next_check_at("0A", t(1_000), Some(&record), None, t(10)),
+            next_check_at(t(1_000), Some(&record), None, t(10)),
             Some(t(500))
         );
         // A CA without ARI: not before the day is over.
         assert_eq!(
-            next_check_at("0a", t(100_000), Some(&record), Some(t(86_410)), t(10)),
+            next_check_at(t(100_000), Some(&record), Some(t(86_410)), t(10)),
             Some(t(86_410))
         );
         // Not at or after expiry.
-        assert_eq!(
-            next_check_at("0a", t(500), Some(&record), None, t(10)),
-            None
-        );
+        assert_eq!(next_check_at(t(500), Some(&record), None, t(10)), None);
         let done = RenewalInfoRecord {
             next_check_unix: None,
             ..record
         };
-        assert_eq!(
-            next_check_at("0a", t(1_000), Some(&done), None, t(10)),
-            None
-        );
+        assert_eq!(next_check_at(t(1_000), Some(&done), None, t(10)), None);
     }
 }
