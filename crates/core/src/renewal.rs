@@ -26,8 +26,9 @@ pub struct ObservedCert {
     /// The operator revoked this lineage with `certkeeper revoke`.
     pub revoked: bool,
     /// The CA's suggested renewal window for this certificate (ARI) and the instant chosen in
-    /// it, when the CA offers ARI and answered.
-    pub suggested: Option<SuggestedRenewal>,
+    /// it, when the CA offers ARI and answered. Boxed: most certificates have none, and the
+    /// daemon keeps one of these per certificate.
+    pub suggested: Option<Box<SuggestedRenewal>>,
 }
 
 /// Certificates living this long or less renew at half their lifetime.

@@ -159,7 +159,7 @@ proptest! {
             domains: vec!["a.example.com".to_owned()],
             key_type: Some(KeyType::EcdsaP256),
             revoked: false,
-            suggested: Some(suggested),
+            suggested: Some(Box::new(suggested)),
         };
         let now = not_before + lifetime.mul_f64(now_frac);
         let planned = plan_certificate(&name, &spec, Some(&observed), &Attempts::default(), &policy, now)

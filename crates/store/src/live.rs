@@ -211,7 +211,7 @@ fn certificate_facts(
             domains: info.domains,
             key_type: info.key_type,
             revoked: state.is_revoked(&info.serial_hex),
-            suggested: state.suggested_renewal(&info.serial_hex),
+            suggested: state.suggested_renewal(&info.serial_hex).map(Box::new),
         },
         serial_hex: info.serial_hex,
         issuer: info.issuer,

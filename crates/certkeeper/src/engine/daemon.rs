@@ -105,10 +105,6 @@ struct Plan {
 }
 
 /// What a task of the loop's [`JoinSet`] finished.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per finished task, moved once out of the JoinSet: boxing would cost an allocation and save nothing"
-)]
 enum Done {
     /// An order attempt (with its deploy hooks when it installed a certificate).
     Attempt {

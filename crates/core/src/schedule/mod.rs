@@ -191,7 +191,7 @@ pub fn plan_certificate(
             // point, except that the renewal then runs at its chosen instant: the CA asked for
             // a renewal inside its window, not at its last moment.
             let ari_end = observed
-                .and_then(|cert| cert.suggested)
+                .and_then(|cert| cert.suggested.as_deref())
                 .map(|suggested| suggested.window.end)
                 .filter(|end| *end < urgent_point);
             let start = match window.next_start(at) {
@@ -271,6 +271,7 @@ fn jittered(
 ) -> SystemTime {
     if cert
         .suggested
+        .as_deref()
         .is_some_and(|suggested| suggested.at == due_at)
     {
         return due_at;

@@ -831,10 +831,10 @@ fn a_forced_pass_reissues_a_revoked_lineage_and_a_plain_one_leaves_it() {
 
 fn with_suggestion(mut observed: ObservedCert, start: SystemTime, end: SystemTime) -> ObservedCert {
     let window = crate::ari::Window { start, end };
-    observed.suggested = Some(crate::ari::SuggestedRenewal {
+    observed.suggested = Some(Box::new(crate::ari::SuggestedRenewal {
         window,
         at: crate::ari::choose(window, observed.not_after, 0x1234_5678_9abc),
-    });
+    }));
     observed
 }
 
@@ -849,7 +849,7 @@ fn a_suggested_window_replaces_the_lifetime_rule_and_its_jitter() {
     // In the future: planned at the chosen instant, not jittered, not before the window.
     let later = with_suggestion(plain.clone(), issued + 80 * DAY, issued + 82 * DAY);
     let planned = plan("www", None, Some(&later), &none, &policy, now);
-    let chosen = later.suggested.expect("set").at;
+    let chosen = later.suggested.as_deref().expect("set").at;
     assert_eq!(show(planned.at), show(chosen));
     assert!(chosen >= issued + 80 * DAY && chosen < issued + 82 * DAY);
     assert_eq!(planned.hold, None);
@@ -888,7 +888,7 @@ fn a_suggested_window_closing_before_the_maintenance_window_overrides_it() {
         t("2026-02-14T00:00:00Z"),
     );
     let planned = plan("www", None, Some(&short), &none, &monthly, now);
-    assert_eq!(planned.at, short.suggested.expect("set").at);
+    assert_eq!(planned.at, short.suggested.as_deref().expect("set").at);
     assert_eq!(planned.hold, None);
 
     // A CA window spanning the next maintenance window: the renewal waits for it.
@@ -898,7 +898,7 @@ fn a_suggested_window_closing_before_the_maintenance_window_overrides_it() {
         t("2026-03-05T00:00:00Z"),
     );
     let planned = plan("www", None, Some(&wide), &none, &monthly, now);
-    if planned.at != wide.suggested.expect("set").at {
+    if planned.at != wide.suggested.as_deref().expect("set").at {
         assert_eq!(show(planned.at), "2026-03-01T02:30:00Z");
         assert_eq!(planned.hold, Some(Hold::Window));
     }
