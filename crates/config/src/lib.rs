@@ -55,6 +55,7 @@ mod environment;
 mod hooks;
 mod include;
 mod inventory;
+mod keys;
 mod secrets;
 mod values;
 mod walk;
@@ -67,7 +68,7 @@ use toml::de::DeTable;
 use crate::walk::Table;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
-pub use environment::Environment;
+pub use environment::{Environment, Groups};
 
 /// Where the binary looks for its configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
