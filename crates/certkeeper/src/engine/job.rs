@@ -120,10 +120,12 @@ pub async fn obtain(
     let installing = lineage.clone();
     let domains = spec.domains.clone();
     let key = key_pem.expose().to_vec();
-    let installed =
-        tokio::task::spawn_blocking(move || installing.install(&domains, &key, &chain_pem))
-            .await
-            .map_err(AttemptError::Blocking)?;
+    let key_group = spec.key_group.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        installing.install(&domains, &key, &chain_pem, key_group.as_ref())
+    })
+    .await
+    .map_err(AttemptError::Blocking)?;
     match installed {
         // The order is done; [`record`] says so with the success.
         Ok(installed) => Ok(installed),
