@@ -479,7 +479,7 @@ impl Daemon {
                 view.urgent = planned.urgent;
             }
             if planned.at <= now {
-                self.spawn_attempt(spec, &planned, None);
+                self.spawn_attempt(spec, &planned, None, false);
             } else {
                 upcoming.push(planned.at);
                 if next.as_ref().is_none_or(|(at, _)| planned.at < *at) {
@@ -498,6 +498,7 @@ impl Daemon {
         spec: &CertificateSpec,
         planned: &Planned,
         action: Option<LifecycleAction>,
+        new_key: bool,
     ) {
         let purpose = attempt::purpose(spec, planned.renewal, action);
         let renewal = planned.renewal;
@@ -508,6 +509,7 @@ impl Daemon {
             inventory: Arc::clone(&self.inventory),
             spec: spec.clone(),
             purpose,
+            new_key,
         };
         let attempt = self.runner.attempt(input);
         let stopping = self.lifecycle.soft();
@@ -643,6 +645,7 @@ impl Daemon {
             inventory: Arc::clone(&self.inventory),
             spec: spec.clone(),
             purpose: attempt::purpose(spec, true, None),
+            new_key: false,
         };
         let redeploy = self.runner.redeploy(input);
         let spec = spec.clone();
@@ -761,7 +764,14 @@ impl Daemon {
                 names,
                 force,
                 action,
-            } => self.renew_request(&names, force, action.as_deref(), replies),
+                new_key,
+            } => self.renew_request(
+                &names,
+                force || new_key,
+                action.as_deref(),
+                new_key,
+                replies,
+            ),
             Request::Revoke { name, reason } => {
                 let reason = match reason.parse() {
                     Ok(reason) => reason,
@@ -793,6 +803,7 @@ impl Daemon {
         names: &[String],
         force: bool,
         action: Option<&str>,
+        new_key: bool,
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         let inventory = Arc::clone(&self.inventory);
@@ -827,7 +838,7 @@ impl Daemon {
             }
             match pass::step(LineageView::load(&self.store, &spec.name), spec, now, force) {
                 Step::Attempt(planned, _) => {
-                    self.spawn_attempt(spec, &planned, action);
+                    self.spawn_attempt(spec, &planned, action, new_key);
                     waiter.names.insert(spec.name.clone());
                 }
                 Step::Skip(skip) => {

@@ -440,6 +440,7 @@ domains = ["www.example.com"]
             spec,
             purpose: purpose(spec, false, None),
             run_hooks: true,
+            new_key: false,
         }
         .run()
         .await
