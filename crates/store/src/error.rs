@@ -208,7 +208,7 @@ fn key_group_advice(group: &KeyGroup, uid: u32, member: bool) -> String {
         )
     } else {
         format!(
-            "certkeeper runs as uid {uid}, which is neither root nor a member of {name}; add that user to the group (under systemd, a drop-in with [Service] SupplementaryGroups={name}: systemctl edit certkeeper; by hand, usermod -aG {name} certkeeper), or remove key_group from the configuration"
+            "certkeeper runs as uid {uid}, which is neither root nor a member of {name}; add that user to the group (usermod -aG {name} certkeeper for the packaged user, then restart certkeeper; or for the daemon alone, a drop-in with [Service] SupplementaryGroups={name}: systemctl edit certkeeper), or remove key_group from the configuration"
         )
     }
 }
