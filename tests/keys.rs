@@ -1,7 +1,7 @@
 //! Private keys as operators expect them, end to end against a real Pebble with the
 //! `certkeeper` binary: `reuse_key` keeps the live certificate's public key across forced
-//! renewals, `renew --new-key` rotates it once, a `key_type` change makes a new key despite
-//! `reuse_key`; `key_group` makes every version's `privkey.pem` `0640` and that group's when
+//! renewals, `renew --new-key` rotates it once (also carried out by a running daemon), a
+//! `key_type` change makes a new key despite `reuse_key`; `key_group` makes every version's `privkey.pem` `0640` and that group's when
 //! certkeeper runs as an unprivileged user in the group (as the packaged unit runs it), fails
 //! clearly and leaves the live pair alone when the user is not in it, and an unknown group is
 //! a configuration error (exit 78).
@@ -18,9 +18,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
 use support::hostile::{attacker, open_to_others};
-use support::{Cert, PebbleOptions, Setup, key_description, key_matches, mode, openssl, stderr};
+use support::{
+    Cert, PebbleOptions, Setup, key_description, key_matches, mode, openssl, stderr, stdout,
+};
 
 /// The public key of a private key file, as PEM.
 fn public_key(key: &Path) -> String {
@@ -113,6 +117,47 @@ fn reuse_key_keeps_the_public_key_until_new_key_or_a_key_type_change() {
         key_description(&setup.live("kept").join("privkey.pem")).contains("384 bit"),
         "the new key is of the new type"
     );
+}
+
+#[test]
+fn the_running_daemon_reuses_the_key_and_rotates_it_for_renew_new_key() {
+    let setup = Setup::new(PebbleOptions::default());
+    setup.write_config(&[Cert {
+        extra: "reuse_key = true",
+        ..Cert::new("www", &["www.example.com"])
+    }]);
+    let mut daemon = setup.spawn_daemon(&[]);
+    let cert = setup.live("www").join("cert.pem");
+    let socket = setup.state_dir.join("control.sock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(cert.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok()) {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = live_public_key(&setup, "www");
+
+    // Both carried out by the daemon (the control socket), not by the client itself.
+    let output = setup.certkeeper(&["renew", "--force", "www"]);
+    assert!(output.status.success(), "{}", daemon.log_text());
+    assert_eq!(setup.versions("www").len(), 2);
+    assert_eq!(
+        live_public_key(&setup, "www"),
+        first,
+        "the daemon reused the key"
+    );
+    let output = setup.certkeeper(&["renew", "--new-key", "www"]);
+    assert!(output.status.success(), "{}", daemon.log_text());
+    assert!(stdout(&output).contains("www"), "the daemon answered");
+    assert_eq!(setup.versions("www").len(), 3);
+    assert_ne!(
+        live_public_key(&setup, "www"),
+        first,
+        "--new-key rotated it"
+    );
+    assert!(daemon.log_text().contains("renew --new-key asks for one"));
+
+    daemon.signal(Signal::TERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
 }
 
 /// Groups made for these tests (left in place, like the attacker user): one certkeeper's
