@@ -151,10 +151,11 @@ step "certkeeper.service: user, capabilities, system calls, ports"
 [ "$(setting certkeeper.service User)" = certkeeper ] || fail "certkeeper.service runs as $(setting certkeeper.service User)"
 [ "$(setting certkeeper.service CapabilityBoundingSet)" = cap_net_bind_service ] \
   || fail "certkeeper.service capabilities: $(setting certkeeper.service CapabilityBoundingSet)"
-# The daemon drops CAP_NET_BIND_SERVICE with capset(2) and marks itself non-dumpable with
+# The daemon drops CAP_NET_BIND_SERVICE with capset(2), gives keys to their key_group with
+# fchown(2) and marks itself non-dumpable with
 # prctl(2): both must pass the filter, or they fail with EPERM.
 syscalls=" $(setting certkeeper.service SystemCallFilter) "
-for call in capset capget prctl; do
+for call in capset capget prctl fchown; do
   [[ "$syscalls" == *" $call "* ]] || fail "certkeeper.service's SystemCallFilter= denies $call"
 done
 for call in setuid mount reboot; do

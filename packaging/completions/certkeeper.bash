@@ -283,7 +283,7 @@ _certkeeper() {
             return 0
             ;;
         certkeeper__subcmd__renew)
-            opts="-c -h --force --action --no-hooks --timeout --config --log-level --log-format --help"
+            opts="-c -h --force --new-key --action --no-hooks --timeout --config --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -54,6 +54,7 @@ complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -l log-leve
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -l log-format -d 'Log line format on stderr (ignored when logging to journald)' -r -f -a "text\t''
 json\t''"
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -l force -d 'Renew even when not due'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -l new-key -d 'Renew now (as --force) with a new private key, even for certificates with `reuse_key = true`; later renewals reuse the new key. An order in flight that reuses the live key is dropped for a new one'
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -l no-hooks -d 'Run no hooks (pre, deploy, reload, post) in this pass'
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand renew" -s h -l help -d 'Print help'
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand revoke" -l reason -d 'unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation (case-insensitive; certbot\'s spellings such as `keycompromise` work)' -r

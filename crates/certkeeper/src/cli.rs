@@ -68,6 +68,11 @@ pub struct RenewArgs {
     /// Renew even when not due.
     #[arg(long)]
     pub force: bool,
+    /// Renew now (as --force) with a new private key, even for certificates with
+    /// `reuse_key = true`; later renewals reuse the new key. An order in flight that reuses
+    /// the live key is dropped for a new one.
+    #[arg(long)]
+    pub new_key: bool,
     /// DigiCert lifecycle action for these renewals, overriding each certificate's `action`.
     #[arg(long, value_parser = parse_action)]
     pub action: Option<LifecycleAction>,

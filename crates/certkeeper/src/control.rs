@@ -33,12 +33,15 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
-    /// `certkeeper renew [NAME...] [--force] [--action A]`.
+    /// `certkeeper renew [NAME...] [--force] [--action A] [--new-key]`.
     Renew {
         names: Vec<String>,
         force: bool,
         /// The lifecycle action override, as spelled on the command line.
         action: Option<String>,
+        /// `--new-key` (which renews even when not due). Absent from older clients' requests.
+        #[serde(default)]
+        new_key: bool,
     },
     /// `certkeeper revoke NAME --reason R`.
     Revoke { name: String, reason: String },
@@ -298,6 +301,7 @@ mod tests {
             names: vec!["www".to_owned()],
             force: true,
             action: Some("reissue".to_owned()),
+            new_key: true,
         };
         let line = serde_json::to_string(&request).expect("serialize");
         assert!(!line.contains('\n'));

@@ -109,8 +109,13 @@ pub fn harden_process() -> Result<(), PrivilegeError> {
         .map_err(|errno| PrivilegeError::Harden(errno.into()))
 }
 
-/// When running as root and `state_dir` belongs to another user, become that user (and its
-/// group, with no supplementary groups) for the rest of the process.
+/// When running as root and `state_dir` belongs to another user, become that user (the
+/// directory's group as its gid, and the user's supplementary groups from the group database)
+/// for the rest of the process.
+///
+/// The supplementary groups are the ones `runuser`, `login` and systemd's `User=` give the
+/// user, so a `key_group` that certkeeper's user is a member of (`usermod -aG`) works the same
+/// from a root shell as under the unit; root's own groups are never kept.
 ///
 /// # Errors
 /// [`PrivilegeError`] when the state directory is a symlink or not a directory, or the
@@ -123,6 +128,9 @@ pub fn drop_to_state_owner(state_dir: &Path) -> Result<Identity, PrivilegeError>
         return Ok(Identity::Unchanged);
     };
     let user = user_name(owner.uid);
+    let uid = Uid::from_raw(owner.uid);
+    let gid = Gid::from_raw(owner.gid);
+    let groups = supplementary_groups(&user, gid);
     let threads = thread_count();
     if threads != 1 {
         return Err(PrivilegeError::Threads {
@@ -136,10 +144,8 @@ pub fn drop_to_state_owner(state_dir: &Path) -> Result<Identity, PrivilegeError>
         path: state_dir.to_owned(),
         source: errno.into(),
     };
-    let uid = Uid::from_raw(owner.uid);
-    let gid = Gid::from_raw(owner.gid);
     // Groups and gid first: once the uid is gone, so is the right to change them.
-    rustix::thread::set_thread_groups(&[]).map_err(failed)?;
+    rustix::thread::set_thread_groups(&groups).map_err(failed)?;
     rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(failed)?;
     rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(failed)?;
     // Setting all three uids away from 0 also emptied the capability sets; make sure the
@@ -159,6 +165,23 @@ pub fn drop_to_state_owner(state_dir: &Path) -> Result<Identity, PrivilegeError>
         uid: owner.uid,
         gid: owner.gid,
     })
+}
+
+/// The groups of `user` in the group database besides `gid` (`getgrouplist(3)`); none when
+/// the user has no name or the database cannot be asked.
+fn supplementary_groups(user: &str, gid: Gid) -> Vec<Gid> {
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid.as_raw()))
+        .map(|groups| {
+            groups
+                .into_iter()
+                .map(|group| Gid::from_raw(group.as_raw()))
+                .filter(|&group| group != gid)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// For `certkeeper run`: as root against another user's state directory, refuse.

@@ -4,7 +4,9 @@
 //! maintenance window without `timezone` follows the system's local time zone. Reading them
 //! through an [`Environment`] value instead of `std::env` and `/etc/localtime` keeps the
 //! loader a function of its inputs: tests build the environment they need, and nothing
-//! depends on the variables or the time zone of whoever runs the test suite.
+//! depends on the variables or the time zone of whoever runs the test suite. Group names
+//! (`key_group`) are resolved the same way: the system's groups for the process, the groups
+//! a test names for a test.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +28,17 @@ pub struct Environment {
     /// The zone maintenance windows are evaluated in when the configuration sets no
     /// `timezone`.
     pub local_timezone: TimeZone,
+    /// Where group names are looked up.
+    pub groups: Groups,
+}
+
+/// Where [`Environment::group_id`] looks group names up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Groups {
+    /// The system's group database (`getgrnam_r(3)`: `/etc/group`, or whatever NSS adds).
+    System,
+    /// These groups only (tests).
+    Fixed(HashMap<String, u32>),
 }
 
 impl Default for Environment {
@@ -51,16 +64,43 @@ impl Environment {
             vars,
             credentials_directory,
             local_timezone: TimeZone::system(),
+            groups: Groups::System,
         }
     }
 
-    /// No variables, no credentials directory, and UTC as the local time zone.
+    /// No variables, no credentials directory, UTC as the local time zone, and no groups.
     #[must_use]
     pub fn empty() -> Self {
         Self {
             vars: HashMap::new(),
             credentials_directory: None,
             local_timezone: TimeZone::UTC,
+            groups: Groups::Fixed(HashMap::new()),
+        }
+    }
+
+    /// Know group `name` as `gid` (which makes the lookup one of fixed groups).
+    #[must_use]
+    pub fn with_group(mut self, name: impl Into<String>, gid: u32) -> Self {
+        match &mut self.groups {
+            Groups::Fixed(groups) => {
+                groups.insert(name.into(), gid);
+            }
+            Groups::System => self.groups = Groups::Fixed(HashMap::from([(name.into(), gid)])),
+        }
+        self
+    }
+
+    /// The number of group `name`; `Ok(None)` when there is no such group.
+    ///
+    /// # Errors
+    /// The system's group database could not be asked (the message of `getgrnam_r(3)`).
+    pub fn group_id(&self, name: &str) -> Result<Option<u32>, String> {
+        match &self.groups {
+            Groups::Fixed(groups) => Ok(groups.get(name).copied()),
+            Groups::System => nix::unistd::Group::from_name(name)
+                .map(|group| group.map(|group| group.gid.as_raw()))
+                .map_err(|errno| errno.desc().to_owned()),
         }
     }
 
@@ -100,6 +140,7 @@ impl fmt::Debug for Environment {
                 "local_timezone",
                 &self.local_timezone.iana_name().unwrap_or("(unnamed)"),
             )
+            .field("groups", &self.groups)
             .finish()
     }
 }
@@ -118,5 +159,18 @@ mod tests {
         assert!(!printed.contains("c2VjcmV0LXZhbHVl"), "{printed}");
         assert_eq!(env.var("CERTKEEPER_HMAC"), Some("c2VjcmV0LXZhbHVl"));
         assert_eq!(env.var("OTHER"), None);
+    }
+
+    #[test]
+    fn groups_are_the_fixed_ones_or_the_systems() {
+        let env = Environment::empty().with_group("ssl-cert", 4242);
+        assert_eq!(env.group_id("ssl-cert"), Ok(Some(4242)));
+        assert_eq!(env.group_id("root"), Ok(None));
+        // Every system has group 0, root.
+        assert_eq!(Environment::from_process().group_id("root"), Ok(Some(0)));
+        assert_eq!(
+            Environment::from_process().group_id("certkeeper-no-such-group"),
+            Ok(None)
+        );
     }
 }

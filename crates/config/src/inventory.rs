@@ -43,6 +43,7 @@ use crate::hooks::{
     RELOAD_KEY,
 };
 use crate::include::INCLUDE_KEY;
+use crate::keys::{self, CERTIFICATE_KEY_KEYS, KEY_GROUP_KEY, KeySettings, REUSE_KEY_KEY};
 use crate::values::{duration, path, profile};
 use crate::walk::{Node, Table};
 
@@ -51,7 +52,7 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 18] = [
+const ROOT_KEYS: [&str; 20] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
@@ -62,6 +63,8 @@ const ROOT_KEYS: [&str; 18] = [
     "retry_max",
     HOOKS_DIR_KEY,
     HOOK_TIMEOUT_KEY,
+    REUSE_KEY_KEY,
+    KEY_GROUP_KEY,
     CHALLENGE_KEY,
     "http01",
     DNS_KEY,
@@ -157,6 +160,7 @@ pub(crate) fn build(
     };
     let admin = root.optional("admin", |node| admin(node, diagnostics));
     let hook_settings = hooks::settings(root, context, diagnostics);
+    let key_settings = KeySettings::read(root, context, diagnostics);
     // DNS hooks are checked with the default timeout when `hook_timeout` is broken: that is
     // reported already and refuses the inventory.
     let hook_timeout = hook_settings
@@ -202,10 +206,14 @@ pub(crate) fn build(
         for table in entries(&source.root, "certificate", diagnostics) {
             certificates.push(certificate(
                 &table,
+                &source.context,
                 &known_cas,
                 &defaults,
-                &hook_settings,
-                &challenge_settings,
+                &Inherited {
+                    hooks: &hook_settings,
+                    keys: &key_settings,
+                    challenge: &challenge_settings,
+                },
                 diagnostics,
             ));
         }
@@ -235,6 +243,7 @@ pub(crate) fn build(
     // The scheduling defaults reached the certificates through `defaults`; their own
     // failures still refuse the inventory.
     let (_, _, _, _) = (timezone?, window?, urgent_before?, backoff?);
+    key_settings.check()?;
     let certificates = certificates?;
     let challenges = Challenges {
         dns_providers: dns_providers?,
@@ -620,18 +629,28 @@ type CertificateEntry<'a, 'i> = (
     Result<(CertificateSpec, ChallengeSpec), Reported>,
 );
 
+/// What certificates inherit from the main file besides scheduling: hooks, key settings and
+/// the challenge.
+#[derive(Debug)]
+struct Inherited<'s, 'a, 'i> {
+    hooks: &'s HookSettings<'a>,
+    keys: &'s KeySettings,
+    challenge: &'s ChallengeSettings<'i>,
+}
+
 fn certificate<'a, 'i>(
     table: &Table<'a, 'i>,
+    context: &Context<'_>,
     cas: &KnownCas<'_, '_, '_>,
     defaults: &ScheduleDefaults,
-    hook_settings: &HookSettings<'_>,
-    challenge_settings: &ChallengeSettings<'_>,
+    inherited: &Inherited<'_, '_, '_>,
     diagnostics: &mut Diagnostics<'_>,
 ) -> CertificateEntry<'a, 'i> {
     let known: Vec<&str> = CERTIFICATE_OWN_KEYS
         .iter()
         .chain(&CERTIFICATE_HOOK_KEYS)
         .chain(&CERTIFICATE_CHALLENGE_KEYS)
+        .chain(&CERTIFICATE_KEY_KEYS)
         .copied()
         .collect();
     table.reject_unknown_keys(&known, diagnostics);
@@ -666,17 +685,19 @@ fn certificate<'a, 'i>(
     let own_window = table.optional("window", |node| window(node, diagnostics));
     let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
     let own_profile = table.optional(PROFILE_KEY, |node| profile(node, diagnostics));
-    let hooks = hooks::certificate_hooks(table, hook_settings, diagnostics);
+    let hooks = hooks::certificate_hooks(table, inherited.hooks, diagnostics);
+    let key_settings = keys::certificate_keys(table, inherited.keys, context, diagnostics);
     let challenge = challenge::certificate_challenge(
         table,
         domains.as_deref().map_err(|reported| *reported),
-        challenge_settings,
+        inherited.challenge,
         diagnostics,
     );
 
     let spec = (|| {
         let ca = ca?;
         let profile = own_profile?.or_else(|| cas.default_profile(&ca));
+        let (reuse_key, key_group) = key_settings?;
         let spec = CertificateSpec {
             name: name?,
             ca,
@@ -697,6 +718,8 @@ fn certificate<'a, 'i>(
                 backoff: defaults.backoff,
             }),
             hooks: Arc::new(hooks?),
+            reuse_key,
+            key_group,
         };
         Ok((spec, challenge?))
     })();

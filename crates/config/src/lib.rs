@@ -27,11 +27,13 @@
 //! - `challenge`: the top-level `challenge` default, `[http01] webroot`, and each
 //!   certificate's `challenge`, `webroot` and `dns`, resolved to its effective challenge;
 //!   wildcards only with DNS-01.
+//! - `keys`: `reuse_key` and `key_group`, top-level defaults and each certificate's own;
+//!   the group resolved to its number when loading.
 //! - `dns`: `[dns.NAME]` DNS-01 providers (`rfc2136` with its TSIG secret, `hook`) and their
 //!   propagation settings.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
-//!   come from and the local time zone, passed in so that loading is a function of its
+//!   come from, the local time zone and where group names are looked up, passed in so that loading is a function of its
 //!   inputs (and of the files it reads).
 //!
 //! Key paths in diagnostics are dotted keys with 0-based indices in the order of the file the
@@ -55,6 +57,7 @@ mod environment;
 mod hooks;
 mod include;
 mod inventory;
+mod keys;
 mod secrets;
 mod values;
 mod walk;
@@ -67,7 +70,7 @@ use toml::de::DeTable;
 use crate::walk::Table;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
-pub use environment::Environment;
+pub use environment::{Environment, Groups};
 
 /// Where the binary looks for its configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";

@@ -331,6 +331,8 @@ fn example_config_documents_every_key() {
         "ca",
         "domains",
         "key_type",
+        "reuse_key",
+        "key_group",
         "order_id",
         "action",
         "renew_before",

@@ -54,7 +54,10 @@ fn readme_inventories() -> Vec<(String, Inventory)> {
     let tsig = credentials.join("tsig-secret");
     fs::write(&tsig, "dGhpcy1pcy1hLXRzaWctc2VjcmV0LWZvci10ZXN0cw==\n").expect("write");
     fs::set_permissions(&tsig, fs::Permissions::from_mode(0o400)).expect("chmod");
-    let env = Environment::empty().with_credentials_directory(&credentials);
+    let env = Environment::empty()
+        .with_credentials_directory(&credentials)
+        // `key_group = "ssl-cert"`: Debian's group for reading TLS keys.
+        .with_group("ssl-cert", 103);
 
     let mut inventories = Vec::new();
     for (index, block) in blocks.into_iter().enumerate() {

@@ -60,6 +60,8 @@ fn fleet(policy: &SchedulePolicy) -> Vec<Entry> {
                 profile: None,
                 schedule: std::sync::Arc::new(policy.clone()),
                 hooks: std::sync::Arc::default(),
+                reuse_key: false,
+                key_group: None,
             };
             let lifetime = [47, 100, 200][i % 3] * DAY;
             // Issued between 0 and 250 days ago: some fresh, some due, a few expired.

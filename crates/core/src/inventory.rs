@@ -149,6 +149,27 @@ pub struct CertificateSpec {
     /// Pre, deploy, post hooks and reload targets (the certificate's own, or the `[hooks]`
     /// defaults). Shared like [`CertificateSpec::schedule`].
     pub hooks: Arc<CertHooks>,
+    /// `reuse_key`: renewals keep the live private key while its type is
+    /// [`CertificateSpec::key_type`] (a key pinned elsewhere, such as a DANE TLSA record, stays
+    /// valid); `false` makes a new key for every order.
+    pub reuse_key: bool,
+    /// `key_group`: the group that may read the lineage's `privkey.pem` (`0640`); `None`
+    /// keeps it `0600`, the owner's only.
+    pub key_group: Option<KeyGroup>,
+}
+
+/// A group allowed to read a lineage's private key, resolved when the configuration was
+/// loaded: the name for messages, the number for `fchown(2)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyGroup {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl fmt::Display for KeyGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (gid {})", self.name, self.gid)
+    }
 }
 
 /// Private key algorithm for a certificate.

@@ -30,7 +30,9 @@ pub use hooks::{
     CertHooks, DeployAction, Deployment, Hook, HookCommand, ReloadTarget, deploy_env, post_env,
     pre_env,
 };
-pub use inventory::{AdminSpec, CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyType};
+pub use inventory::{
+    AdminSpec, CaSpec, CertificateSpec, Eab, Http01Spec, Inventory, KeyGroup, KeyType,
+};
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};
 pub use ports::{

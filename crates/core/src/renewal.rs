@@ -195,6 +195,8 @@ mod tests {
             profile: None,
             schedule: std::sync::Arc::default(),
             hooks: std::sync::Arc::default(),
+            reuse_key: false,
+            key_group: None,
         }
     }
 

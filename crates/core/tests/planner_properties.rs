@@ -30,6 +30,8 @@ fn spec(
         profile: None,
         schedule: std::sync::Arc::new(schedule),
         hooks: std::sync::Arc::default(),
+        reuse_key: false,
+        key_group: None,
     }
 }
 

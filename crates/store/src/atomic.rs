@@ -27,10 +27,13 @@ use std::io::{self, ErrorKind, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags, fchmod, openat, unlinkat};
+use certkeeper_core::KeyGroup;
+use rustix::fs::{AtFlags, Mode, OFlags, fchmod, fchown, openat, unlinkat};
 use rustix::io::Errno;
+use rustix::process::{Gid, getegid, geteuid, getgroups};
 
 use crate::error::{FileKind, StoreError};
+use crate::layout::{GROUP_KEY_FILE_MODE, PRIVATE_FILE_MODE};
 use crate::nofollow::DirFd;
 
 /// How many names [`create_exclusive`] tries before giving up. Collisions need another
@@ -175,6 +178,42 @@ pub(crate) fn write_new_file(
         CreateError::Exists(err) => StoreError::io("create", dir.child(name), err),
         CreateError::Other(err) => err,
     })?;
+    file.write_all(bytes)
+        .map_err(|err| StoreError::io("write", dir.child(name), err))?;
+    file.sync_all()
+        .map_err(|err| StoreError::io("fsync", dir.child(name), err))
+}
+
+/// Write the *new* private key file `dir/name` like [`write_new_file`]: `0600`, or with
+/// `group`, given to that group and only then opened to it (`0640`), before any byte is
+/// written. At no instant can another group read it, and no mode is changed once the file
+/// is visible under its final name.
+pub(crate) fn write_new_key(
+    dir: &DirFd,
+    name: &str,
+    bytes: &[u8],
+    group: Option<&KeyGroup>,
+) -> Result<(), StoreError> {
+    let mut file = create_new(dir, name, PRIVATE_FILE_MODE).map_err(|err| match err {
+        CreateError::Exists(err) => StoreError::io("create", dir.child(name), err),
+        CreateError::Other(err) => err,
+    })?;
+    if let Some(group) = group {
+        fchown(&file, None, Some(Gid::from_raw(group.gid))).map_err(|errno| {
+            let egid = getegid().as_raw();
+            let member = egid == group.gid
+                || getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == group.gid));
+            StoreError::KeyGroup {
+                group: group.clone(),
+                path: dir.child(name),
+                uid: geteuid().as_raw(),
+                member,
+                source: errno.into(),
+            }
+        })?;
+        fchmod(&file, Mode::from_raw_mode(GROUP_KEY_FILE_MODE))
+            .map_err(|errno| StoreError::io("set the mode of", dir.child(name), errno.into()))?;
+    }
     file.write_all(bytes)
         .map_err(|err| StoreError::io("write", dir.child(name), err))?;
     file.sync_all()

@@ -14,7 +14,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use certkeeper_core::CertName;
+use certkeeper_core::{CertName, KeyGroup};
 use thiserror::Error;
 
 /// Why a certificate and key were refused (on install) or found broken (on read).
@@ -175,10 +175,42 @@ pub enum StoreError {
     /// An account storage key component would escape the accounts directory.
     #[error("account storage key component {component:?} is not a safe directory name")]
     InvalidAccountKey { component: String },
+    /// The private key could not be given to its `key_group`: certkeeper is neither root nor
+    /// a member of the group, or (`member`) a system call filter refused `fchown(2)`. Nothing
+    /// was published; the live certificate stays as it was.
+    #[error(
+        "cannot give the private key {} to group {group}: {}; the live certificate was left as it was",
+        path.display(),
+        key_group_advice(group, *uid, *member)
+    )]
+    KeyGroup {
+        group: KeyGroup,
+        path: PathBuf,
+        /// The user certkeeper runs as.
+        uid: u32,
+        /// Whether that user is in the group (so it was not membership that was missing).
+        member: bool,
+        #[source]
+        source: io::Error,
+    },
     /// Every candidate archive version name was taken while installing (concurrent installs
     /// of one lineage, which the store lock exists to prevent).
     #[error("no free version name in {}; is another process installing this lineage?", dir.display())]
     NoFreeVersion { dir: PathBuf },
+}
+
+/// What to do when a key cannot be given to its group (see [`StoreError::KeyGroup`]).
+fn key_group_advice(group: &KeyGroup, uid: u32, member: bool) -> String {
+    let name = &group.name;
+    if member {
+        format!(
+            "uid {uid} is a member of {name}, yet fchown(2) was refused: a system call filter forbids it (under systemd, allow it with SystemCallFilter=fchown in a drop-in: systemctl edit certkeeper)"
+        )
+    } else {
+        format!(
+            "certkeeper runs as uid {uid}, which is neither root nor a member of {name}; add that user to the group (usermod -aG {name} certkeeper for the packaged user, then restart certkeeper; or for the daemon alone, a drop-in with [Service] SupplementaryGroups={name}: systemctl edit certkeeper), or remove key_group from the configuration"
+        )
+    }
 }
 
 impl StoreError {
@@ -198,6 +230,7 @@ impl StoreError {
             | StoreError::Unsafe { .. }
             | StoreError::StateDirNotOwned { .. }
             | StoreError::State { .. }
+            | StoreError::KeyGroup { .. }
             | StoreError::InvalidAccountKey { .. } => false,
         }
     }

@@ -4,8 +4,9 @@
 //! 2. Remove leftovers of interrupted installs of this lineage: `archive/NAME/.staging-*`
 //!    directories and `live/.NAME.tmp-*` symlinks. Nothing points at them.
 //! 3. Assemble the version in a fresh staging directory `archive/NAME/.staging-<unique>`:
-//!    every file is created there with its final mode (the key `0600` from creation),
-//!    written and fsynced, then the staging directory is fsynced.
+//!    every file is created there with its final mode (the key `0600` from creation, or
+//!    given to its `key_group` and then `0640` before its first byte), written and fsynced,
+//!    then the staging directory is fsynced.
 //! 4. Publish it with one `renameat2(RENAME_NOREPLACE)` to `archive/NAME/vNNNN` and fsync
 //!    `archive/NAME`. A `vNNNN` directory therefore only ever exists complete, and two
 //!    installs can never take the same name (the loser retries with the next number).
@@ -32,15 +33,15 @@
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 
-use certkeeper_core::CertName;
+use certkeeper_core::{CertName, KeyGroup};
 use rustix::io::Errno;
 
-use crate::atomic::{unique_suffix, write_new_file};
+use crate::atomic::{unique_suffix, write_new_file, write_new_key};
 use crate::error::{FileKind, StoreError};
 use crate::layout::{
     ARCHIVE_DIR, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, GROUP_DIR_MODE, LIVE_DIR, Layout,
-    PRIVATE_FILE_MODE, PRIVKEY_FILE, PUBLIC_FILE_MODE, STAGING_PREFIX, highest_version,
-    remove_leftovers, version_name,
+    PRIVKEY_FILE, PUBLIC_FILE_MODE, STAGING_PREFIX, highest_version, remove_leftovers,
+    version_name,
 };
 use crate::nofollow::DirFd;
 use crate::verify::VerifiedIssue;
@@ -48,12 +49,14 @@ use crate::verify::VerifiedIssue;
 /// How many version numbers to try when a concurrent install takes ours.
 const VERSION_ATTEMPTS: u32 = 32;
 
-/// Write `issue` as a new version of `name` and make it live. Returns the version name.
+/// Write `issue` as a new version of `name` and make it live, its key readable by
+/// `key_group` when there is one. Returns the version name.
 pub(crate) fn install(
     root: &DirFd,
     layout: &Layout,
     name: &CertName,
     issue: &VerifiedIssue,
+    key_group: Option<&KeyGroup>,
 ) -> Result<String, StoreError> {
     let live = root.ensure_dir(LIVE_DIR, GROUP_DIR_MODE)?;
     check_swappable(&live, layout, name)?;
@@ -66,7 +69,8 @@ pub(crate) fn install(
 
     let staging_name = format!("{STAGING_PREFIX}{}", unique_suffix());
     let staging = archive.create_dir(&staging_name, GROUP_DIR_MODE)?;
-    let version = fill_staging(&staging, issue).and_then(|()| publish(&archive, &staging_name));
+    let version =
+        fill_staging(&staging, issue, key_group).and_then(|()| publish(&archive, &staging_name));
     drop(staging);
     let version = match version {
         Ok(version) => version,
@@ -90,13 +94,17 @@ fn check_swappable(live: &DirFd, layout: &Layout, name: &CertName) -> Result<(),
     }
 }
 
-fn fill_staging(staging: &DirFd, issue: &VerifiedIssue) -> Result<(), StoreError> {
+fn fill_staging(
+    staging: &DirFd,
+    issue: &VerifiedIssue,
+    key_group: Option<&KeyGroup>,
+) -> Result<(), StoreError> {
     // The key first: should anything below fail, no certificate exists without its key.
-    write_new_file(
+    write_new_key(
         staging,
         PRIVKEY_FILE,
         issue.key.to_pem().as_bytes(),
-        PRIVATE_FILE_MODE,
+        key_group,
     )?;
     write_new_file(
         staging,

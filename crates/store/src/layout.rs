@@ -9,7 +9,7 @@
 //!     NAME/                                     0750
 //!       v0001/ v0002/ ...                       0750  one per issuance, never modified
 //!         cert.pem chain.pem fullchain.pem      0644
-//!         privkey.pem                           0600
+//!         privkey.pem                           0600, or 0640 owned by `key_group`
 //!       .staging-*                                    an install in progress (or interrupted)
 //!   live/                                       0750
 //!     NAME -> ../archive/NAME/v0002                   swapped atomically by rename(2)
@@ -28,7 +28,11 @@
 //! closed to others, because nothing here is for unrelated users. A web server or hook that
 //! needs the certificates gets them through the group: `archive/` and `live/` are `0750`, and
 //! the private key keeps its own `0600` from the moment it is created (the web server reads it
-//! as root before dropping privileges, as with certbot). `accounts/` and `state/` hold
+//! as root before dropping privileges, as with certbot). A lineage configured with `key_group`
+//! gets its `privkey.pem` `0640`, owned by that group from its creation: for servers that
+//! read their key as an unprivileged user in that group (which must also be able to enter
+//! the directories above, through certkeeper's group). The key of an order in flight in
+//! `state/` stays `0600` either way: only certkeeper uses it. `accounts/` and `state/` hold
 //! credentials and the keys of orders in flight, and nobody but certkeeper needs them:
 //! `0700`. [`Store::open`](crate::Store::open) tightens directories that are wider than this
 //! (older certkeepers made `archive/`, `live/` and `state/` `0755`), clearing setuid, setgid
@@ -77,6 +81,8 @@ pub(crate) const STATE_ROOT_MODE: u32 = 0o750;
 pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
 pub(crate) const PUBLIC_FILE_MODE: u32 = 0o644;
 pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+/// A lineage's `privkey.pem` with `key_group`: its group may read it.
+pub(crate) const GROUP_KEY_FILE_MODE: u32 = 0o640;
 
 /// Name prefix of an archive version being assembled.
 pub(crate) const STAGING_PREFIX: &str = ".staging-";

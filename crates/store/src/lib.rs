@@ -12,7 +12,9 @@
 //!   (module `atomic`). A crash at any point leaves the old pair or the new pair live, never
 //!   a mix.
 //! * **Secrets are private from their first byte.** Private keys and account credentials are
-//!   created `0600` (under `0700` for accounts), never widened later, never printed.
+//!   created `0600` (under `0700` for accounts), never widened later, never printed. A
+//!   lineage's key that its `key_group` may read is given to that group before its mode
+//!   opens to it (`0640`) and before its first byte.
 //! * **Nothing in the state directory steers certkeeper elsewhere.** The state directory is
 //!   opened once and kept open; everything under it is reached from that descriptor without
 //!   following symlinks, and checked to be the kind of entry expected, owned by the user
@@ -43,13 +45,13 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use certkeeper_core::{CertName, DomainName};
+use certkeeper_core::{CertName, DomainName, KeyGroup};
 
 pub use accounts::AccountKey;
 pub use atomic::write_file_atomic;
 pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 pub use lineage::{FailureClass, Lineage, LoadedLineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
-pub use live::LiveCert;
+pub use live::{LiveCert, LiveKey};
 pub use lock::StoreLock;
 pub use presented::{PRESENTED_FILE, PresentedJournal, PresentedTxt};
 pub use state::{
@@ -203,10 +205,11 @@ impl Store {
         // Read the lineage state before writing, so a damaged state file stops the install
         // while nothing is written, rather than failing the read-back after the swap.
         let state = self.read_state(name)?;
-        self.install_with_state(name, domains, key_pem, chain_pem, &state)
+        self.install_with_state(name, domains, key_pem, chain_pem, &state, None)
     }
 
-    /// [`Store::install`] with the lineage state already read.
+    /// [`Store::install`] with the lineage state already read, the key given to `key_group`
+    /// when there is one.
     pub(crate) fn install_with_state(
         &self,
         name: &CertName,
@@ -214,6 +217,7 @@ impl Store {
         key_pem: &str,
         chain_pem: &str,
         state: &LineageState,
+        key_group: Option<&KeyGroup>,
     ) -> Result<LiveCert, StoreError> {
         let issue = verify::check_issue(domains, key_pem, chain_pem).map_err(|problem| {
             StoreError::Verify {
@@ -221,7 +225,7 @@ impl Store {
                 problem,
             }
         })?;
-        install::install(&self.root, &self.layout, name, &issue)?;
+        install::install(&self.root, &self.layout, name, &issue, key_group)?;
         self.read_live_with(name, state, live::Check::Pair)?
             .ok_or_else(|| StoreError::Io {
                 action: "read back the installed certificate",
@@ -300,10 +304,21 @@ impl Store {
         state: &LineageState,
         check: live::Check,
     ) -> Result<Option<LiveCert>, StoreError> {
+        self.read_live_pair(name, state, check)
+            .map(|read| read.map(|(live, _)| live))
+    }
+
+    /// [`Store::read_live_with`], with the key's text when `check` reads it.
+    pub(crate) fn read_live_pair(
+        &self,
+        name: &CertName,
+        state: &LineageState,
+        check: live::Check,
+    ) -> Result<Option<(LiveCert, Option<String>)>, StoreError> {
         let Some(live) = self.live_dir_fd()? else {
             return Ok(None);
         };
-        live::read_live(
+        live::read_live_pair(
             &live,
             || self.held.archive.current(&self.root),
             &self.layout,

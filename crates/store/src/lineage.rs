@@ -18,11 +18,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use certkeeper_core::{CertName, DomainName, KeyType, RevocationReason};
+use certkeeper_core::{CertName, DomainName, KeyGroup, KeyType, RevocationReason, Secret};
 
 use crate::Store;
 use crate::error::{StoreError, VerifyProblem};
-use crate::live::{self, LiveCert};
+use crate::live::{self, LiveCert, LiveKey};
 use crate::state::{
     self, LineageState, PendingOrder, RenewalInfoRecord, RevokedRecord, unix_seconds,
 };
@@ -205,6 +205,23 @@ impl Lineage {
         self.store.read_live_with(&self.name, &self.state, check)
     }
 
+    /// The private key of what is live, checked to match the live certificate (read as
+    /// [`Lineage::live`] reads it); `None` when nothing is live.
+    ///
+    /// # Errors
+    /// As [`Lineage::live`].
+    pub fn live_key(&self) -> Result<Option<LiveKey>, StoreError> {
+        let read = self
+            .store
+            .read_live_pair(&self.name, &self.state, live::Check::Pair)?;
+        Ok(read.and_then(|(live, key)| {
+            key.map(|key| LiveKey {
+                key_type: live.observed.key_type,
+                pem: Secret::new(key.into_bytes()),
+            })
+        }))
+    }
+
     /// The order in flight, if one was recorded.
     #[must_use]
     pub fn pending_order(&self) -> Option<&PendingOrder> {
@@ -221,17 +238,20 @@ impl Lineage {
     }
 
     /// Verify and install a new certificate and make it live, exactly as
-    /// [`Store::install`](crate::Store::install) does; `key_pem` must be PEM text. The state
-    /// is not changed: [`Lineage::record_install`] records the success.
+    /// [`Store::install`](crate::Store::install) does; `key_pem` must be PEM text. With
+    /// `key_group`, `privkey.pem` is that group's and `0640` from its creation. The state is
+    /// not changed: [`Lineage::record_install`] records the success.
     ///
     /// # Errors
     /// As [`Store::install`](crate::Store::install); [`StoreError::Verify`] (nothing written)
-    /// when `key_pem` is not UTF-8.
+    /// when `key_pem` is not UTF-8; [`StoreError::KeyGroup`] (nothing published) when the
+    /// key cannot be given to `key_group`.
     pub fn install(
         &self,
         domains: &[DomainName],
         key_pem: &[u8],
         chain_pem: &str,
+        key_group: Option<&KeyGroup>,
     ) -> Result<LiveCert, StoreError> {
         let key_pem = std::str::from_utf8(key_pem).map_err(|_| StoreError::Verify {
             name: self.name.clone(),
@@ -240,8 +260,14 @@ impl Lineage {
                 detail: "it is not UTF-8 text".to_owned(),
             },
         })?;
-        self.store
-            .install_with_state(&self.name, domains, key_pem, chain_pem, &self.state)
+        self.store.install_with_state(
+            &self.name,
+            domains,
+            key_pem,
+            chain_pem,
+            &self.state,
+            key_group,
+        )
     }
 
     // ------------------------------------------------------------ transitions

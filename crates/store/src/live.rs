@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 
-use certkeeper_core::{CertName, ObservedCert};
+use certkeeper_core::{CertName, KeyType, ObservedCert, Secret};
 
 use crate::error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 use crate::layout::{
@@ -76,6 +76,16 @@ impl LiveCert {
     }
 }
 
+/// The private key of what is live, checked to match the live certificate: what a renewal
+/// with `reuse_key` orders with. Its `Debug` is redacted.
+#[derive(Debug, Clone)]
+pub struct LiveKey {
+    /// The type of the key, when recognised.
+    pub key_type: Option<KeyType>,
+    /// `privkey.pem` as it is on disk.
+    pub pem: Secret,
+}
+
 /// How much of a live pair to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
@@ -96,6 +106,18 @@ pub(crate) fn read_live<'a>(
     state: &LineageState,
     check: Check,
 ) -> Result<Option<LiveCert>, StoreError> {
+    read_live_pair(live, archive, layout, name, state, check).map(|read| read.map(|(live, _)| live))
+}
+
+/// [`read_live`], with the key's text when it was read ([`Check::Pair`]).
+pub(crate) fn read_live_pair<'a>(
+    live: &DirFd,
+    archive: impl FnOnce() -> Result<Option<Reached<'a>>, StoreError>,
+    layout: &Layout,
+    name: &CertName,
+    state: &LineageState,
+    check: Check,
+) -> Result<Option<(LiveCert, Option<String>)>, StoreError> {
     let link = layout.live_link(name);
     // `readlinkat` first: for certkeeper's own links it answers both what the entry is and
     // where it points; only what is not a link is then looked at.
@@ -147,7 +169,7 @@ fn read_version(
     live_dir: PathBuf,
     state: &LineageState,
     check: Check,
-) -> Result<LiveCert, StoreError> {
+) -> Result<(LiveCert, Option<String>), StoreError> {
     let cert_pem = read_text(dir, CERT_FILE, Secrecy::Public)?;
     let pair = (check == Check::Pair).then_some(dir);
     certificate_facts(
@@ -162,7 +184,7 @@ fn read_version(
 }
 
 /// What is live, from the certificate file's text (at `cert_file`); with `pair`, the version
-/// directory, the private key beside it is read and checked to match.
+/// directory, the private key beside it is read, checked to match and returned too.
 fn certificate_facts(
     name: &CertName,
     cert_pem: &str,
@@ -171,7 +193,7 @@ fn certificate_facts(
     live_dir: PathBuf,
     state: &LineageState,
     pair: Option<&DirFd>,
-) -> Result<LiveCert, StoreError> {
+) -> Result<(LiveCert, Option<String>), StoreError> {
     // Paths are joined for an error only.
     let corrupt = |path: PathBuf, problem: VerifyProblem| StoreError::Corrupt {
         name: name.clone(),
@@ -190,8 +212,10 @@ fn certificate_facts(
     };
     let leaf = parse_certificate(&leaf_der, "certificate").map_err(|p| corrupt(cert_path(), p))?;
     check_certificates(&chain).map_err(|p| corrupt(cert_path(), p))?;
+    let mut key_text = None;
     if let Some(dir) = pair {
-        let key_pem = read_text(dir, PRIVKEY_FILE, Secrecy::Secret)?;
+        // `key_group` makes it 0640 (see `layout`).
+        let key_pem = read_text(dir, PRIVKEY_FILE, Secrecy::GroupReadable)?;
         let key = parse_private_key(&key_pem, Some(leaf.public_key()))
             .map_err(|p| corrupt(dir.child(PRIVKEY_FILE), p))?;
         if !key_matches(&key, leaf.public_key()) {
@@ -200,11 +224,12 @@ fn certificate_facts(
                 VerifyProblem::KeyMismatch,
             ));
         }
+        key_text = Some(key_pem);
     }
     let info = leaf_info(&leaf).map_err(|p| corrupt(cert_path(), p))?;
     drop(leaf);
 
-    Ok(LiveCert {
+    let live = LiveCert {
         observed: ObservedCert {
             not_before: info.not_before,
             not_after: info.not_after,
@@ -218,7 +243,8 @@ fn certificate_facts(
         leaf_der,
         version,
         live_dir,
-    })
+    };
+    Ok((live, key_text))
 }
 
 /// The file `name` of `dir` as text; its absence is an error (a version always has it).

@@ -63,6 +63,21 @@ pub(crate) enum Secrecy {
     /// Must have no group or other permission bits; one that has may have leaked, and using
     /// it would hide that.
     Secret,
+    /// A lineage's private key, which `key_group` lets its group read: group read is
+    /// accepted, any other group or other bit is refused as for [`Secrecy::Secret`]. Which
+    /// group that is, only the owner (certkeeper) can choose, and the configuration says.
+    GroupReadable,
+}
+
+impl Secrecy {
+    /// The permission bits that must not be set.
+    fn forbidden_bits(self) -> u32 {
+        match self {
+            Secrecy::Public => 0,
+            Secrecy::Secret => 0o077,
+            Secrecy::GroupReadable => 0o037,
+        }
+    }
 }
 
 /// An open directory and the path it was reached by (for messages and hook environments
@@ -375,7 +390,7 @@ impl DirFd {
             .map_err(|errno| StoreError::io("inspect", self.child(name), errno.into()))?;
         let mode = stat.st_mode & 0o7777;
         let problem = stat_problem(&stat, FileKind::RegularFile, self.owner)
-            .or((secrecy == Secrecy::Secret && mode & 0o077 != 0)
+            .or((mode & secrecy.forbidden_bits() != 0)
                 .then_some(UnsafeProblem::OpenToOthers { mode }));
         if let Some(problem) = problem {
             return Err(StoreError::Unsafe {

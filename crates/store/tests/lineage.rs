@@ -165,6 +165,7 @@ fn failures_count_up_and_an_install_ends_the_streak_and_the_order() {
             &domains(&["www.example.com", "example.com"]),
             issued.key_pem.as_bytes(),
             &issued.chain_pem,
+            None,
         )
         .expect("install");
     assert_eq!(live.serial_hex, "42");
@@ -204,6 +205,7 @@ fn a_key_that_is_not_text_is_refused_before_anything_is_written() {
             &domains(&["www.example.com"]),
             &[0xff, 0xfe],
             &issued.chain_pem,
+            None,
         )
         .expect_err("not UTF-8");
     assert!(matches!(err, StoreError::Verify { .. }), "{err:?}");
@@ -289,7 +291,7 @@ fn a_revocation_marks_the_live_certificate_through_the_loaded_state() {
     );
     let mut lineage = www(&store);
     let live = lineage
-        .install(&names, issued.key_pem.as_bytes(), &issued.chain_pem)
+        .install(&names, issued.key_pem.as_bytes(), &issued.chain_pem, None)
         .expect("install");
     assert!(!live.observed.revoked);
     lineage

@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
                 names: args.names.clone(),
                 force: args.force,
                 action: args.action.map(|action| action.as_str().to_owned()),
+                new_key: args.new_key,
             };
             match via_daemon(&inventory, &request, args.no_hooks).await? {
                 Some(exit) => Ok(exit),

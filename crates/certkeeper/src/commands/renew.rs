@@ -6,6 +6,7 @@
 //! must be ordered through the embedded responder, runs the due attempts within the concurrency limits, and prints one line
 //! per certificate. `--force` overrides due-ness and certkeeper's own backoff, never a CA's
 //! Retry-After: the certificate is then reported as held, with the instant it may be tried.
+//! `--new-key` forces the same way and makes the orders' keys new even with `reuse_key`.
 //!
 //! Before planning, under the state directory lock, DNS-01 records an earlier run presented
 //! and never removed (it was killed) are removed through their providers.
@@ -57,7 +58,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     let mut skipped = String::new();
     let views = LineageView::load_all(&store, &selected);
     for (spec, view) in selected.into_iter().zip(views) {
-        match pass::step(view, spec, now, args.force) {
+        match pass::step(view, spec, now, args.force || args.new_key) {
             Step::Attempt(planned, lineage) => jobs.push((spec, planned, lineage)),
             Step::Skip(skip) => {
                 // One write for the whole plan, not one per certificate (a fleet of ten
@@ -96,6 +97,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             spec,
             purpose: attempt::purpose(spec, true, None),
             run_hooks: true,
+            new_key: false,
         };
         match attempt.redeploy(live).await {
             Ok(()) => println!("{}: deploy hooks succeeded on retry", spec.name),
@@ -165,6 +167,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                     spec,
                     purpose: attempt::purpose(spec, planned.renewal, args.action),
                     run_hooks: !args.no_hooks,
+                    new_key: args.new_key,
                 };
                 let outcome = match lineage {
                     Some(lineage) => attempt.run_on(lineage).await,

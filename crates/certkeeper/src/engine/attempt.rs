@@ -34,6 +34,8 @@ pub struct Attempt<'a> {
     pub purpose: OrderPurpose,
     /// `false` for `renew --no-hooks`: no pre, deploy or reload hooks.
     pub run_hooks: bool,
+    /// `renew --new-key`: a new order gets a new key even with `reuse_key`.
+    pub new_key: bool,
 }
 
 /// A renewal when a certificate is live (with `action` overriding the configured lifecycle
@@ -88,6 +90,7 @@ impl Attempt<'_> {
                             ca,
                             spec,
                             self.purpose,
+                            self.new_key,
                         )
                         .await
                     }
@@ -160,6 +163,7 @@ impl Runner for EngineRunner {
                 spec: &input.spec,
                 purpose: input.purpose,
                 run_hooks: true,
+                new_key: input.new_key,
             }
             .run()
             .await
@@ -177,6 +181,7 @@ impl Runner for EngineRunner {
                     spec: &input.spec,
                     purpose: purpose(&input.spec, true, None),
                     run_hooks: true,
+                    new_key: false,
                 };
                 // A failure stays recorded as pending and is retried later.
                 let _ = attempt.redeploy(live).await;

@@ -478,7 +478,7 @@ impl Daemon {
                 view.urgent = planned.urgent;
             }
             if planned.at <= now {
-                self.spawn_attempt(spec, &planned, None);
+                self.spawn_attempt(spec, &planned, None, false);
             } else {
                 upcoming.push(planned.at);
                 if next.as_ref().is_none_or(|(at, _)| planned.at < *at) {
@@ -497,6 +497,7 @@ impl Daemon {
         spec: &CertificateSpec,
         planned: &Planned,
         action: Option<LifecycleAction>,
+        new_key: bool,
     ) {
         let purpose = attempt::purpose(spec, planned.renewal, action);
         let renewal = planned.renewal;
@@ -507,6 +508,7 @@ impl Daemon {
             inventory: Arc::clone(&self.inventory),
             spec: spec.clone(),
             purpose,
+            new_key,
         };
         let attempt = self.runner.attempt(input);
         let stopping = self.lifecycle.soft();
@@ -639,6 +641,7 @@ impl Daemon {
             inventory: Arc::clone(&self.inventory),
             spec: spec.clone(),
             purpose: attempt::purpose(spec, true, None),
+            new_key: false,
         };
         let redeploy = self.runner.redeploy(input);
         let spec = spec.clone();
@@ -757,7 +760,14 @@ impl Daemon {
                 names,
                 force,
                 action,
-            } => self.renew_request(&names, force, action.as_deref(), replies),
+                new_key,
+            } => self.renew_request(
+                &names,
+                force || new_key,
+                action.as_deref(),
+                new_key,
+                replies,
+            ),
             Request::Revoke { name, reason } => {
                 let reason = match reason.parse() {
                     Ok(reason) => reason,
@@ -789,6 +799,7 @@ impl Daemon {
         names: &[String],
         force: bool,
         action: Option<&str>,
+        new_key: bool,
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         let inventory = Arc::clone(&self.inventory);
@@ -823,7 +834,7 @@ impl Daemon {
             }
             match pass::step(LineageView::load(&self.store, &spec.name), spec, now, force) {
                 Step::Attempt(planned, _) => {
-                    self.spawn_attempt(spec, &planned, action);
+                    self.spawn_attempt(spec, &planned, action, new_key);
                     waiter.names.insert(spec.name.clone());
                 }
                 Step::Skip(skip) => {

@@ -5,7 +5,14 @@
 //!
 //! Persisting the order's location and its key *before* waiting is what lets a restart (or a
 //! crash) pick the same order up by its URL instead of ordering twice: a DigiCert order can
-//! wait a day for approval.
+//! wait a day for approval. A resumed order always finalizes with the key persisted with it,
+//! whatever `reuse_key` says now.
+//!
+//! The key of a new order is the live one when the certificate has `reuse_key` and the live
+//! key is of the configured `key_type` (and loads), so a key pinned elsewhere (a DANE TLSA
+//! record, HPKP-style pins in clients) stays valid across renewals; otherwise, and once when
+//! `renew --new-key` asks for it, a new one. Why a new key was made although `reuse_key` is
+//! set is logged at info.
 //!
 //! The CA and the challenge solver are ports ([`JobContext`]); the decisions on what the CA
 //! answers are made here, the same for the real CA and a scripted one: register again (once)
@@ -17,7 +24,9 @@ use std::time::SystemTime;
 
 use certkeeper_acme::{CaFailure, PollPolicy};
 use certkeeper_core::lifecycle::order_directory_url;
-use certkeeper_core::{CaSpec, CertificateSpec, Inventory, OrderPurpose, Secret};
+use certkeeper_core::{
+    CaSpec, CertificateSpec, DomainName, Inventory, KeyType, OrderPurpose, Secret,
+};
 use certkeeper_hooks::ReloadCoalescer;
 use certkeeper_store::{Lineage, LiveCert, PendingOrder, Store};
 use tokio_util::sync::CancellationToken;
@@ -68,7 +77,7 @@ impl JobContext {
 }
 
 /// Obtain and install a certificate for `spec` of `inventory` from `ca`, recording the order on
-/// `lineage`.
+/// `lineage`. `new_key`: a new order gets a new key even with `reuse_key` (`renew --new-key`).
 pub async fn obtain(
     ctx: &JobContext,
     lineage: &mut Lineage,
@@ -76,6 +85,7 @@ pub async fn obtain(
     ca: &CaSpec,
     spec: &CertificateSpec,
     purpose: OrderPurpose,
+    new_key: bool,
 ) -> Result<LiveCert, AttemptError> {
     let solver = ctx.solvers.for_certificate(inventory, spec)?;
     let account = ctx.ca.account(ca).await?;
@@ -86,13 +96,13 @@ pub async fn obtain(
     // Declared before the order that may borrow it: the account registered again when the CA
     // no longer knows ours (once per attempt; a second refusal ends the attempt).
     let replacement;
-    let (mut order, key_pem) = match resume(lineage, account.as_ref(), spec).await {
+    let (mut order, key_pem) = match resume(lineage, account.as_ref(), spec, new_key).await {
         Some(resumed) => resumed,
-        None => match place(lineage, account.as_ref(), ca, spec, purpose).await {
+        None => match place(lineage, account.as_ref(), ca, spec, purpose, new_key).await {
             Ok(placed) => placed,
             Err(failure) if failure.is_account_gone() => {
                 replacement = ctx.ca.register_again(ca, account.as_ref()).await?;
-                place(lineage, replacement.as_ref(), ca, spec, purpose).await?
+                place(lineage, replacement.as_ref(), ca, spec, purpose, new_key).await?
             }
             Err(failure) => return Err(failure),
         },
@@ -120,10 +130,12 @@ pub async fn obtain(
     let installing = lineage.clone();
     let domains = spec.domains.clone();
     let key = key_pem.expose().to_vec();
-    let installed =
-        tokio::task::spawn_blocking(move || installing.install(&domains, &key, &chain_pem))
-            .await
-            .map_err(AttemptError::Blocking)?;
+    let key_group = spec.key_group.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        installing.install(&domains, &key, &chain_pem, key_group.as_ref())
+    })
+    .await
+    .map_err(AttemptError::Blocking)?;
     match installed {
         // The order is done; [`record`] says so with the success.
         Ok(installed) => Ok(installed),
@@ -139,11 +151,12 @@ pub async fn obtain(
 }
 
 /// The order in flight for `spec`, if one was persisted, still matches the config and the CA
-/// still knows it.
+/// still knows it; with `new_key`, not if it is for the live key.
 async fn resume<'a>(
     lineage: &mut Lineage,
     account: &'a dyn CaAccount,
     spec: &CertificateSpec,
+    new_key: bool,
 ) -> Option<(Box<dyn CaOrder + 'a>, Secret)> {
     let pending = lineage.pending_order()?.clone();
     let key = lineage.pending_key().ok().flatten();
@@ -152,6 +165,14 @@ async fn resume<'a>(
         forget_order(lineage);
         return None;
     };
+    if new_key
+        && let Ok(Some(live)) = lineage.live_key()
+        && live.pem.expose() == key.as_slice()
+    {
+        tracing::info!(cert = %spec.name, order_url = %pending.order_url, "dropping the stored order: it reuses the live key and --new-key asks for a new one");
+        forget_order(lineage);
+        return None;
+    }
     let location = OrderLocation {
         order_url: pending.order_url,
         directory_url: pending.directory_url,
@@ -173,20 +194,14 @@ async fn place<'a>(
     ca: &CaSpec,
     spec: &CertificateSpec,
     purpose: OrderPurpose,
+    new_key: bool,
 ) -> Result<(Box<dyn CaOrder + 'a>, Secret), AttemptError> {
     let directory_url = order_directory_url(&ca.directory, purpose, spec.order_id.as_deref())
         .map_err(|source| AttemptError::DirectoryUrl {
             ca: ca.name.clone(),
             source,
         })?;
-    // Off the runtime thread: an RSA-4096 key takes a second or more, and the same thread
-    // answers the CA's HTTP-01 requests for every other order.
-    let key_type = spec.key_type;
-    let key_pem =
-        tokio::task::spawn_blocking(move || certkeeper_acme::keys::generate_key_pem(key_type))
-            .await
-            .map_err(AttemptError::Blocking)?
-            .map_err(CaFailure::from)?;
+    let key_pem = order_key(lineage, spec, new_key).await?;
     // ARI's `replaces`: the certificate this order replaces, when there is one to replace
     // (never for a first issuance; a revoked certificate is not renewed but replaced anew).
     let replaces = lineage
@@ -217,6 +232,73 @@ async fn place<'a>(
         .record_order(pending, key_pem.expose())
         .map_err(AttemptError::PersistOrder)?;
     Ok((order, key_pem))
+}
+
+/// The key a new order for `spec` is made with: the live key when `reuse_key` allows it, a
+/// new one otherwise. Off the runtime thread: an RSA-4096 key takes a second or more to
+/// generate (and a while to parse), and the same thread answers the CA's HTTP-01 requests for
+/// every other order.
+async fn order_key(
+    lineage: &Lineage,
+    spec: &CertificateSpec,
+    new_key: bool,
+) -> Result<Secret, AttemptError> {
+    let lineage = lineage.clone();
+    let (name, key_type, domains) = (spec.name.clone(), spec.key_type, spec.domains.clone());
+    let reuse_key = spec.reuse_key;
+    let key = tokio::task::spawn_blocking(move || {
+        if reuse_key {
+            let reused = if new_key {
+                Err("renew --new-key asks for one".to_owned())
+            } else {
+                reusable_key(&lineage, key_type, &domains)
+            };
+            match reused {
+                Ok(key) => {
+                    tracing::info!(cert = %name, "reusing the live private key (reuse_key)");
+                    return Ok(key);
+                }
+                Err(reason) => {
+                    tracing::info!(cert = %name, reason, "making a new private key although reuse_key is set");
+                }
+            }
+        }
+        certkeeper_acme::keys::generate_key_pem(key_type)
+    })
+    .await
+    .map_err(AttemptError::Blocking)?;
+    Ok(key.map_err(CaFailure::from)?)
+}
+
+/// The live key of `lineage`, when it is a `key_type` key that signs a CSR for `domains`;
+/// otherwise why not.
+fn reusable_key(
+    lineage: &Lineage,
+    key_type: KeyType,
+    domains: &[DomainName],
+) -> Result<Secret, String> {
+    let live = match lineage.live_key() {
+        Ok(Some(live)) => live,
+        Ok(None) => return Err("no certificate is live yet".to_owned()),
+        Err(err) => {
+            return Err(format!(
+                "the live key cannot be read: {}",
+                error_chain(&err)
+            ));
+        }
+    };
+    match live.key_type {
+        Some(live_type) if live_type == key_type => {}
+        Some(live_type) => {
+            return Err(format!(
+                "the live key is {live_type} and key_type is {key_type}"
+            ));
+        }
+        None => return Err("the live key is of an unknown type".to_owned()),
+    }
+    certkeeper_acme::keys::csr_der(&live.pem, domains)
+        .map_err(|err| format!("the live key cannot sign a request: {}", error_chain(&err)))?;
+    Ok(live.pem)
 }
 
 /// The order is dead or stale: the next attempt places a new one.

@@ -279,6 +279,8 @@ pub struct AttemptInput {
     pub inventory: Arc<Inventory>,
     pub spec: CertificateSpec,
     pub purpose: OrderPurpose,
+    /// `renew --new-key`: a new order gets a new key even with `reuse_key`.
+    pub new_key: bool,
 }
 
 /// How an attempt went.

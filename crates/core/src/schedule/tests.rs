@@ -40,6 +40,8 @@ fn spec(cert: &str, renew_before: Option<Duration>) -> CertificateSpec {
         profile: None,
         schedule: std::sync::Arc::default(),
         hooks: std::sync::Arc::default(),
+        reuse_key: false,
+        key_group: None,
     }
 }
 

@@ -385,6 +385,16 @@ struct Setup {
 
 impl Setup {
     fn new(place: &[Answer], complete: &[Answer], hooks: ScriptedHooks) -> Self {
+        Self::with_certificate(place, complete, hooks, "")
+    }
+
+    /// [`Setup::new`] with `extra` lines in the certificate's table.
+    fn with_certificate(
+        place: &[Answer],
+        complete: &[Answer],
+        hooks: ScriptedHooks,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("certkeeper.toml");
         std::fs::write(
@@ -400,6 +410,7 @@ directory = "https://ca.invalid/directory"
 name = "www"
 ca = "scripted"
 domains = ["www.example.com"]
+{extra}
 "#,
                 dir.path().join("state").display()
             ),
@@ -433,6 +444,11 @@ domains = ["www.example.com"]
 
     /// A first issuance of `www`, with hooks, on the lineage as it is on disk.
     async fn attempt(&self) -> Outcome {
+        self.attempt_with(false).await
+    }
+
+    /// [`Setup::attempt`], with `renew --new-key` when `new_key`.
+    async fn attempt_with(&self, new_key: bool) -> Outcome {
         let spec = &self.inventory.certificates[0];
         Attempt {
             inventory: &self.inventory,
@@ -440,9 +456,21 @@ domains = ["www.example.com"]
             spec,
             purpose: purpose(spec, false, None),
             run_hooks: true,
+            new_key,
         }
         .run()
         .await
+    }
+
+    /// The key of each completion the CA was asked for, in order.
+    fn completion_keys(&self) -> Vec<Vec<u8>> {
+        self.script
+            .at_completion
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|at| at.key.clone())
+            .collect()
     }
 
     fn state(&self) -> LineageState {
@@ -636,6 +664,52 @@ async fn a_stop_while_waiting_on_the_ca_leaves_the_order_persisted_and_the_next_
             "resume https://ca.test/order/1",
             "complete https://ca.test/order/1 http-01"
         ]
+    );
+}
+
+#[tokio::test]
+async fn reuse_key_orders_with_the_live_key_and_a_resumed_order_keeps_its_own() {
+    let mut setup = Setup::with_certificate(
+        &[Answer::Accept, Answer::Accept, Answer::Accept],
+        &[Answer::Accept, Answer::Accept, Answer::Hang, Answer::Accept],
+        ScriptedHooks::default(),
+        "reuse_key = true",
+    );
+    // First issuance: nothing live to reuse, a new key.
+    setup.attempt().await.result.unwrap();
+    // A renewal reuses it.
+    setup.attempt().await.result.unwrap();
+    let keys = setup.completion_keys();
+    assert_eq!(keys[1], keys[0], "the renewal ordered with the live key");
+
+    // --new-key: a new key, persisted with its order; a stop while the CA keeps it waiting.
+    let stopped = async {
+        tokio::join!(setup.attempt_with(true), async {
+            setup.script.waiting.notified().await;
+            setup.ctx.stop.cancel();
+        })
+    };
+    let (outcome, ()) = tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the attempt stops");
+    assert!(matches!(outcome.result, Err(AttemptError::Stopping)));
+    let keys = setup.completion_keys();
+    assert_ne!(keys[2], keys[0], "--new-key ordered with a new key");
+
+    // The next start resumes that order with the key kept with it, not the live key that
+    // reuse_key would pick for a new order.
+    setup.ctx.stop = CancellationToken::new();
+    setup.attempt().await.result.unwrap();
+    let keys = setup.completion_keys();
+    assert_eq!(
+        keys[3], keys[2],
+        "the resumed order finalized with its own key"
+    );
+    assert!(
+        setup
+            .script
+            .calls()
+            .contains(&"resume https://ca.test/order/3".to_owned())
     );
 }
 

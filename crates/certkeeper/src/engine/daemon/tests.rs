@@ -111,6 +111,7 @@ impl Runner for ScriptedRunner {
                             &input.spec.domains,
                             key.serialize_pem().as_bytes(),
                             &cert.pem(),
+                            None,
                         )
                         .unwrap())
                 }
