@@ -29,6 +29,7 @@
 //!   wildcards only with DNS-01.
 //! - `dns`: `[dns.NAME]` DNS-01 providers (`rfc2136` with its TSIG secret, `hook`) and their
 //!   propagation settings.
+//! - `notify`: `[[notify]]` targets (webhook, e-mail, command), their events and secrets.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
 //!   come from and the local time zone, passed in so that loading is a function of its
@@ -55,6 +56,7 @@ mod environment;
 mod hooks;
 mod include;
 mod inventory;
+mod notify;
 mod secrets;
 mod values;
 mod walk;
