@@ -195,8 +195,10 @@ impl Dispatcher {
         loop {
             let now = self.clock.now();
             if held_until.is_none_or(|until| until <= now) {
-                let (_, failed) = self.deliver_target(target).await;
-                held_until = failed;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    (_, failed) = self.deliver_target(target) => held_until = failed,
+                }
             }
             let now = self.clock.now();
             let next = match self.outbox.pending_for(name) {

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use certkeeper_core::Event;
 use certkeeper_core::notify::{
     EmailTarget, EmailTransport, EventSet, NotifySpec, NotifyTarget, SmtpCredentials, SmtpSpec,
     SmtpTls,
 };
-use certkeeper_core::Event;
 use certkeeper_notify::{Dispatcher, Notice, NotifyError, Outbox};
 use support::{SmtpServer, WallClock, free_port, secret};
 
@@ -59,7 +59,10 @@ async fn deliver(spec: NotifySpec) -> (Result<(), NotifyError>, Outbox, tempfile
     let outbox = Outbox::open(dir.path().join("outbox")).expect("outbox");
     let dispatcher = Dispatcher::new(&[spec], outbox.clone(), "testhost", Arc::new(WallClock))
         .expect("dispatcher");
-    assert_eq!(dispatcher.notify(&failed_notice()).expect("queued").len(), 1);
+    assert_eq!(
+        dispatcher.notify(&failed_notice()).expect("queued").len(),
+        1
+    );
     let mut deliveries = dispatcher.deliver_due().await;
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     (deliveries.remove(0).result, outbox, dir)
@@ -141,8 +144,14 @@ async fn a_refused_login_is_named_and_the_notice_stays() {
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.starts_with("notify target ops-mail: localhost:"), "{message}");
-    assert!(message.contains("refused the login of \"certkeeper\""), "{message}");
+    assert!(
+        message.starts_with("notify target ops-mail: localhost:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("refused the login of \"certkeeper\""),
+        "{message}"
+    );
     assert!(message.contains("535"), "{message}");
     for shown in [message, format!("{error:?}")] {
         assert!(!shown.contains(wrong), "the password leaked: {shown}");
@@ -151,7 +160,13 @@ async fn a_refused_login_is_named_and_the_notice_stays() {
     let pending = outbox.pending().expect("pending");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 1);
-    assert!(!pending[0].last_error.as_deref().unwrap_or_default().contains(wrong));
+    assert!(
+        !pending[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains(wrong)
+    );
 }
 
 #[tokio::test]
@@ -173,7 +188,10 @@ async fn a_server_that_is_down_is_a_connection_error() {
     let error = result.expect_err("nobody listens");
     assert!(matches!(error, NotifyError::Connect { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains("cannot connect to localhost:"), "{message}");
+    assert!(
+        message.contains("cannot connect to localhost:"),
+        "{message}"
+    );
     assert!(message.to_lowercase().contains("refused"), "{message}");
     assert_eq!(outbox.pending().expect("pending").len(), 1);
 }
@@ -197,15 +215,26 @@ fn fake_sendmail(dir: &std::path::Path, status: u8) -> PathBuf {
 async fn sendmail_gets_the_envelope_and_the_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = fake_sendmail(dir.path(), 0);
-    let (result, outbox, _outbox_dir) = deliver(email_spec(EmailTransport::Sendmail { path })).await;
+    let (result, outbox, _outbox_dir) =
+        deliver(email_spec(EmailTransport::Sendmail { path })).await;
     result.expect("delivered");
     let args = std::fs::read_to_string(dir.path().join("args")).expect("args");
     assert_eq!(
         args.lines().collect::<Vec<_>>(),
-        ["-i", "-f", "certkeeper@example.com", "--", "ops@example.com", "pki@example.com"]
+        [
+            "-i",
+            "-f",
+            "certkeeper@example.com",
+            "--",
+            "ops@example.com",
+            "pki@example.com"
+        ]
     );
     let message = std::fs::read_to_string(dir.path().join("message")).expect("message");
-    assert!(message.contains("Subject: [certkeeper] www: failed (testhost)"), "{message}");
+    assert!(
+        message.contains("Subject: [certkeeper] www: failed (testhost)"),
+        "{message}"
+    );
     assert!(outbox.pending().expect("pending").is_empty());
 }
 
@@ -213,7 +242,8 @@ async fn sendmail_gets_the_envelope_and_the_message() {
 async fn a_failing_sendmail_is_reported_with_its_stderr() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = fake_sendmail(dir.path(), 75);
-    let (result, outbox, _outbox_dir) = deliver(email_spec(EmailTransport::Sendmail { path })).await;
+    let (result, outbox, _outbox_dir) =
+        deliver(email_spec(EmailTransport::Sendmail { path })).await;
     let error = result.expect_err("exit 75");
     let message = error.to_string();
     assert!(message.contains("exit status: 75"), "{message}");

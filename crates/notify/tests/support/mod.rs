@@ -2,7 +2,10 @@
 //! a hyper server on port 0 as the webhook receiver, and TLS material made with rcgen. Every
 //! process sits behind a `Drop` guard.
 
-#![allow(dead_code, reason = "each test binary uses a part of the support module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a part of the support module"
+)]
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -214,7 +217,10 @@ impl Receiver {
     }
 
     pub fn behave(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().unwrap_or_else(PoisonError::into_inner) = behaviour;
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
     }
 }
 
@@ -302,6 +308,10 @@ pub struct TestClock(pub Mutex<SystemTime>);
 impl TestClock {
     pub fn new() -> Arc<Self> {
         Arc::new(Self(Mutex::new(SystemTime::now())))
+    }
+
+    pub fn now_time(&self) -> SystemTime {
+        self.now()
     }
 
     pub fn advance(&self, by: Duration) {
