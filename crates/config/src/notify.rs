@@ -318,16 +318,18 @@ fn webhook(
     })
 }
 
-/// An http or https URL with a host.
+/// An http or https URL with a host. Messages do not quote it: an incoming webhook's URL
+/// is its credential (`https://hooks.slack.com/services/T000/B000/XXXX`).
 fn webhook_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|err| format!("invalid URL {text:?}: {err}"))?;
+    let url = Url::parse(text).map_err(|err| format!("invalid URL (not shown): {err}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "invalid webhook URL {text:?}: only http and https URLs are accepted"
+            "invalid webhook URL: only http and https URLs are accepted, not {}:",
+            url.scheme()
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("invalid webhook URL {text:?}: it names no host"));
+        return Err("invalid webhook URL: it names no host".to_owned());
     }
     Ok(url)
 }
