@@ -273,7 +273,8 @@ fn webhook(
     context: &Context<'_>,
     diagnostics: &mut Diagnostics<'_>,
 ) -> Result<WebhookTarget, Reported> {
-    let url = match table.get("url") {
+    let url_node = table.get("url");
+    let url = match &url_node {
         Some(node) => node.parse(diagnostics, webhook_url),
         None => Err(table.error(
             diagnostics,
@@ -303,10 +304,9 @@ fn webhook(
                 .transpose()
         });
     let (url, token) = (url?, token?);
-    if url.scheme() == "http" && token.is_some() {
-        table.warning(
+    if let Some(node) = url_node.filter(|_| url.scheme() == "http" && token.is_some()) {
+        node.warning(
             diagnostics,
-            "url",
             "the webhook token is sent over plain http, readable on the way; use an https URL",
         );
     }
