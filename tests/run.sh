@@ -20,6 +20,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 command -v rpm >/dev/null 2>&1 || packages+=(rpm)
 [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
 command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || packages+=(util-linux)
+# aiosmtpd, the real SMTP server of the e-mail notification tests (crates/notify/tests/email.rs).
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || packages+=(python3-aiosmtpd)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -49,9 +49,11 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
         .expect("config/certkeeper.toml is readable");
     let dns = std::fs::read_to_string(root().join("config/dns-01.toml"))
         .expect("config/dns-01.toml is readable");
+    let notify = std::fs::read_to_string(root().join("config/notify.toml"))
+        .expect("config/notify.toml is readable");
     files.push((
         "packaging/man/certkeeper.toml.5".to_owned(),
-        config_page(&example, &dns).into_bytes(),
+        config_page(&example, &dns, &notify).into_bytes(),
     ));
     for (shell, file) in [
         (Shell::Bash, "certkeeper.bash"),
@@ -357,7 +359,18 @@ fn push_comment(roff: &mut Roff, lines: &[&str], paragraph: &str) {
 /// The part of `dns-01.toml` that defines providers: from the comment block above its first
 /// `[dns.` table to the next rule.
 fn dns_providers(example: &str) -> &str {
-    let Some(table) = example.find("\n[dns.") else {
+    example_part(example, "\n[dns.")
+}
+
+/// The part of `notify.toml` that defines notification targets: from the comment block
+/// above its first `[[notify]]` table to the next rule (the end of the file).
+fn notify_targets(example: &str) -> &str {
+    example_part(example, "\n[[notify]]")
+}
+
+/// The part of an example from the rule above the first `table` to the next rule.
+fn example_part<'e>(example: &'e str, table: &str) -> &'e str {
+    let Some(table) = example.find(table) else {
         return "";
     };
     // The rule that opens the providers' part, so its comment block comes along.
@@ -464,8 +477,9 @@ fn describe_example(roff: &mut Roff, example: &str, with_settings: bool) {
 ///
 /// The `[dns.NAME]` provider tables are documented in `dns-01.toml` (certkeeper.toml only
 /// points there); their part of that example, from its first `[dns.` table to the rule after
-/// the providers, becomes the page's DNS PROVIDERS section the same way.
-fn config_page(example: &str, dns_example: &str) -> String {
+/// the providers, becomes the page's DNS PROVIDERS section the same way; the `[[notify]]`
+/// part of `notify.toml` its NOTIFICATIONS section.
+fn config_page(example: &str, dns_example: &str, notify_example: &str) -> String {
     let mut roff = Roff::new();
     roff.control(
         "TH",
@@ -492,6 +506,12 @@ fn config_page(example: &str, dns_example: &str) -> String {
          the [dns.NAME] tables that certificates name with dns = \"NAME\".",
     )]);
     describe_example(&mut roff, dns_providers(dns_example), false);
+    roff.control("SH", ["NOTIFICATIONS"]);
+    roff.text([roman(
+        "From notify.toml, the annotated example of notification targets: the [[notify]] \
+         tables, webhooks, e-mail and commands.",
+    )]);
+    describe_example(&mut roff, notify_targets(notify_example), false);
     roff.control("SH", ["FILES"]);
     roff.control("TP", []);
     roff.text([italic("/etc/certkeeper/certkeeper.toml")]);
@@ -566,7 +586,28 @@ mod tests {
                 "{key} is not documented"
             );
         }
-        for section in [".SH [[ca]]", ".SH [[certificate]]", ".SH [http01]"] {
+        for key in [
+            "type",
+            "server",
+            "tls",
+            "username",
+            "password_credential",
+            "from",
+            "to",
+            "events",
+        ] {
+            assert!(
+                page.contains(&format!("\\fB{key}\\fR")),
+                "notify key {key} is not documented"
+            );
+        }
+        for section in [
+            ".SH [[ca]]",
+            ".SH [[certificate]]",
+            ".SH [http01]",
+            ".SH NOTIFICATIONS",
+            ".SH [[notify]]",
+        ] {
             assert!(page.contains(section), "missing {section}");
         }
     }

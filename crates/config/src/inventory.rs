@@ -44,6 +44,7 @@ use crate::hooks::{
 };
 use crate::include::INCLUDE_KEY;
 use crate::keys::{self, CERTIFICATE_KEY_KEYS, KEY_GROUP_KEY, KeySettings, REUSE_KEY_KEY};
+use crate::notify::{self, NOTIFY_KEY};
 use crate::values::{duration, path, profile};
 use crate::walk::{Node, Table};
 
@@ -52,7 +53,7 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 20] = [
+const ROOT_KEYS: [&str; 21] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
@@ -73,6 +74,7 @@ const ROOT_KEYS: [&str; 20] = [
     RELOAD_KEY,
     "ca",
     "certificate",
+    NOTIFY_KEY,
 ];
 /// What an included file may hold.
 const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
@@ -171,6 +173,7 @@ pub(crate) fn build(
     let (known_providers, dns_providers) = dns::providers(root, hook_timeout, context, diagnostics);
     let challenge_settings =
         challenge::settings(root, default_webroot, known_providers, diagnostics);
+    let notify = notify::targets(root, hook_timeout, context, diagnostics);
     // Certificates are checked against the defaults even when one of them is broken (that
     // one is reported already, and fails the whole inventory below).
     let defaults = ScheduleDefaults {
@@ -272,6 +275,7 @@ pub(crate) fn build(
         hook_timeout: hook_settings.timeout?,
         reload_targets: hook_settings.reload_targets?,
         challenges,
+        notify: notify?,
     })
 }
 
@@ -291,7 +295,7 @@ fn only_in_main_file(key: &str) -> Option<String> {
 }
 
 /// The tables of an array of tables (`[[ca]]`), each with its indexed path. Absent = none.
-fn entries<'a, 'i>(
+pub(crate) fn entries<'a, 'i>(
     root: &Table<'a, 'i>,
     key: &str,
     diagnostics: &mut Diagnostics<'_>,
@@ -311,13 +315,13 @@ fn entries<'a, 'i>(
 
 /// A string `name` as written, before validation: enough for duplicate and reference checks.
 #[derive(Debug, Clone)]
-struct Named<'a, 'i> {
+pub(crate) struct Named<'a, 'i> {
     node: Node<'a, 'i>,
     name: &'a str,
 }
 
 impl<'a, 'i> Named<'a, 'i> {
-    fn of(table: &Table<'a, 'i>) -> Option<Self> {
+    pub(crate) fn of(table: &Table<'a, 'i>) -> Option<Self> {
         let node = table.get("name")?;
         let name = node.value().as_str()?;
         Some(Self { node, name })
@@ -326,7 +330,7 @@ impl<'a, 'i> Named<'a, 'i> {
 
 /// Report each name that an earlier entry already used, at the later entry, naming where
 /// the first is: its line, and its file when that is another one.
-fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
+pub(crate) fn report_duplicates<'n, 'a: 'n, 'i: 'a>(
     names: impl IntoIterator<Item = &'n Named<'a, 'i>>,
     what: &str,
     diagnostics: &mut Diagnostics<'_>,
@@ -549,7 +553,7 @@ fn contact(text: &str) -> Result<String, String> {
 }
 
 /// That the root CA file at `path` is a file this process can open.
-fn check_readable_file(path: &Path) -> Result<(), String> {
+pub(crate) fn check_readable_file(path: &Path) -> Result<(), String> {
     match std::fs::File::open(path).and_then(|file| file.metadata()) {
         Ok(metadata) if metadata.is_dir() => Err(format!("{path:?} is a directory, not a file")),
         Ok(_) => Ok(()),

@@ -31,6 +31,7 @@
 //!   the group resolved to its number when loading.
 //! - `dns`: `[dns.NAME]` DNS-01 providers (`rfc2136` with its TSIG secret, `hook`) and their
 //!   propagation settings.
+//! - `notify`: `[[notify]]` targets (webhook, e-mail, command), their events and secrets.
 //! - `duration`: `"1d12h"`-style durations.
 //! - `environment`: [`Environment`], the variables and credentials directory secrets may
 //!   come from, the local time zone and where group names are looked up, passed in so that loading is a function of its
@@ -58,6 +59,7 @@ mod hooks;
 mod include;
 mod inventory;
 mod keys;
+mod notify;
 mod secrets;
 mod values;
 mod walk;

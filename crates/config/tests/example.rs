@@ -1,7 +1,7 @@
 //! The example configurations shipped in `config/` load, mean what their comments say, and
 //! together document every key of the contract: `certkeeper.toml` (everything, with the
 //! embedded HTTP-01 responder), `dns-01.toml` (DNS providers, wildcards) and `webroot.toml`
-//! (HTTP-01 through a web server's document root).
+//! (HTTP-01 through a web server's document root) and `notify.toml` (notification targets).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -9,14 +9,17 @@ use std::time::{Duration, SystemTime};
 use certkeeper_config::{Environment, load};
 use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind, Propagation, TsigAlgorithm};
 use certkeeper_core::inventory::DEFAULT_MAX_CONCURRENT;
+use certkeeper_core::notify::{EmailTransport, SmtpTls, WebhookFormat};
 use certkeeper_core::{
     AdminSpec, CertName, DomainName, Hook, HookCommand, KeyType, LifecycleAction,
 };
+use certkeeper_core::{Event, EventSet, NotifyTarget};
 use jiff::Timestamp;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/certkeeper.toml");
 const DNS_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dns-01.toml");
 const WEBROOT_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/webroot.toml");
+const NOTIFY_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/notify.toml");
 
 /// The key the example's `eab_hmac_key_env` points at: base64url, unpadded, as
 /// CertCentral shows it.
@@ -213,7 +216,12 @@ fn every_example_config_is_loaded_by_a_test() {
     examples.sort();
     assert_eq!(
         examples,
-        ["certkeeper.toml", "dns-01.toml", "webroot.toml"],
+        [
+            "certkeeper.toml",
+            "dns-01.toml",
+            "notify.toml",
+            "webroot.toml"
+        ],
         "a new example in config/ needs a test here that loads it"
     );
 }
@@ -301,9 +309,101 @@ fn webroot_example_is_valid_and_means_what_it_says() {
 }
 
 #[test]
+fn notify_example_is_valid_and_means_what_it_says() {
+    let credentials = tempfile::tempdir().expect("tempdir");
+    let credential = credentials.path().join("smtp-password");
+    std::fs::write(&credential, "correct horse battery staple\n").expect("write credential");
+    std::fs::set_permissions(
+        &credential,
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .expect("chmod");
+    let env = Environment::empty()
+        .with_credentials_directory(credentials.path())
+        .with_var("CERTKEEPER_WEBHOOK_TOKEN", "s3cr3t-t0ken");
+    let loaded = load(Path::new(NOTIFY_EXAMPLE), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let inventory = loaded.inventory;
+    let names: Vec<&str> = inventory.notify.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ops-mail", "local-mail", "slack", "alerting", "pager"]
+    );
+
+    let mail = inventory.notify_target("ops-mail").expect("ops-mail");
+    assert_eq!(mail.events, EventSet::default());
+    assert_eq!(mail.timeout, Duration::from_secs(30));
+    let NotifyTarget::Email(email) = &mail.target else {
+        panic!("ops-mail is e-mail: {mail:?}");
+    };
+    assert_eq!(email.from, "certkeeper <certkeeper@example.com>");
+    assert_eq!(email.to, ["ops@example.com", "pki-team@example.com"]);
+    let EmailTransport::Smtp(smtp) = &email.transport else {
+        panic!("ops-mail uses SMTP: {email:?}");
+    };
+    assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
+    assert_eq!(smtp.tls, SmtpTls::Starttls);
+    let login = smtp.credentials.as_ref().expect("a login");
+    assert_eq!(login.username, "certkeeper@example.com");
+    assert_eq!(login.password.expose(), b"correct horse battery staple");
+
+    let local = inventory.notify_target("local-mail").expect("local-mail");
+    assert_eq!(local.events, EventSet::of(&[Event::Digest]));
+    let NotifyTarget::Email(email) = &local.target else {
+        panic!("local-mail is e-mail: {local:?}");
+    };
+    assert!(matches!(
+        &email.transport,
+        EmailTransport::Sendmail { path } if path == Path::new("/usr/sbin/sendmail")
+    ));
+
+    let slack = inventory.notify_target("slack").expect("slack");
+    let NotifyTarget::Webhook(webhook) = &slack.target else {
+        panic!("slack is a webhook: {slack:?}");
+    };
+    assert_eq!(webhook.format, WebhookFormat::Slack);
+    assert!(webhook.token.is_none());
+    assert!(slack.wants(Event::Renewed) && !slack.wants(Event::Digest));
+
+    let alerting = inventory.notify_target("alerting").expect("alerting");
+    let NotifyTarget::Webhook(webhook) = &alerting.target else {
+        panic!("alerting is a webhook: {alerting:?}");
+    };
+    assert_eq!(webhook.format, WebhookFormat::Json);
+    assert_eq!(
+        webhook.token.as_ref().map(certkeeper_core::Secret::expose),
+        Some(&b"s3cr3t-t0ken"[..])
+    );
+
+    let pager = inventory.notify_target("pager").expect("pager");
+    let NotifyTarget::Command(hook) = &pager.target else {
+        panic!("pager is a command: {pager:?}");
+    };
+    assert_eq!(
+        hook.command,
+        HookCommand::Argv(vec![
+            "/usr/local/bin/page-oncall".to_owned(),
+            "--team".to_owned(),
+            "pki".to_owned()
+        ])
+    );
+    assert_eq!(hook.timeout, Duration::from_secs(20));
+    assert_eq!(pager.timeout, Duration::from_secs(20));
+
+    // Without the credential and the variable, both secrets are reported, and neither is shown.
+    let errors = load(Path::new(NOTIFY_EXAMPLE), &Environment::empty()).expect_err("no secrets");
+    let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["notify[0].password_credential", "notify[3].token_env"],
+        "{errors}"
+    );
+}
+
+#[test]
 fn example_config_documents_every_key() {
     // Keys of DNS-01 and webroots are documented in their own examples.
-    let text = [EXAMPLE, DNS_EXAMPLE, WEBROOT_EXAMPLE]
+    let text = [EXAMPLE, DNS_EXAMPLE, WEBROOT_EXAMPLE, NOTIFY_EXAMPLE]
         .map(|path| std::fs::read_to_string(path).expect("example is readable"))
         .join("\n");
     let keys = [
@@ -365,6 +465,21 @@ fn example_config_documents_every_key() {
         "propagation_timeout",
         "propagation_interval",
         "resolvers",
+        "[[notify]]",
+        "events",
+        "url",
+        "format",
+        "token_file",
+        "token_env",
+        "token_credential",
+        "tls",
+        "username",
+        "password_file",
+        "password_env",
+        "password_credential",
+        "sendmail",
+        "from",
+        "to",
     ];
     for key in keys {
         let written = if key.starts_with('[') {

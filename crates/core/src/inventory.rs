@@ -14,6 +14,7 @@ use crate::challenge::{ChallengeSpec, Challenges, DnsProviderSpec};
 use crate::hooks::{CertHooks, ReloadTarget};
 use crate::lifecycle::LifecycleAction;
 use crate::names::{CaName, CertName, DomainName};
+use crate::notify::NotifySpec;
 use crate::schedule::SchedulePolicy;
 use crate::secret::Secret;
 
@@ -43,6 +44,8 @@ pub struct Inventory {
     /// The challenge each certificate answers and the `[dns.NAME]` providers they use; see
     /// [`crate::challenge`] for why this is not a field of [`CertificateSpec`].
     pub challenges: Challenges,
+    /// `[[notify]]` targets, in file order, names unique.
+    pub notify: Vec<NotifySpec>,
 }
 
 /// Default for [`Inventory::max_concurrent`].
@@ -81,6 +84,12 @@ impl Inventory {
     #[must_use]
     pub fn dns_provider(&self, name: &str) -> Option<&DnsProviderSpec> {
         self.challenges.dns_provider(name)
+    }
+
+    /// A notification target by name.
+    #[must_use]
+    pub fn notify_target(&self, name: &str) -> Option<&NotifySpec> {
+        self.notify.iter().find(|target| target.name == name)
     }
 
     /// A reload target by name. Validation guarantees every name a certificate lists exists.

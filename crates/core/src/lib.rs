@@ -3,8 +3,9 @@
 //! This crate owns the vocabulary every other crate speaks: the validated inventory
 //! ([`Inventory`], [`CaSpec`], [`CertificateSpec`]), the newtypes that make invalid
 //! inventory unrepresentable ([`CertName`], [`DomainName`], [`KeyType`], ...), the renewal
-//! decision ([`renewal`]), DigiCert's lifecycle URL rules ([`lifecycle`]) and the hook
-//! vocabulary with its environment contract ([`hooks`]), and the ports adapters implement
+//! decision ([`renewal`]), DigiCert's lifecycle URL rules ([`lifecycle`]), the hook
+//! vocabulary with its environment contract ([`hooks`]), notification targets and the rule
+//! that decides which notices to send ([`notify`]), and the ports adapters implement
 //! ([`ChallengeSolver`]).
 //!
 //! It performs no I/O: no files, no sockets, no clock. Time enters as a parameter so the
@@ -18,6 +19,7 @@ pub mod hooks;
 pub mod inventory;
 pub mod lifecycle;
 pub mod names;
+pub mod notify;
 pub mod ports;
 pub mod renewal;
 pub mod report;
@@ -35,6 +37,7 @@ pub use inventory::{
 };
 pub use lifecycle::{LifecycleAction, OrderPurpose};
 pub use names::{CaName, CertName, DomainName, NameError};
+pub use notify::{Event, EventSet, NotifySpec, NotifyTarget};
 pub use ports::{
     ChallengeAnswer, ChallengeKind, ChallengeSolver, SolverError, SolverFuture, SolverStep,
 };

@@ -85,6 +85,7 @@ mod tests {
             hook_timeout: Duration::from_secs(60),
             reload_targets: Vec::new(),
             challenges: certkeeper_core::challenge::Challenges::default(),
+            notify: Vec::new(),
         }
     }
 
