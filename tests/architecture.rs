@@ -40,9 +40,10 @@ fn core_is_pure() {
 }
 
 /// The adapter crates, each with the other adapters it may use. The DNS-01 solver runs its
-/// hook provider through the shared hook runner (the same sandboxed environment, timeout and
-/// process-group kill as every other hook) rather than a second copy of it.
-const ADAPTERS: [(&str, &[&str]); 7] = [
+/// hook provider, and the notifier its `command` targets, through the shared hook runner (the
+/// same sandboxed environment, timeout and process-group kill as every other hook) rather than
+/// a second copy of it.
+const ADAPTERS: [(&str, &[&str]); 8] = [
     ("config", &[]),
     ("store", &[]),
     ("acme", &[]),
@@ -50,6 +51,7 @@ const ADAPTERS: [(&str, &[&str]); 7] = [
     ("hooks", &[]),
     ("certbot", &[]),
     ("dns", &["hooks"]),
+    ("notify", &["hooks"]),
 ];
 
 #[test]
