@@ -79,8 +79,11 @@ impl Receiver {
     }
 }
 
-fn write_config(setup: &Setup, receiver: &Receiver) {
-    setup.write_config_with(FAST_RETRY, &[]);
+fn write_config(setup: &Setup, receiver: &Receiver, admin: &str) {
+    setup.write_config_with(
+        &format!("{FAST_RETRY}\n[admin]\nlisten = \"{admin}\"\n"),
+        &[],
+    );
     let mut text = std::fs::read_to_string(&setup.config).unwrap();
     text.push_str(&format!(
         "
@@ -103,7 +106,8 @@ url = \"{}\"
 fn a_failure_streak_is_one_failed_webhook_and_notify_test_delivers() {
     let setup = Setup::new(PebbleOptions::default());
     let receiver = Receiver::start();
-    write_config(&setup, &receiver);
+    let admin = format!("127.0.0.1:{}", support::pebble::free_port());
+    write_config(&setup, &receiver, &admin);
 
     let mut daemon = setup.spawn_daemon(&[]);
     // Several failed attempts, each refused for good (error level).
@@ -167,6 +171,24 @@ fn a_failure_streak_is_one_failed_webhook_and_notify_test_delivers() {
     let state = std::fs::read_to_string(setup.state_dir.join("state/refused.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert!(state["notified"]["failed_at_unix"].is_i64(), "{state:#}");
+
+    // Nothing waits for the target: status and the metrics say so.
+    let output = setup.certkeeper(&["status"]);
+    assert!(
+        stdout(&output)
+            .lines()
+            .any(|l| l == "notify hook: 0 undelivered"),
+        "{}",
+        stdout(&output)
+    );
+    let (code, metrics) = support::http_get(&admin, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "certkeeper_notices_undelivered{target=\"hook\"} 0"),
+        "{metrics}"
+    );
 
     // `notify test` sends at once, next to the running daemon.
     let output = setup.certkeeper(&["notify", "test"]);

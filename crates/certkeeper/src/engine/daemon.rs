@@ -1138,6 +1138,11 @@ impl Daemon {
         self.snapshot.publish(Snapshot {
             certificates,
             orders_in_flight: self.in_flight.len(),
+            notices_undelivered: self
+                .notifier
+                .as_ref()
+                .map(Notifier::undelivered)
+                .unwrap_or_default(),
         });
     }
 

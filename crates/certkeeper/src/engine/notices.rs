@@ -77,6 +77,13 @@ impl Notifier {
         }))
     }
 
+    /// The number of notices waiting in the outbox for each configured target, in
+    /// configuration order (targets no longer configured are left out).
+    #[must_use]
+    pub fn undelivered(&self) -> Vec<(String, usize)> {
+        undelivered(self.dispatcher.outbox(), &self.dispatcher.names())
+    }
+
     /// Stop delivering and wait for it (an attempt in flight is dropped; its entry stays in
     /// the outbox).
     pub async fn stop(self) {
@@ -139,6 +146,31 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The number of notices waiting in `outbox` for each of `targets`, then for any other
+/// target that has some (one no longer configured). A target whose backlog cannot be read
+/// counts none (and is logged).
+#[must_use]
+pub fn undelivered(outbox: &Outbox, targets: &[String]) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = targets.iter().map(|name| (name.clone(), 0)).collect();
+    match outbox.pending() {
+        Ok(entries) => {
+            for entry in entries {
+                match counts.iter_mut().find(|(name, _)| *name == entry.target) {
+                    Some((_, count)) => *count += 1,
+                    None => counts.push((entry.target, 1)),
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(
+                error = error_chain(&err),
+                "cannot read the notification outbox"
+            );
+        }
+    }
+    counts
 }
 
 /// One line per notice queued, at the level of its event: `failed` and `expiring` (only ever
