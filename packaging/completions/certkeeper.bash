@@ -25,6 +25,9 @@ _certkeeper() {
             certkeeper,import-certbot)
                 cmd="certkeeper__subcmd__import__subcmd__certbot"
                 ;;
+            certkeeper,notify)
+                cmd="certkeeper__subcmd__notify"
+                ;;
             certkeeper,renew)
                 cmd="certkeeper__subcmd__renew"
                 ;;
@@ -46,6 +49,9 @@ _certkeeper() {
             certkeeper__subcmd__help,import-certbot)
                 cmd="certkeeper__subcmd__help__subcmd__import__subcmd__certbot"
                 ;;
+            certkeeper__subcmd__help,notify)
+                cmd="certkeeper__subcmd__help__subcmd__notify"
+                ;;
             certkeeper__subcmd__help,renew)
                 cmd="certkeeper__subcmd__help__subcmd__renew"
                 ;;
@@ -58,6 +64,21 @@ _certkeeper() {
             certkeeper__subcmd__help,status)
                 cmd="certkeeper__subcmd__help__subcmd__status"
                 ;;
+            certkeeper__subcmd__help__subcmd__notify,test)
+                cmd="certkeeper__subcmd__help__subcmd__notify__subcmd__test"
+                ;;
+            certkeeper__subcmd__notify,help)
+                cmd="certkeeper__subcmd__notify__subcmd__help"
+                ;;
+            certkeeper__subcmd__notify,test)
+                cmd="certkeeper__subcmd__notify__subcmd__test"
+                ;;
+            certkeeper__subcmd__notify__subcmd__help,help)
+                cmd="certkeeper__subcmd__notify__subcmd__help__subcmd__help"
+                ;;
+            certkeeper__subcmd__notify__subcmd__help,test)
+                cmd="certkeeper__subcmd__notify__subcmd__help__subcmd__test"
+                ;;
             *)
                 ;;
         esac
@@ -65,7 +86,7 @@ _certkeeper() {
 
     case "${cmd}" in
         certkeeper)
-            opts="-c -h -V --config --log-level --log-format --help --version run check renew revoke status import-certbot help"
+            opts="-c -h -V --config --log-level --log-format --help --version run check renew revoke status import-certbot notify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -125,7 +146,7 @@ _certkeeper() {
             return 0
             ;;
         certkeeper__subcmd__help)
-            opts="run check renew revoke status import-certbot help"
+            opts="run check renew revoke status import-certbot notify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +190,34 @@ _certkeeper() {
         certkeeper__subcmd__help__subcmd__import__subcmd__certbot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__help__subcmd__notify)
+            opts="test"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__help__subcmd__notify__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -259,6 +308,108 @@ _certkeeper() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__notify)
+            opts="-c -h --config --log-level --log-format --help test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__notify__subcmd__help)
+            opts="test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__notify__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__notify__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__notify__subcmd__test)
+            opts="-c -h --config --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

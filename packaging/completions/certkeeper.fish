@@ -36,6 +36,7 @@ complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "renew" -d 'Ob
 complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "revoke" -d 'Revoke a lineage\'s current certificate and stop renewing it'
 complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "status" -d 'Show every certificate: names, expiry, issuer, serial, state'
 complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "import-certbot" -d 'Move from certbot: adopt its lineages into the state directory (nothing is re-issued before it is due) and write the equivalent inventory; needs no existing inventory'
+complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "notify" -d 'Notifications to the `[[notify]]` targets'
 complete -c certkeeper -n "__fish_certkeeper_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand run" -s c -l config -d 'The inventory file' -r -F
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand run" -l log-level -d 'Log filter, e.g. `info`, `debug`, `certkeeper_acme=debug` (default: info, or $RUST_LOG)' -r
@@ -77,10 +78,26 @@ complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -l
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -l log-format -d 'Log line format on stderr (ignored when logging to journald)' -r -f -a "text\t''
 json\t''"
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -s h -l help -d 'Print help'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "run" -d 'Run the renewal daemon: keep every certificate valid, reload on SIGHUP or config edits'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "check" -d 'Validate the inventory and print a summary (exit 78 when invalid)'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "renew" -d 'Obtain missing certificates and renew those that are due'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "revoke" -d 'Revoke a lineage\'s current certificate and stop renewing it'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "status" -d 'Show every certificate: names, expiry, issuer, serial, state'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "import-certbot" -d 'Move from certbot: adopt its lineages into the state directory (nothing is re-issued before it is due) and write the equivalent inventory; needs no existing inventory'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -s c -l config -d 'The inventory file' -r -F
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -l log-level -d 'Log filter, e.g. `info`, `debug`, `certkeeper_acme=debug` (default: info, or $RUST_LOG)' -r
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -l log-format -d 'Log line format on stderr (ignored when logging to journald)' -r -f -a "text\t''
+json\t''"
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -s h -l help -d 'Print help'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -f -a "test" -d 'Send a test notice now, bypassing the outbox, to one target or every target; prints `TARGET: delivered` or `TARGET: failed: ERROR` for each and exits 1 when one failed'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and not __fish_seen_subcommand_from test help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from test" -s c -l config -d 'The inventory file' -r -F
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from test" -l log-level -d 'Log filter, e.g. `info`, `debug`, `certkeeper_acme=debug` (default: info, or $RUST_LOG)' -r
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from test" -l log-format -d 'Log line format on stderr (ignored when logging to journald)' -r -f -a "text\t''
+json\t''"
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "test" -d 'Send a test notice now, bypassing the outbox, to one target or every target; prints `TARGET: delivered` or `TARGET: failed: ERROR` for each and exits 1 when one failed'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "run" -d 'Run the renewal daemon: keep every certificate valid, reload on SIGHUP or config edits'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "check" -d 'Validate the inventory and print a summary (exit 78 when invalid)'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "renew" -d 'Obtain missing certificates and renew those that are due'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "revoke" -d 'Revoke a lineage\'s current certificate and stop renewing it'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "status" -d 'Show every certificate: names, expiry, issuer, serial, state'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "import-certbot" -d 'Move from certbot: adopt its lineages into the state directory (nothing is re-issued before it is due) and write the equivalent inventory; needs no existing inventory'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "notify" -d 'Notifications to the `[[notify]]` targets'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and not __fish_seen_subcommand_from run check renew revoke status import-certbot notify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "test" -d 'Send a test notice now, bypassing the outbox, to one target or every target; prints `TARGET: delivered` or `TARGET: failed: ERROR` for each and exits 1 when one failed'

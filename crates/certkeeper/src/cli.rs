@@ -58,6 +58,23 @@ pub enum Command {
     /// Move from certbot: adopt its lineages into the state directory (nothing is re-issued
     /// before it is due) and write the equivalent inventory; needs no existing inventory.
     ImportCertbot(ImportCertbotArgs),
+    /// Notifications to the `[[notify]]` targets.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notice now, bypassing the outbox, to one target or every target; prints
+    /// `TARGET: delivered` or `TARGET: failed: ERROR` for each and exits 1 when one failed.
+    Test(NotifyTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NotifyTestArgs {
+    /// Only this target (its `name`; default: every target).
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -19,6 +19,8 @@
 //!     NAME.order-key.pem                        0600  key of the order in flight
 //!     dns-presented.journal                     0644  DNS-01 records presented and not yet
 //!                                                     removed (provider, name, value)
+//!   outbox/                                     0700  notices not yet delivered (created
+//!     TARGET/ID.json                            0600  when a [[notify]] target is set)
 //! ```
 //!
 //! `live/NAME/fullchain.pem` and friends are certbot's paths, so web server configs written
@@ -59,6 +61,8 @@ pub(crate) const ACCOUNTS_DIR: &str = "accounts";
 pub(crate) const ARCHIVE_DIR: &str = "archive";
 pub(crate) const LIVE_DIR: &str = "live";
 pub(crate) const STATE_DIR: &str = "state";
+/// The notification outbox (`0700`), owned by the notify crate's `Outbox`.
+pub(crate) const OUTBOX_DIR: &str = "outbox";
 
 /// The leaf certificate.
 pub const CERT_FILE: &str = "cert.pem";

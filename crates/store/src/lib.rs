@@ -55,13 +55,13 @@ pub use live::{LiveCert, LiveKey};
 pub use lock::StoreLock;
 pub use presented::{PRESENTED_FILE, PresentedJournal, PresentedTxt};
 pub use state::{
-    AttemptRecord, LineageState, PendingOrder, RenewalInfoRecord, RevokedRecord, from_unix_seconds,
-    unix_seconds,
+    AttemptRecord, LineageState, NotifiedRecord, PendingOrder, RenewalInfoRecord, RevokedRecord,
+    from_unix_seconds, unix_seconds,
 };
 
 use crate::layout::{
-    ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, PRIVATE_DIR_MODE, STATE_DIR,
-    STATE_ROOT_MODE,
+    ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, OUTBOX_DIR, PRIVATE_DIR_MODE,
+    STATE_DIR, STATE_ROOT_MODE,
 };
 use crate::nofollow::{DirFd, HeldDir, Reached};
 
@@ -144,6 +144,24 @@ impl Store {
     #[must_use]
     pub fn archive_dir(&self, name: &CertName) -> PathBuf {
         self.layout.archive_dir(name)
+    }
+
+    /// `state_dir/outbox`, the notification outbox, created `0700` when missing and checked
+    /// like every other subdirectory (certkeeper's own, not a symlink, tightened when wider),
+    /// because a notice may carry an error text the operator would not publish.
+    ///
+    /// # Errors
+    /// [`StoreError::Unsafe`] when `outbox` is a symlink, not a directory or another user's;
+    /// [`StoreError::Io`] when it cannot be created.
+    pub fn outbox_dir(&self) -> Result<PathBuf, StoreError> {
+        self.root.ensure_dir(OUTBOX_DIR, PRIVATE_DIR_MODE)?;
+        Ok(self.layout.root().join(OUTBOX_DIR))
+    }
+
+    /// `state_dir/outbox` without creating it (for readers such as `status`).
+    #[must_use]
+    pub fn outbox_path(&self) -> PathBuf {
+        self.layout.root().join(OUTBOX_DIR)
     }
 
     /// `state_dir/state/NAME.json`.

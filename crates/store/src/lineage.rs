@@ -4,7 +4,7 @@
 //! [`Store::lineage`](crate::Store::lineage) reads the state file once; the live pair is then
 //! read with that copy (no second read for the revocation flag), and each transition (order
 //! placed, order forgotten, attempt failed or parked, certificate installed, deploy pending or
-//! done, revoked) is a pure change of the in-memory [`LineageState`] followed by one atomic
+//! done, revoked, notified) is a pure change of the in-memory [`LineageState`] followed by one atomic
 //! save. Nothing outside the store writes a state file, so what the planner reads next time
 //! is decided here only, and a pass costs one read and one write per transition that changes
 //! something (a transition that changes nothing writes nothing).
@@ -18,13 +18,15 @@
 
 use std::time::{Duration, SystemTime};
 
+use certkeeper_core::notify::NotifyState;
 use certkeeper_core::{CertName, DomainName, KeyGroup, KeyType, RevocationReason, Secret};
 
 use crate::Store;
 use crate::error::{StoreError, VerifyProblem};
 use crate::live::{self, LiveCert, LiveKey};
 use crate::state::{
-    self, LineageState, PendingOrder, RenewalInfoRecord, RevokedRecord, unix_seconds,
+    self, LineageState, NotifiedRecord, PendingOrder, RenewalInfoRecord, RevokedRecord,
+    unix_seconds,
 };
 
 /// After an attempt found the CA still working on the order, look at it again this much later.
@@ -406,6 +408,21 @@ impl Lineage {
     /// As [`Lineage::record_order`].
     pub fn record_renewal_info(&mut self, record: RenewalInfoRecord) -> Result<(), StoreError> {
         self.change(|state| state.renewal_info = Some(Box::new(record)))
+    }
+
+    /// Notified: what [`certkeeper_core::notify::decide`] returned as the state to persist
+    /// (no write when it did not change, as on most planning passes).
+    ///
+    /// # Errors
+    /// As [`Lineage::record_order`].
+    pub fn record_notified(&mut self, notified: NotifyState) -> Result<(), StoreError> {
+        self.change(|state| state.notified = NotifiedRecord::new(notified))
+    }
+
+    /// The notification state (see [`Lineage::record_notified`]).
+    #[must_use]
+    pub fn notified(&self) -> NotifyState {
+        self.state.notified.state()
     }
 
     /// Apply `edit` to a copy of the state and save it with one atomic write (none when

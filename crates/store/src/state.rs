@@ -14,6 +14,7 @@
 use std::time::SystemTime;
 
 use certkeeper_core::ari::{SuggestedRenewal, Window};
+use certkeeper_core::notify::NotifyState;
 use certkeeper_core::{CertName, RevocationReason};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,39 @@ pub struct LineageState {
     /// Boxed: most lineages have none (their CA offers no ARI), and this state travels by
     /// value through the engine.
     pub renewal_info: Option<Box<RenewalInfoRecord>>,
+    /// What was notified about this lineage ([`NotifyState`]); absent in files older than
+    /// notifications, which read as "nothing notified".
+    pub notified: NotifiedRecord,
+}
+
+/// [`NotifyState`] as stored: seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifiedRecord {
+    /// When the `failed` notice of the current failure streak was decided.
+    pub failed_at_unix: Option<i64>,
+    /// When the last `expiring` notice was decided.
+    pub expiring_at_unix: Option<i64>,
+}
+
+impl NotifiedRecord {
+    /// The record of `state`.
+    #[must_use]
+    pub fn new(state: NotifyState) -> Self {
+        Self {
+            failed_at_unix: state.failed_at.map(unix_seconds),
+            expiring_at_unix: state.expiring_at.map(unix_seconds),
+        }
+    }
+
+    /// The state this record holds.
+    #[must_use]
+    pub fn state(self) -> NotifyState {
+        NotifyState {
+            failed_at: self.failed_at_unix.map(from_unix_seconds),
+            expiring_at: self.expiring_at_unix.map(from_unix_seconds),
+        }
+    }
 }
 
 /// The last renewal-information check of a lineage's live certificate. Times are seconds since
@@ -247,6 +281,25 @@ mod tests {
         .expect("unknown fields are ignored");
         assert!(future.is_revoked("AB"));
         assert!(!future.is_revoked("abc"));
+        assert_eq!(future.notified.state(), NotifyState::default());
+    }
+
+    #[test]
+    fn notified_state_round_trips_in_unix_seconds() {
+        let at = from_unix_seconds(1_700_000_000);
+        let state = NotifyState {
+            failed_at: Some(at),
+            expiring_at: None,
+        };
+        let record = NotifiedRecord::new(state);
+        let json = serde_json::to_string(&LineageState {
+            notified: record,
+            ..LineageState::default()
+        })
+        .expect("serializes");
+        assert!(json.contains(r#""failed_at_unix":1700000000"#), "{json}");
+        let back: LineageState = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back.notified.state(), state);
     }
 
     #[test]
@@ -288,6 +341,7 @@ mod tests {
     fn pending_order_and_attempts_round_trip() {
         let state = LineageState {
             revoked: None,
+            notified: NotifiedRecord::default(),
             attempts: AttemptRecord {
                 consecutive_failures: 2,
                 last_failure_at_unix: Some(10),

@@ -3,6 +3,7 @@
 
 mod check;
 mod import_certbot;
+mod notify;
 mod renew;
 mod revoke;
 mod status;
@@ -14,7 +15,7 @@ use certkeeper_config::Environment;
 use certkeeper_core::Inventory;
 use certkeeper_store::{Store, StoreError, StoreLock};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, NotifyCommand};
 use crate::control::{self, Reply, Request};
 use crate::engine::{self, daemon::Daemon};
 use crate::exit::Exit;
@@ -33,7 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check | Command::ImportCertbot(_) => {}
         Command::Run => privilege::refuse_root_daemon(&inventory.state_dir)?,
-        Command::Status(_) | Command::Renew(_) | Command::Revoke(_) => {
+        Command::Status(_) | Command::Renew(_) | Command::Revoke(_) | Command::Notify(_) => {
             privilege::drop_to_state_owner(&inventory.state_dir)?;
         }
     }
@@ -77,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
                 None => revoke::run(&inventory, &args).await,
             }
         }),
+        Command::Notify(NotifyCommand::Test(args)) => {
+            runtime()?.block_on(notify::test(&inventory, args.target.as_deref()))
+        }
         // Dispatched above, before the inventory is loaded.
         Command::ImportCertbot(args) => import_certbot::run(&args),
     }

@@ -11,10 +11,12 @@ use std::time::SystemTime;
 
 use certkeeper_core::schedule::plan_certificate;
 use certkeeper_core::{CertificateSpec, Inventory};
+use certkeeper_notify::Outbox;
 use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
+use crate::engine::notices;
 use crate::engine::plan::{attempts_from, par_map};
 use crate::engine::solvers::ChallengeLabel;
 use crate::exit::Exit;
@@ -106,6 +108,23 @@ impl RenewalInfoRow {
     }
 }
 
+/// Notices waiting in the outbox per target (every configured one, then any other with
+/// some); nothing is created when there is no outbox.
+fn notices_undelivered(store: &Store, inventory: &Inventory) -> Vec<(String, usize)> {
+    let targets: Vec<String> = inventory.notify.iter().map(|n| n.name.clone()).collect();
+    let path = store.outbox_path();
+    if !path.is_dir() {
+        return targets.into_iter().map(|name| (name, 0)).collect();
+    }
+    match Outbox::open(path) {
+        Ok(outbox) => notices::undelivered(&outbox, &targets),
+        Err(err) => {
+            eprintln!("warning: {}", error_chain(&err));
+            Vec::new()
+        }
+    }
+}
+
 /// `running`: the certificates a running daemon is attempting now (from its control socket),
 /// `None` when no daemon answered.
 pub fn run(
@@ -127,6 +146,9 @@ pub fn run(
             None => println!("daemon: not answering (status read from the state directory)"),
             Some([]) => println!("daemon: running; no attempt in flight"),
             Some(names) => println!("daemon: running; attempts in flight: {}", names.join(" ")),
+        }
+        for (target, count) in notices_undelivered(&store, inventory) {
+            println!("notify {target}: {count} undelivered");
         }
     }
     let unwell = rows.iter().any(|r| {

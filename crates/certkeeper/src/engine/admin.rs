@@ -52,6 +52,8 @@ pub struct CertMetrics {
 pub struct Snapshot {
     pub certificates: Vec<CertMetrics>,
     pub orders_in_flight: usize,
+    /// Notices waiting in the outbox, per notify target.
+    pub notices_undelivered: Vec<(String, usize)>,
 }
 
 /// Shared between the loop (writer) and the handlers (readers).
@@ -258,6 +260,19 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
+        "# HELP certkeeper_notices_undelivered Notices in the outbox not yet delivered to a \
+         notify target."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_notices_undelivered gauge");
+    for (target, count) in &snapshot.notices_undelivered {
+        let _ = writeln!(
+            out,
+            "certkeeper_notices_undelivered{{target=\"{}\"}} {count}",
+            escape(target)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP certkeeper_certificate_challenge_info The challenge a lineage answers and what \
          answers it (embedded, webroot or the DNS provider's name); always 1."
     );
@@ -335,6 +350,7 @@ mod tests {
                 },
             ],
             orders_in_flight: 1,
+            notices_undelivered: vec![("ops".to_owned(), 2)],
         });
         for line in [
             "# TYPE certkeeper_certificate_not_after_timestamp_seconds gauge",
@@ -343,6 +359,8 @@ mod tests {
             "certkeeper_renewals_total{cert=\"www\"} 3",
             "certkeeper_failures_total{cert=\"mail\"} 2",
             "certkeeper_orders_in_flight 1",
+            "# TYPE certkeeper_notices_undelivered gauge",
+            "certkeeper_notices_undelivered{target=\"ops\"} 2",
             "certkeeper_certificate_renewal_window_start_timestamp_seconds{cert=\"www\"} 1795000000",
             "certkeeper_certificate_renewal_window_end_timestamp_seconds{cert=\"www\"} 1795086400",
             "certkeeper_certificate_renewal_scheduled_timestamp_seconds{cert=\"www\"} 1795040000",

@@ -190,38 +190,54 @@ impl Runner for EngineRunner {
     }
 }
 
-/// The daemon's log line for a failed attempt. `error` is for what a human must act on: a
-/// problem that will not go away by itself, or a certificate running out of time (`urgent`:
-/// inside its urgent threshold, or missing).
+/// Whether a failed attempt is one a human must act on: a problem that will not go away by
+/// itself, or a certificate running out of time (`urgent`: inside its urgent threshold, or
+/// missing). [`log_failure`] logs exactly these at `error`, and they are the `failed`
+/// notifications.
+#[must_use]
+pub fn needs_human(failure: &AttemptError, urgent: bool) -> bool {
+    if matches!(failure, AttemptError::Stopping) {
+        return false;
+    }
+    match failure.class() {
+        FailureClass::WaitingOnCa => false,
+        FailureClass::NeedsHuman => true,
+        FailureClass::Transient { .. } | FailureClass::RateLimited { .. } => urgent,
+    }
+}
+
+/// The daemon's log line for a failed attempt: `error` when [`needs_human`].
 pub fn log_failure(spec: &CertificateSpec, failure: &AttemptError, urgent: bool) {
     if matches!(failure, AttemptError::Stopping) {
         tracing::info!(cert = %spec.name, "attempt stopped at a safe point; certkeeper is stopping");
         return;
     }
     let error = error_chain(failure);
-    match failure.class() {
-        FailureClass::WaitingOnCa => tracing::info!(
+    let class = failure.class();
+    if matches!(class, FailureClass::WaitingOnCa) {
+        tracing::info!(
             cert = %spec.name,
             error,
             "the CA has not finished the order yet; it is kept and checked again later"
-        ),
-        FailureClass::NeedsHuman => tracing::error!(
-            cert = %spec.name,
-            error,
-            "attempt failed and will not succeed by itself; fix the cause (the live certificate, if any, stays; will retry with backoff)"
-        ),
-        FailureClass::Transient { .. } | FailureClass::RateLimited { .. } if urgent => {
-            tracing::error!(
-                cert = %spec.name,
-                error,
-                "certificate not obtained close to expiry (or missing); will retry with backoff"
-            );
-        }
-        FailureClass::Transient { .. } | FailureClass::RateLimited { .. } => tracing::warn!(
+        );
+    } else if !needs_human(failure, urgent) {
+        tracing::warn!(
             cert = %spec.name,
             error,
             "renewal failed; the certificate is still valid; will retry with backoff"
-        ),
+        );
+    } else if matches!(class, FailureClass::NeedsHuman) {
+        tracing::error!(
+            cert = %spec.name,
+            error,
+            "attempt failed and will not succeed by itself; fix the cause (the live certificate, if any, stays; will retry with backoff)"
+        );
+    } else {
+        tracing::error!(
+            cert = %spec.name,
+            error,
+            "certificate not obtained close to expiry (or missing); will retry with backoff"
+        );
     }
 }
 

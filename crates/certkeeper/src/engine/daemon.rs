@@ -22,7 +22,8 @@ use std::time::{Duration, SystemTime};
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
-use certkeeper_core::schedule::{Planned, next_wake, plan_certificate};
+use certkeeper_core::notify::{NotifyState, Observation};
+use certkeeper_core::schedule::{Planned, next_wake, plan_certificate, urgent_threshold};
 use certkeeper_core::{
     CaName, CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert,
 };
@@ -42,6 +43,7 @@ use crate::engine::deploy;
 use crate::engine::error::AttemptError;
 use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
+use crate::engine::notices::{Details, Notifier};
 use crate::engine::pass::{self, Step};
 use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{
@@ -75,6 +77,8 @@ struct View {
     renewal_info: Option<Box<RenewalInfoRecord>>,
     /// The last plan put it inside its urgent threshold.
     urgent: bool,
+    /// What was notified about it (the lineage's copy).
+    notified: NotifyState,
 }
 
 impl From<LineageView> for View {
@@ -90,6 +94,11 @@ impl From<LineageView> for View {
         Self {
             observed: view.observed().cloned(),
             renewal_info,
+            notified: view
+                .lineage
+                .as_ref()
+                .map(certkeeper_store::Lineage::notified)
+                .unwrap_or_default(),
             record: view.record,
             urgent: false,
         }
@@ -113,6 +122,8 @@ enum Done {
         renewal: bool,
         /// Installed, but its deploy hooks failed (retried later).
         deploy_failed: bool,
+        /// It was planned inside the certificate's urgent threshold.
+        urgent: bool,
         outcome: Result<LiveCert, AttemptError>,
     },
     /// Deploy hooks retried for a certificate already installed.
@@ -188,6 +199,8 @@ pub struct Daemon {
     requests: mpsc::UnboundedReceiver<Incoming>,
     /// Control clients waiting for attempts to finish.
     waiters: Vec<Waiter>,
+    /// Notices to the `[[notify]]` targets; `None` when there are none.
+    notifier: Option<Notifier>,
 }
 
 /// A control client waiting for the attempts its `renew` started (or found running).
@@ -327,6 +340,7 @@ impl Daemon {
         );
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
         let authority = authority.unwrap_or_else(|| Arc::clone(&ctx.ca));
+        let notifier = start_notifier(&inventory, &store, &clock, &lifecycle);
         let mut daemon = Daemon {
             clock,
             runner,
@@ -352,6 +366,7 @@ impl Daemon {
             snapshot,
             requests,
             waiters: Vec::new(),
+            notifier,
         };
         daemon.refresh_all_views().await;
         let outcome = daemon.serve().await;
@@ -438,6 +453,20 @@ impl Daemon {
                 continue;
             }
             let view = self.views.entry(spec.name.clone()).or_default().clone();
+            if let Some(observed) = &view.observed
+                && self.notifier.is_some()
+            {
+                let observation = Observation::Live {
+                    not_after: observed.not_after,
+                    urgent_before: urgent_threshold(observed, &spec.schedule),
+                };
+                let details = Details {
+                    not_after: Some(observed.not_after),
+                    error: view.record.last_error.clone(),
+                    next_attempt: None,
+                };
+                self.observe(spec, observation, &details);
+            }
             if let Some(check_at) = self.renewal_info_check_at(spec, &view, now) {
                 if check_at <= now {
                     self.spawn_renewal_info_check(spec);
@@ -540,6 +569,7 @@ impl Daemon {
                 Done::Attempt {
                     spec,
                     renewal,
+                    urgent,
                     deploy_failed: outcome.deploy.is_err(),
                     outcome: outcome.result,
                 }
@@ -661,6 +691,7 @@ impl Daemon {
             Done::Attempt {
                 spec,
                 renewal,
+                urgent,
                 deploy_failed,
                 outcome,
             } => {
@@ -675,7 +706,7 @@ impl Daemon {
                     Err(error) => lines.push(Reply::Err(pass::failed_line(&spec, error))),
                 }
                 self.answer_waiters(&spec.name, &lines, outcome.is_ok() && !deploy_failed);
-                self.finish_attempt(&spec, &outcome);
+                self.finish_attempt(&spec, &outcome, urgent);
             }
             Done::Redeploy { spec } => {
                 self.in_flight.remove(&spec.name);
@@ -738,12 +769,68 @@ impl Daemon {
         }
     }
 
-    fn finish_attempt(&mut self, spec: &CertificateSpec, outcome: &Result<LiveCert, AttemptError>) {
+    fn finish_attempt(
+        &mut self,
+        spec: &CertificateSpec,
+        outcome: &Result<LiveCert, AttemptError>,
+        urgent: bool,
+    ) {
         self.in_flight.remove(&spec.name);
         if outcome.is_ok() {
             self.renewed_since_post.push(spec.clone());
         }
         self.refresh_view(&spec.name);
+        let (observation, details) = match outcome {
+            Ok(installed) => (
+                Observation::Renewed,
+                Details {
+                    not_after: Some(installed.observed.not_after),
+                    ..Details::default()
+                },
+            ),
+            Err(failure) if attempt::needs_human(failure, urgent) => (
+                Observation::Failed,
+                Details {
+                    error: Some(error_chain(failure)),
+                    not_after: self
+                        .views
+                        .get(&spec.name)
+                        .and_then(|v| v.observed.as_ref())
+                        .map(|o| o.not_after),
+                    next_attempt: self.next_attempt(spec),
+                },
+            ),
+            Err(_) => return,
+        };
+        self.observe(spec, observation, &details);
+    }
+
+    /// Tell the notifier what was observed about `spec`, keeping the view's copy of what was
+    /// notified.
+    fn observe(&mut self, spec: &CertificateSpec, observation: Observation, details: &Details) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let Some(view) = self.views.get_mut(&spec.name) else {
+            return;
+        };
+        let now = self.clock.now();
+        view.notified =
+            notifier.observe(&self.store, spec, view.notified, observation, details, now);
+    }
+
+    /// When the planner would attempt `spec` next, from its view.
+    fn next_attempt(&self, spec: &CertificateSpec) -> Option<SystemTime> {
+        let view = self.views.get(&spec.name)?;
+        plan_certificate(
+            &spec.name,
+            spec,
+            view.observed.as_ref(),
+            &attempts_from(&view.record, spec),
+            &spec.schedule,
+            self.clock.now(),
+        )
+        .map(|planned| planned.at)
     }
 
     /// A request from the control socket.
@@ -965,6 +1052,11 @@ impl Daemon {
                 // Orders in flight keep the slots they hold; new ones follow the new limits.
                 self.limits = Limits::new(&inventory);
                 self.reloads.set_targets(inventory.reload_targets.clone());
+                if let Some(notifier) = self.notifier.take() {
+                    notifier.stop().await;
+                }
+                self.notifier =
+                    start_notifier(&inventory, &self.store, &self.clock, &self.lifecycle);
                 self.inventory = Arc::new(inventory);
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
@@ -1006,6 +1098,11 @@ impl Daemon {
         // Certificates installed just now still get their reload.
         let outcomes = self.reloads.flush().await;
         deploy::record_reloads(&self.store, &outcomes);
+        // Notices of the attempts that finished meanwhile are in the outbox, sent after the
+        // restart; the delivery stopped with the soft token.
+        if let Some(notifier) = self.notifier.take() {
+            notifier.stop().await;
+        }
     }
 
     /// Hand the admin listener the current numbers.
@@ -1041,6 +1138,11 @@ impl Daemon {
         self.snapshot.publish(Snapshot {
             certificates,
             orders_in_flight: self.in_flight.len(),
+            notices_undelivered: self
+                .notifier
+                .as_ref()
+                .map(Notifier::undelivered)
+                .unwrap_or_default(),
         });
     }
 
@@ -1086,6 +1188,34 @@ impl Daemon {
             line.push_str(error);
         }
         line
+    }
+}
+
+/// The notifier of `inventory`'s targets, delivering until the daemon stops; a notifier that
+/// cannot start is logged and left out (renewals go on without notices).
+fn start_notifier(
+    inventory: &Inventory,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    lifecycle: &Lifecycle,
+) -> Option<Notifier> {
+    match Notifier::start(inventory, store, Arc::clone(clock), &lifecycle.soft()) {
+        Ok(notifier) => {
+            if notifier.is_some() {
+                tracing::info!(
+                    targets = inventory.notify.len(),
+                    "notifications: queued in the outbox and delivered to the [[notify]] targets"
+                );
+            }
+            notifier
+        }
+        Err(err) => {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "notifications are off: cannot set up the [[notify]] targets"
+            );
+            None
+        }
     }
 }
 

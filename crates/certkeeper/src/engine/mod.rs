@@ -23,6 +23,7 @@ pub mod deploy;
 pub mod error;
 pub mod job;
 pub mod limits;
+pub mod notices;
 pub mod pass;
 pub mod plan;
 pub mod ports;

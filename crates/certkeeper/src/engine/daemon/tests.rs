@@ -643,3 +643,51 @@ async fn a_reload_that_changes_a_certificates_names_reissues_it_at_once() {
     );
     running.stop().await;
 }
+
+/// The events queued in the outbox for target `hook`, sorted.
+fn queued_events(store: &Store) -> Vec<String> {
+    let dir = store.outbox_path().join("hook");
+    let mut events: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+                .map(|entry| {
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+                    json["notice"]["event"].as_str().unwrap().to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    events.sort();
+    events
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_streak_queues_one_failed_and_the_install_that_ends_it_recovered() {
+    // A receiver that refuses connections: what is queued stays in the outbox.
+    let mut running = start(
+        "[[notify]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[
+            Script::Fail(None),
+            Script::Fail(None),
+            Script::Fail(None),
+            Script::Issue(90 * DAY),
+        ],
+        None,
+    );
+    for _ in 0..3 {
+        running.next_call().await;
+    }
+    // A missing certificate not obtained is urgent: each failure needs a human, one notice.
+    assert_eq!(queued_events(&running.store), ["failed"]);
+    let notified = running.store.lineage(&www()).unwrap().notified();
+    assert!(notified.failed_at.is_some(), "{notified:?}");
+    running.next_call().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(queued_events(&running.store), ["failed", "recovered"]);
+    let notified = running.store.lineage(&www()).unwrap().notified();
+    assert_eq!(notified.failed_at, None, "the streak ended");
+    running.stop().await;
+}
