@@ -222,7 +222,7 @@ impl CaOrder for Order<'_> {
     ) -> PortFuture<'a, Result<String, CaFailure>> {
         Box::pin(async move {
             self.placed
-                .complete(key_pem, domains, solver, self.poll)
+                .complete(key_pem, domains, solver, self.poll, None)
                 .await
                 .map_err(|err| self.account.failure(err))
         })
