@@ -55,7 +55,7 @@ pub struct StoredAccount {
     /// The EAB key id it was bound with, if any.
     pub eab_kid: Option<String>,
     /// PKCS#8 DER of the account key, base64url.
-    key_pkcs8: String,
+    pub(crate) key_pkcs8: String,
 }
 
 impl fmt::Debug for StoredAccount {
@@ -222,6 +222,11 @@ impl AcmeAccount {
     #[must_use]
     pub fn account_url(&self) -> &str {
         &self.stored.account_url
+    }
+
+    /// The account key, PKCS#8 DER: for the requests certkeeper signs itself.
+    pub(crate) fn key_pkcs8_der(&self) -> Option<Vec<u8>> {
+        BASE64_URL_SAFE_NO_PAD.decode(&self.stored.key_pkcs8).ok()
     }
 
     /// The transport this account talks through.

@@ -19,6 +19,9 @@ use crate::transport::Transport;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Directory {
+    /// Where a fresh nonce is had (RFC 8555 section 7.2), for the requests certkeeper signs
+    /// itself (an alternate chain's download).
+    pub(crate) new_nonce: Option<String>,
     /// The ARI base URL (RFC 9773 section 4); `None` when the CA offers no ARI.
     pub(crate) renewal_info: Option<String>,
     #[serde(default)]

@@ -28,6 +28,7 @@
 //! [`ChallengeSolver`]: certkeeper_core::ChallengeSolver
 
 pub mod account;
+mod chain;
 mod directory;
 pub mod error;
 pub mod keys;

@@ -39,6 +39,13 @@
 //! exists. The session of a new order therefore goes through a `NewOrderRecorder`, which keeps
 //! the directory it read (for `renewalInfo`) and the `Location` of a `201 Created`: after such
 //! a failure the order is picked up by that URL instead of ordering a second time.
+//!
+//! # Alternate chains
+//!
+//! The recorder also keeps the `Link: rel="alternate"` URLs of the certificate download, and
+//! the directory's `newNonce`, so that [`PlacedOrder::complete`] can hand the chain choice
+//! (`preferred_chain`) to the `chain` module. A resumed order's session goes through a recorder
+//! too, for the same reason.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -219,6 +226,7 @@ struct Picked {
 /// certificate.
 pub struct PlacedOrder<'a> {
     account: &'a AcmeAccount,
+    recorder: NewOrderRecorder,
     order: Order,
     url: String,
     replaced: bool,
@@ -263,6 +271,9 @@ struct Seen {
     /// The `Location` of the latest `201 Created` answer to a POST: in a session that creates
     /// one order, the new order's URL.
     created: Option<String>,
+    /// The `Link: rel="alternate"` URLs of the latest certificate download (RFC 8555 section
+    /// 7.4.2): the other chains the CA offers for the certificate.
+    alternates: Vec<String>,
 }
 
 impl NewOrderRecorder {
@@ -292,6 +303,18 @@ impl NewOrderRecorder {
     fn created(&self) -> Option<String> {
         self.seen().created.clone()
     }
+
+    fn alternates(&self) -> Vec<String> {
+        self.seen().alternates.clone()
+    }
+
+    /// The session directory's `newNonce`.
+    fn new_nonce(&self) -> Option<String> {
+        self.seen()
+            .directory
+            .as_ref()
+            .and_then(|directory| directory.new_nonce.clone())
+    }
 }
 
 /// The record, also after a panic elsewhere: it holds plain values, never half-updated.
@@ -318,6 +341,10 @@ impl HttpClient for NewOrderRecorder {
                 }
                 return Ok(response);
             }
+            if method == http::Method::POST && status.is_success() && is_chain(&response.parts) {
+                lock(&seen).alternates = crate::chain::alternate_links(&response.parts.headers);
+                return Ok(response);
+            }
             if method == http::Method::GET && status.is_success() && lock(&seen).directory.is_none()
             {
                 // The transport has the whole body already; read it and hand on a copy.
@@ -335,6 +362,15 @@ impl HttpClient for NewOrderRecorder {
             Ok(response)
         })
     }
+}
+
+/// Whether a response carries a certificate chain (RFC 8555 section 7.4.2).
+fn is_chain(parts: &http::response::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/pem-certificate-chain"))
 }
 
 impl AcmeAccount {
@@ -438,6 +474,7 @@ impl AcmeAccount {
         );
         Ok(PlacedOrder {
             account: self,
+            recorder,
             order,
             url,
             replaced: replaces.is_some(),
@@ -500,20 +537,25 @@ impl AcmeAccount {
         order_url: &str,
         directory_url: &str,
     ) -> Result<PlacedOrder<'_>, AcmeError> {
-        let account = self.session(directory_url).await?;
+        let recorder = NewOrderRecorder::new(self.transport());
+        let account = self
+            .session_through(directory_url, Box::new(recorder.clone()))
+            .await?;
         let mut order = retry_bad_nonce!(account.order(order_url.to_owned()).await)
             .map_err(|source| self.protocol("resuming the order", source))?;
         tracing::info!(order_url = %order_url, status = ?order.state().status, "resumed order");
         let replaced = order.state().replaces.is_some();
         Ok(PlacedOrder {
             account: self,
+            recorder,
             order,
             url: order_url.to_owned(),
             replaced,
         })
     }
 
-    /// Order, validate, finalize and download a certificate with a fresh key, in one go.
+    /// Order, validate, finalize and download a certificate with a fresh key, in one go; the
+    /// CA's default chain.
     ///
     /// # Errors
     /// Any refusal or failure of the CA, a failed validation, or a timeout.
@@ -526,7 +568,7 @@ impl AcmeAccount {
         let mut placed = self.place_order(request).await?;
         let key_pem = generate_key_pem(request.key_type)?;
         let chain_pem = placed
-            .complete(&key_pem, request.domains, solver, poll)
+            .complete(&key_pem, request.domains, solver, poll, None)
             .await?;
         Ok(Issued {
             key_pem,
@@ -564,6 +606,10 @@ impl PlacedOrder<'_> {
     /// through `processing`. Whatever was presented is cleaned up once validation ends, also
     /// when it fails or this future is dropped.
     ///
+    /// The chain is the CA's default one, or with `preferred_chain` the first chain the CA
+    /// offers whose last certificate's issuer has that common name; when none has, the
+    /// default chain with a warning (see the `chain` module).
+    ///
     /// # Errors
     /// No challenge of the solver's type, a solver failure, a failed validation, an invalid
     /// order, a refusal or a timeout.
@@ -573,6 +619,7 @@ impl PlacedOrder<'_> {
         domains: &[DomainName],
         solver: &dyn ChallengeSolver,
         poll: PollPolicy,
+        preferred_chain: Option<&str>,
     ) -> Result<String, AcmeError> {
         let account = self.account;
         let url = self.url.clone();
@@ -591,7 +638,14 @@ impl PlacedOrder<'_> {
             account.timeout_or(source, &url, "valid", poll, "certificate download")
         })?;
         tracing::info!(order_url = %url, "certificate downloaded");
-        Ok(chain_pem)
+        let Some(preferred) = preferred_chain else {
+            return Ok(chain_pem);
+        };
+        let alternates = self.recorder.alternates();
+        let new_nonce = self.recorder.new_nonce();
+        Ok(account
+            .preferred_chain(chain_pem, &alternates, new_nonce.as_deref(), preferred)
+            .await)
     }
 
     /// Answer the challenges and wait until the order is `ready` (or past it).

@@ -382,7 +382,7 @@ async fn cleans_up_after_a_failed_validation() {
         .expect("order placed");
     let key = generate_key_pem(KeyType::EcdsaP256).expect("key");
     let err = placed
-        .complete(&key, &domains, &solver, poll())
+        .complete(&key, &domains, &solver, poll(), None)
         .await
         .expect_err("Pebble refuses the wrong key authorization");
 
@@ -424,7 +424,7 @@ async fn a_failed_present_triggers_nothing_and_is_cleaned_up_too() {
         .expect("order placed");
     let key = generate_key_pem(KeyType::EcdsaP256).expect("key");
     let err = placed
-        .complete(&key, &domains, &solver, poll())
+        .complete(&key, &domains, &solver, poll(), None)
         .await
         .expect_err("solver failure");
 
@@ -514,7 +514,7 @@ async fn a_dropped_attempt_still_cleans_up() {
     // The engine drops the attempt like this on a stop, while it waits on the CA: here once
     // Pebble is fetching a token (so the challenges were triggered) and before it has an answer.
     tokio::select! {
-        result = placed.complete(&key, &domains, &solver, poll()) => {
+        result = placed.complete(&key, &domains, &solver, poll(), None) => {
             panic!("the attempt ended while Pebble's fetch was held: {result:#?}");
         }
         _ = fetched.recv() => {}

@@ -45,7 +45,7 @@ use crate::hooks::{
 use crate::include::INCLUDE_KEY;
 use crate::keys::{self, CERTIFICATE_KEY_KEYS, KEY_GROUP_KEY, KeySettings, REUSE_KEY_KEY};
 use crate::notify::{self, NOTIFY_KEY};
-use crate::values::{duration, path, profile};
+use crate::values::{duration, path, preferred_chain, profile};
 use crate::walk::{Node, Table};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/certkeeper";
@@ -53,7 +53,7 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 21] = [
+const ROOT_KEYS: [&str; 22] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
@@ -66,6 +66,7 @@ const ROOT_KEYS: [&str; 21] = [
     HOOK_TIMEOUT_KEY,
     REUSE_KEY_KEY,
     KEY_GROUP_KEY,
+    PREFERRED_CHAIN_KEY,
     CHALLENGE_KEY,
     "http01",
     DNS_KEY,
@@ -90,7 +91,7 @@ const CA_KEYS: [&str; 8] = [
     "request_timeout",
     PROFILE_KEY,
 ];
-const CERTIFICATE_OWN_KEYS: [&str; 10] = [
+const CERTIFICATE_OWN_KEYS: [&str; 11] = [
     "name",
     "ca",
     "domains",
@@ -101,7 +102,11 @@ const CERTIFICATE_OWN_KEYS: [&str; 10] = [
     "window",
     "urgent_before",
     PROFILE_KEY,
+    PREFERRED_CHAIN_KEY,
 ];
+/// The issuer common name of the chain to prefer among those the CA offers: at the top level
+/// the default of every certificate, on a `[[certificate]]` its own.
+const PREFERRED_CHAIN_KEY: &str = "preferred_chain";
 /// The ACME profile to request: on a `[[ca]]` the default of its certificates, on a
 /// `[[certificate]]` its own.
 const PROFILE_KEY: &str = "profile";
@@ -163,6 +168,9 @@ pub(crate) fn build(
     let admin = root.optional("admin", |node| admin(node, diagnostics));
     let hook_settings = hooks::settings(root, context, diagnostics);
     let key_settings = KeySettings::read(root, context, diagnostics);
+    let default_chain = root.optional(PREFERRED_CHAIN_KEY, |node| {
+        preferred_chain(node, diagnostics)
+    });
     // DNS hooks are checked with the default timeout when `hook_timeout` is broken: that is
     // reported already and refuses the inventory.
     let hook_timeout = hook_settings
@@ -216,6 +224,7 @@ pub(crate) fn build(
                     hooks: &hook_settings,
                     keys: &key_settings,
                     challenge: &challenge_settings,
+                    preferred_chain: &default_chain,
                 },
                 diagnostics,
             ));
@@ -247,6 +256,7 @@ pub(crate) fn build(
     // failures still refuse the inventory.
     let (_, _, _, _) = (timezone?, window?, urgent_before?, backoff?);
     key_settings.check()?;
+    default_chain?;
     let certificates = certificates?;
     let challenges = Challenges {
         dns_providers: dns_providers?,
@@ -640,6 +650,8 @@ struct Inherited<'s, 'a, 'i> {
     hooks: &'s HookSettings<'a>,
     keys: &'s KeySettings,
     challenge: &'s ChallengeSettings<'i>,
+    /// The top-level `preferred_chain`.
+    preferred_chain: &'s Result<Option<String>, Reported>,
 }
 
 fn certificate<'a, 'i>(
@@ -689,6 +701,9 @@ fn certificate<'a, 'i>(
     let own_window = table.optional("window", |node| window(node, diagnostics));
     let urgent_before = table.optional("urgent_before", |node| duration(node, diagnostics));
     let own_profile = table.optional(PROFILE_KEY, |node| profile(node, diagnostics));
+    let own_chain = table.optional(PREFERRED_CHAIN_KEY, |node| {
+        preferred_chain(node, diagnostics)
+    });
     let hooks = hooks::certificate_hooks(table, inherited.hooks, diagnostics);
     let key_settings = keys::certificate_keys(table, inherited.keys, context, diagnostics);
     let challenge = challenge::certificate_challenge(
@@ -702,6 +717,9 @@ fn certificate<'a, 'i>(
         let ca = ca?;
         let profile = own_profile?.or_else(|| cas.default_profile(&ca));
         let (reuse_key, key_group) = key_settings?;
+        // A broken default is reported where it is written, once; it refuses the inventory.
+        let preferred_chain =
+            own_chain?.or_else(|| inherited.preferred_chain.clone().ok().flatten());
         let spec = CertificateSpec {
             name: name?,
             ca,
@@ -711,6 +729,7 @@ fn certificate<'a, 'i>(
             action: action?,
             renew_before: renew_before?,
             profile,
+            preferred_chain,
             schedule: Arc::new(SchedulePolicy {
                 urgent_before: urgent_before?.or(defaults.urgent_before),
                 window: own_window?

@@ -46,6 +46,24 @@ const PROFILE_MAX_LEN: usize = 64;
 /// letters, digits, '.', '_' and '-'. Whether the CA offers it is only known from its
 /// directory, so that is checked when an order is placed, not here. An empty string is an
 /// error rather than "no profile": leaving the key out says that.
+/// `preferred_chain`: an issuer common name, compared exactly with the CA's chains' when a
+/// certificate is downloaded.
+pub(crate) fn preferred_chain(
+    node: &Node<'_, '_>,
+    diagnostics: &mut Diagnostics<'_>,
+) -> Result<String, Reported> {
+    node.parse(diagnostics, |text| {
+        if text.trim().is_empty() {
+            Err(
+                "must not be empty; leave preferred_chain out to use the CA's default chain"
+                    .to_owned(),
+            )
+        } else {
+            Ok(text.to_owned())
+        }
+    })
+}
+
 pub(crate) fn profile(
     node: &Node<'_, '_>,
     diagnostics: &mut Diagnostics<'_>,

@@ -433,6 +433,7 @@ fn example_config_documents_every_key() {
         "key_type",
         "reuse_key",
         "key_group",
+        "preferred_chain",
         "order_id",
         "action",
         "renew_before",

@@ -58,6 +58,7 @@ fn fleet(policy: &SchedulePolicy) -> Vec<Entry> {
                 action: LifecycleAction::Auto,
                 renew_before: (i % 7 == 0).then_some(30 * DAY),
                 profile: None,
+                preferred_chain: None,
                 schedule: std::sync::Arc::new(policy.clone()),
                 hooks: std::sync::Arc::default(),
                 reuse_key: false,

@@ -151,6 +151,10 @@ pub struct CertificateSpec {
     /// its CA's default; `None` leaves the choice to the CA. Checked against the CA's
     /// directory (`meta.profiles`) when an order is placed.
     pub profile: Option<String>,
+    /// `preferred_chain`: among the chains the CA offers (RFC 8555 section 7.4.2), the one
+    /// whose last certificate's issuer has this common name; `None`, or no chain so named,
+    /// keeps the CA's default chain.
+    pub preferred_chain: Option<String>,
     /// Maintenance window, urgency margin and backoff for this certificate (the global
     /// settings, or the certificate's own). Shared: most certificates use the global
     /// settings, and a fleet of ten thousand keeps one copy of them, not ten thousand.

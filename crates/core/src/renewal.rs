@@ -193,6 +193,7 @@ mod tests {
             action: LifecycleAction::Auto,
             renew_before,
             profile: None,
+            preferred_chain: None,
             schedule: std::sync::Arc::default(),
             hooks: std::sync::Arc::default(),
             reuse_key: false,

@@ -28,6 +28,7 @@ fn spec(
         action: LifecycleAction::Auto,
         renew_before,
         profile: None,
+        preferred_chain: None,
         schedule: std::sync::Arc::new(schedule),
         hooks: std::sync::Arc::default(),
         reuse_key: false,

@@ -219,10 +219,11 @@ impl CaOrder for Order<'_> {
         key_pem: &'a Secret,
         domains: &'a [DomainName],
         solver: &'a dyn ChallengeSolver,
+        preferred_chain: Option<&'a str>,
     ) -> PortFuture<'a, Result<String, CaFailure>> {
         Box::pin(async move {
             self.placed
-                .complete(key_pem, domains, solver, self.poll)
+                .complete(key_pem, domains, solver, self.poll, preferred_chain)
                 .await
                 .map_err(|err| self.account.failure(err))
         })

@@ -110,7 +110,12 @@ pub async fn obtain(
     // Waiting on the CA is a safe point: the order is persisted (resumed, or placed and
     // persisted before anything waited), so a stop parks it for the next start.
     let completed = tokio::select! {
-        completed = order.complete(&key_pem, &spec.domains, solver.as_ref()) => completed,
+        completed = order.complete(
+            &key_pem,
+            &spec.domains,
+            solver.as_ref(),
+            spec.preferred_chain.as_deref(),
+        ) => completed,
         () = ctx.stop.cancelled() => return Err(AttemptError::Stopping),
     };
     let chain_pem = match completed {

@@ -152,7 +152,9 @@ pub trait CaOrder: Send + Debug {
     /// Drive the order to a certificate: answer each pending authorization's challenge through
     /// `solver` (present, wait until ready, let the CA validate, clean up however it ends),
     /// finalize with a CSR for `domains` signed by `key_pem`, wait and download. Resolves to
-    /// the chain, PEM.
+    /// the chain, PEM: the CA's default one, or with `preferred_chain` the one of the CA's
+    /// chains whose last certificate's issuer has that common name, when the CA offers it.
+    /// Given here rather than with [`NewOrder`], so a resumed order honours it too.
     ///
     /// Dropping the future half-way (a stop) leaves the order at the CA as it is, to be
     /// resumed, and cleans up what was presented.
@@ -161,6 +163,7 @@ pub trait CaOrder: Send + Debug {
         key_pem: &'a Secret,
         domains: &'a [DomainName],
         solver: &'a dyn ChallengeSolver,
+        preferred_chain: Option<&'a str>,
     ) -> PortFuture<'a, Result<String, CaFailure>>;
 }
 

@@ -38,6 +38,7 @@ fn spec(cert: &str, renew_before: Option<Duration>) -> CertificateSpec {
         action: LifecycleAction::Auto,
         renew_before,
         profile: None,
+        preferred_chain: None,
         schedule: std::sync::Arc::default(),
         hooks: std::sync::Arc::default(),
         reuse_key: false,

@@ -258,6 +258,7 @@ impl CaOrder for ScriptedOrder {
         key_pem: &'a Secret,
         domains: &'a [DomainName],
         solver: &'a dyn ChallengeSolver,
+        _preferred_chain: Option<&'a str>,
     ) -> PortFuture<'a, Result<String, CaFailure>> {
         let script = Arc::clone(&self.script);
         script.call(format!(
