@@ -54,6 +54,10 @@ fn readme_inventories() -> Vec<(String, Inventory)> {
     let tsig = credentials.join("tsig-secret");
     fs::write(&tsig, "dGhpcy1pcy1hLXRzaWctc2VjcmV0LWZvci10ZXN0cw==\n").expect("write");
     fs::set_permissions(&tsig, fs::Permissions::from_mode(0o400)).expect("chmod");
+    // The "Notifications" section's SMTP password (`password_credential`).
+    let smtp = credentials.join("smtp-password");
+    fs::write(&smtp, "not-a-real-password\n").expect("write");
+    fs::set_permissions(&smtp, fs::Permissions::from_mode(0o400)).expect("chmod");
     let env = Environment::empty()
         .with_credentials_directory(&credentials)
         // `key_group = "ssl-cert"`: Debian's group for reading TLS keys.
@@ -166,4 +170,28 @@ fn readme_webroot_example_is_the_shipped_one() {
         .map(|(_, inventory)| summary(&inventory))
         .collect();
     assert_eq!(readme, [summary(&shipped)]);
+}
+
+/// The "Notifications" section shows an e-mail target with STARTTLS and a login, and a Slack
+/// webhook, and both load.
+#[test]
+fn readme_shows_an_email_and_a_slack_notification() {
+    use certkeeper_core::notify::{NotifyTarget, SmtpTls, WebhookFormat};
+    let inventories = readme_inventories();
+    let targets = || {
+        inventories
+            .iter()
+            .flat_map(|(_, inventory)| inventory.notify.iter().map(|spec| &spec.target))
+    };
+    assert!(
+        targets().any(|target| matches!(target, NotifyTarget::Email(email)
+            if matches!(&email.transport, certkeeper_core::notify::EmailTransport::Smtp(smtp)
+                if smtp.tls == SmtpTls::Starttls && smtp.credentials.is_some()))),
+        "an e-mail target with STARTTLS and a login"
+    );
+    assert!(
+        targets().any(|target| matches!(target, NotifyTarget::Webhook(hook)
+            if hook.format == WebhookFormat::Slack)),
+        "a Slack webhook"
+    );
 }
