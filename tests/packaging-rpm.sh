@@ -82,7 +82,10 @@ expected="$( {
     /usr/share/bash-completion/completions/certkeeper \
     /usr/share/doc/certkeeper/README.md \
     /usr/share/doc/certkeeper/examples/certkeeper.toml \
+    /usr/share/doc/certkeeper/examples/dns-01.toml \
     /usr/share/doc/certkeeper/examples/notify-reload.conf.example \
+    /usr/share/doc/certkeeper/examples/notify.toml \
+    /usr/share/doc/certkeeper/examples/webroot.toml \
     /usr/share/fish/vendor_completions.d/certkeeper.fish \
     /usr/share/man/man5/certkeeper.toml.5 \
     /usr/share/zsh/site-functions/_certkeeper

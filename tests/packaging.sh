@@ -82,6 +82,9 @@ for path in \
   /usr/share/zsh/vendor-completions/_certkeeper \
   /usr/share/fish/vendor_completions.d/certkeeper.fish \
   /usr/share/doc/certkeeper/examples/certkeeper.toml \
+  /usr/share/doc/certkeeper/examples/webroot.toml \
+  /usr/share/doc/certkeeper/examples/dns-01.toml \
+  /usr/share/doc/certkeeper/examples/notify.toml \
   /etc/certkeeper/certkeeper.toml; do
   [ -f "$path" ] || fail "$path is missing"
 done

@@ -77,6 +77,10 @@ pub struct PlannedCertificate {
     pub renew_before: Option<String>,
     /// certbot's `required_profile` or `preferred_profile`, written as `profile`.
     pub profile: Option<RequestedProfile>,
+    /// certbot's `preferred_chain`.
+    pub preferred_chain: Option<String>,
+    /// certbot's `reuse_key`.
+    pub reuse_key: bool,
     pub challenge: PlannedChallenge,
     pub hooks: Hooks,
     /// Comments for this entry.
@@ -300,6 +304,8 @@ pub fn plan(imported: &[Imported]) -> Plan {
             action: lineage.server.action,
             renew_before: lineage.renew_before.clone(),
             profile: lineage.profile.clone(),
+            preferred_chain: lineage.preferred_chain.clone(),
+            reuse_key: lineage.reuse_key,
             challenge,
             hooks: lineage.hooks.clone(),
             notes,
@@ -536,6 +542,20 @@ pub fn render(source: &Source, plan: &Plan) -> Rendered {
                 &mut text,
                 &format!("profile = {}", toml_string(&profile.name)),
             );
+        }
+        if let Some(chain) = &cert.preferred_chain {
+            comment(&mut text, "certbot's preferred_chain.");
+            line(
+                &mut text,
+                &format!("preferred_chain = {}", toml_string(chain)),
+            );
+        }
+        if cert.reuse_key {
+            comment(
+                &mut text,
+                "certbot's reuse_key: the live key is kept across renewals.",
+            );
+            line(&mut text, "reuse_key = true");
         }
         if !cert.hooks.is_empty() {
             comment(

@@ -133,6 +133,10 @@ pub struct Lineage {
     pub renew_before: Option<String>,
     /// certbot 4's `required_profile` or `preferred_profile`, for the certificate's `profile`.
     pub profile: Option<RequestedProfile>,
+    /// `preferred_chain` (`--preferred-chain`): the issuer common name of the chain to pick.
+    pub preferred_chain: Option<String>,
+    /// `reuse_key = True` (`--reuse-key`): the private key is kept across renewals.
+    pub reuse_key: bool,
     pub hooks: Hooks,
     /// Settings that could not be carried over.
     pub notes: Vec<String>,
@@ -258,6 +262,10 @@ impl Lineage {
             ));
         }
 
+        // certbot writes `None` for an option given no value.
+        let preferred_chain = param("preferred_chain").filter(|name| name != "None");
+        let reuse_key = param("reuse_key").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+
         let file = |key: &str| {
             conf.top_str(key)
                 .filter(|v| !v.is_empty())
@@ -288,6 +296,8 @@ impl Lineage {
             requested_key,
             renew_before,
             profile,
+            preferred_chain,
+            reuse_key,
             hooks: Hooks {
                 pre: param("pre_hook"),
                 post: param("post_hook"),
@@ -687,6 +697,26 @@ mod tests {
             let none = Lineage::from_renewal_conf("c", conf).expect("parses");
             assert_eq!(none.profile, None, "{conf:?}");
             assert!(none.notes.is_empty(), "{:?}", none.notes);
+        }
+    }
+
+    #[test]
+    fn preferred_chain_and_reuse_key_are_read() {
+        let set = Lineage::from_renewal_conf(
+            "a",
+            "[renewalparams]\nauthenticator = standalone\npreferred_chain = ISRG Root X1\nreuse_key = True\n",
+        )
+        .expect("parses");
+        assert_eq!(set.preferred_chain.as_deref(), Some("ISRG Root X1"));
+        assert!(set.reuse_key);
+
+        for conf in [
+            "[renewalparams]\nauthenticator = standalone\n",
+            "[renewalparams]\npreferred_chain = None\nreuse_key = False\n",
+        ] {
+            let unset = Lineage::from_renewal_conf("b", conf).expect("parses");
+            assert_eq!(unset.preferred_chain, None, "{conf:?}");
+            assert!(!unset.reuse_key, "{conf:?}");
         }
     }
 

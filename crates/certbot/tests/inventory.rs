@@ -340,3 +340,25 @@ fn the_hook_command_dispatches_to_certbots_scripts() {
         "each script ran once, without arguments, as certbot ran it"
     );
 }
+
+#[test]
+fn preferred_chain_and_reuse_key_load_as_the_certificates_keys() {
+    let (dir, ini) = workdir();
+    let mut imported = imported(&["example.com"], &ini);
+    // What certbot adds to the renewal file for `--preferred-chain "ISRG Root X1" --reuse-key`.
+    let conf = fs::read_to_string(fixtures().join("renewal/example.com.conf")).expect("fixture");
+    let conf = conf.replace(
+        "[renewalparams]\n",
+        "[renewalparams]\npreferred_chain = ISRG Root X1\nreuse_key = True\n",
+    );
+    imported[0].lineage = Lineage::from_renewal_conf("example.com", &conf).expect("parses");
+    let rendered = render(&source(dir.path()), &plan(&imported));
+    let loaded = load(&rendered.text, dir.path())
+        .unwrap_or_else(|errors| panic!("{errors}\n{}", rendered.text));
+    let cert = loaded
+        .inventory
+        .certificate("example.com")
+        .expect("imported");
+    assert_eq!(cert.preferred_chain.as_deref(), Some("ISRG Root X1"));
+    assert!(cert.reuse_key);
+}
