@@ -1,7 +1,8 @@
 //! Secrets stay secret: a full lifecycle (register, issue, renew, daemon with metrics,
 //! status, revoke) at the most verbose log level, then a search of everything certkeeper
-//! printed for the EAB HMAC key, the account key and every certificate private key; and the
-//! modes of every secret file.
+//! printed for the EAB HMAC key, the account key, every certificate private key, an SMTP
+//! password (a login that a real aiosmtpd accepts, and one it refuses) and a webhook's bearer
+//! token (sent to a receiver that answers 500); and the modes of every secret file.
 
 #![expect(
     clippy::unwrap_used,
@@ -9,14 +10,51 @@
 )]
 
 mod support;
+// The notify crate's real servers: aiosmtpd and a webhook receiver.
+#[path = "../crates/notify/tests/support/mod.rs"]
+mod notify_support;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use notify_support::{Behaviour, Receiver, SmtpServer};
 use rustix::process::Signal;
 use support::{Cert, PebbleOptions, Setup, mode};
+
+const SMTP_USER: &str = "certkeeper-mailer";
+const SMTP_PASSWORD: &str = "smtp-Pa55word-that-must-never-show";
+const WRONG_SMTP_PASSWORD: &str = "not-the-smtp-password-either-1234";
+const WEBHOOK_TOKEN: &str = "webhook-bearer-token-that-must-never-show";
+
+/// `[[notify]]` targets whose secrets come from files: an e-mail login the server accepts,
+/// one it refuses, and a webhook with a bearer token.
+fn notify_targets(setup: &Setup, smtp: &SmtpServer, receiver: &Receiver) -> String {
+    let secret_file = |name: &str, text: &str| {
+        let path = setup.dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    };
+    let password = secret_file("smtp-password", SMTP_PASSWORD);
+    let wrong = secret_file("smtp-wrong-password", WRONG_SMTP_PASSWORD);
+    let token = secret_file("webhook-token", WEBHOOK_TOKEN);
+    let mut text = String::new();
+    for (name, password_file) in [("mail", &password), ("mail-refused", &wrong)] {
+        text.push_str(&format!(
+            "\n[[notify]]\nname = \"{name}\"\ntype = \"email\"\nserver = \"127.0.0.1:{}\"\n\
+             tls = \"none\"\nusername = \"{SMTP_USER}\"\npassword_file = \"{password_file}\"\n\
+             from = \"certkeeper@example.com\"\nto = [\"ops@example.com\"]\n",
+            smtp.port
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[notify]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\ntoken_file = \"{token}\"\n",
+        receiver.url("/hook")
+    ));
+    text
+}
 
 /// Every file under `dir` (not following symlinks).
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -60,6 +98,9 @@ fn pem_fragments(pem: &str) -> Vec<String> {
 fn no_secret_reaches_a_log_an_output_or_a_readable_file() {
     let setup = Setup::new(PebbleOptions::default());
     let admin = format!("127.0.0.1:{}", support::pebble::free_port());
+    let smtp = SmtpServer::start("none", Some((SMTP_USER, SMTP_PASSWORD)));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(Receiver::start(Behaviour::Status(500)));
     setup.write_config_with(
         &format!("[admin]\nlisten = \"{admin}\"\n"),
         &[
@@ -70,6 +111,9 @@ fn no_secret_reaches_a_log_an_output_or_a_readable_file() {
             },
         ],
     );
+    let mut config = fs::read_to_string(&setup.config).unwrap();
+    config.push_str(&notify_targets(&setup, &smtp, &receiver));
+    fs::write(&setup.config, config).unwrap();
     let mut printed = String::new();
     assert!(run(&setup, &mut printed, &["renew"]).status.success());
     assert!(
@@ -80,6 +124,18 @@ fn no_secret_reaches_a_log_an_output_or_a_readable_file() {
     run(&setup, &mut printed, &["status"]);
     run(&setup, &mut printed, &["status", "--json"]);
     run(&setup, &mut printed, &["check"]);
+    // Each secret is used: the accepted login delivers, the refused one and the webhook fail.
+    let tested = run(&setup, &mut printed, &["notify", "test"]);
+    assert_eq!(tested.status.code(), Some(1), "two targets fail");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "the accepted login delivered once");
+    assert_eq!(received[0].login.as_deref(), Some(SMTP_USER));
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].authorization.as_deref(),
+        Some(format!("Bearer {WEBHOOK_TOKEN}").as_str())
+    );
 
     let mut daemon = setup.spawn_daemon(&[("RUST_LOG", "trace")]);
     daemon.wait_for_log("the daemon", Duration::from_secs(30), |log| {
@@ -114,7 +170,14 @@ fn no_secret_reaches_a_log_an_output_or_a_readable_file() {
         hmac_text.clone(),
         base64::prelude::BASE64_STANDARD.encode(&hmac_bytes),
         String::from_utf8_lossy(&hmac_bytes).into_owned(),
+        WEBHOOK_TOKEN.to_owned(),
     ];
+    for password in [SMTP_PASSWORD, WRONG_SMTP_PASSWORD] {
+        // As typed, and as SMTP AUTH PLAIN and LOGIN carry it.
+        secrets.push(password.to_owned());
+        secrets.push(base64::prelude::BASE64_STANDARD.encode(format!("\0{SMTP_USER}\0{password}")));
+        secrets.push(base64::prelude::BASE64_STANDARD.encode(password));
+    }
     let accounts = files(&setup.state_dir.join("accounts"));
     assert_eq!(accounts.len(), 1);
     let account: serde_json::Value =
