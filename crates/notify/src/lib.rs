@@ -41,21 +41,31 @@ pub use outbox::{Entry, Outbox, RETRY_INITIAL, RETRY_MAX, retry_delay};
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// Nobody answered at the target's address.
-    #[error("notify target {target}: cannot connect to {address}: {reason}")]
+    #[error(
+        "notify target {target}: cannot connect to {address}: {reason}; check the address in the \
+         target and that the server is up"
+    )]
     Connect {
         target: String,
         address: String,
         reason: String,
     },
     /// The TLS handshake failed (an untrusted certificate, a server without TLS, ...).
-    #[error("notify target {target}: TLS with {address} failed: {reason}")]
+    #[error(
+        "notify target {target}: TLS with {address} failed: {reason}; check `tls`, and set \
+         `root_ca_file` when a private CA signed the server's certificate"
+    )]
     Tls {
         target: String,
         address: String,
         reason: String,
     },
     /// The target took longer than its timeout.
-    #[error("notify target {target}: no answer within {}s", timeout.as_secs_f32())]
+    #[error(
+        "notify target {target}: no answer within {}s; check that it is up, or raise `timeout` \
+         if it is only slow",
+        timeout.as_secs_f32()
+    )]
     Timeout { target: String, timeout: Duration },
     /// A webhook answered with an error status.
     #[error(
@@ -70,7 +80,10 @@ pub enum NotifyError {
         body: String,
     },
     /// The SMTP server refused the login.
-    #[error("notify target {target}: {address} refused the login of {username:?}: {reason}")]
+    #[error(
+        "notify target {target}: {address} refused the login of {username:?}: {reason}; check \
+         `username` and the password"
+    )]
     AuthRefused {
         target: String,
         address: String,

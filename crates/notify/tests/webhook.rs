@@ -221,7 +221,12 @@ async fn a_receiver_that_hangs_times_out() {
     let mut deliveries = dispatcher.deliver_due().await;
     let error = deliveries.remove(0).result.expect_err("hangs");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(error.to_string(), "notify target slow: no answer within 2s");
+    assert!(
+        error
+            .to_string()
+            .starts_with("notify target slow: no answer within 2s;"),
+        "{error}"
+    );
     assert_eq!(outbox.pending().expect("pending").len(), 1);
 }
 
