@@ -12,7 +12,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use certkeeper_certbot::{Imported, Lineage, Rfc2136Credentials, Source, plan, read_leaf, render};
+use certkeeper_certbot::{
+    Imported, Lineage, Rendered, Rfc2136Credentials, Source, plan, read_leaf, render,
+};
 use certkeeper_config::{Environment, Loaded};
 use certkeeper_core::challenge::{ChallengeSpec, DnsProviderKind, Propagation, TsigAlgorithm};
 use certkeeper_core::{CertName, HookCommand};
@@ -129,18 +131,21 @@ fn generated_inventory_loads_once_filled_in() {
     );
 }
 
-#[test]
-fn a_certbot_4_profile_loads_as_the_certificates_profile() {
+/// The fixture lineage `example.com` with `params` added to its `[renewalparams]`, rendered.
+fn example_with_params(params: &str) -> (tempfile::TempDir, Rendered) {
     let (dir, ini) = workdir();
     let mut imported = imported(&["example.com"], &ini);
-    // What certbot 4 adds to the renewal file for `--preferred-profile tlsserver`.
     let conf = fs::read_to_string(fixtures().join("renewal/example.com.conf")).expect("fixture");
-    let conf = conf.replace(
-        "[renewalparams]\n",
-        "[renewalparams]\npreferred_profile = tlsserver\n",
-    );
+    let conf = conf.replace("[renewalparams]\n", &format!("[renewalparams]\n{params}"));
     imported[0].lineage = Lineage::from_renewal_conf("example.com", &conf).expect("parses");
     let rendered = render(&source(dir.path()), &plan(&imported));
+    (dir, rendered)
+}
+
+#[test]
+fn a_certbot_4_profile_loads_as_the_certificates_profile() {
+    // What certbot 4 adds to the renewal file for `--preferred-profile tlsserver`.
+    let (dir, rendered) = example_with_params("preferred_profile = tlsserver\n");
     assert!(
         rendered
             .warnings
@@ -343,16 +348,8 @@ fn the_hook_command_dispatches_to_certbots_scripts() {
 
 #[test]
 fn preferred_chain_and_reuse_key_load_as_the_certificates_keys() {
-    let (dir, ini) = workdir();
-    let mut imported = imported(&["example.com"], &ini);
     // What certbot adds to the renewal file for `--preferred-chain "ISRG Root X1" --reuse-key`.
-    let conf = fs::read_to_string(fixtures().join("renewal/example.com.conf")).expect("fixture");
-    let conf = conf.replace(
-        "[renewalparams]\n",
-        "[renewalparams]\npreferred_chain = ISRG Root X1\nreuse_key = True\n",
-    );
-    imported[0].lineage = Lineage::from_renewal_conf("example.com", &conf).expect("parses");
-    let rendered = render(&source(dir.path()), &plan(&imported));
+    let (dir, rendered) = example_with_params("preferred_chain = ISRG Root X1\nreuse_key = True\n");
     let loaded = load(&rendered.text, dir.path())
         .unwrap_or_else(|errors| panic!("{errors}\n{}", rendered.text));
     let cert = loaded
