@@ -146,3 +146,32 @@ domains = ["www.example.com"]
     assert_eq!(rows[0]["urgent"], true);
     assert_eq!(rows[0]["domains"][0], "www.example.com");
 }
+
+#[test]
+fn a_cluster_is_validated_but_refused_until_fleet_mode_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("fleet.key");
+    // 32 bytes of 0x2a, base64.
+    fs::write(&key, "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=\n").expect("write");
+    let config = dir.path().join("certkeeper.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n\n[[ca]]\nname = \"le\"\ndirectory = \"https://ca.example/dir\"\n\n\
+             [cluster]\npostgres = \"postgres://certkeeper@db.example.com/certkeeper\"\nfleet_key_file = \"{}\"\n",
+            dir.path().join("state").display(),
+            key.display()
+        ),
+    )
+    .expect("write");
+    for command in [&["check"][..], &["run"], &["renew"], &["status"]] {
+        let output = certkeeper(&config, command, &[]);
+        assert_eq!(output.status.code(), Some(78), "{command:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("[cluster]: fleet mode is not available"),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert!(!dir.path().join("state").exists(), "nothing was started");
+}

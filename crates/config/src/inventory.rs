@@ -35,6 +35,7 @@ use toml::de::DeValue;
 
 use crate::Context;
 use crate::challenge::{self, CERTIFICATE_CHALLENGE_KEYS, CHALLENGE_KEY, ChallengeSettings};
+use crate::cluster::{self, CLUSTER_KEY};
 use crate::diagnostic::{Diagnostics, FileId, Reported, collect_all};
 use crate::dns::{self, DNS_KEY};
 use crate::eab::{self, EAB_KEYS};
@@ -53,7 +54,7 @@ const DEFAULT_HTTP01_PORT: u16 = 80;
 /// The `window` value that means "no maintenance window".
 const NO_WINDOW: &str = "none";
 
-const ROOT_KEYS: [&str; 22] = [
+const ROOT_KEYS: [&str; 23] = [
     "state_dir",
     INCLUDE_KEY,
     "max_concurrent",
@@ -76,6 +77,7 @@ const ROOT_KEYS: [&str; 22] = [
     "ca",
     "certificate",
     NOTIFY_KEY,
+    CLUSTER_KEY,
 ];
 /// What an included file may hold.
 const INCLUDED_KEYS: [&str; 2] = ["ca", "certificate"];
@@ -182,6 +184,9 @@ pub(crate) fn build(
     let challenge_settings =
         challenge::settings(root, default_webroot, known_providers, diagnostics);
     let notify = notify::targets(root, hook_timeout, context, diagnostics);
+    let cluster = root.optional(CLUSTER_KEY, |node| {
+        cluster::cluster(node, context, diagnostics)
+    });
     // Certificates are checked against the defaults even when one of them is broken (that
     // one is reported already, and fails the whole inventory below).
     let defaults = ScheduleDefaults {
@@ -286,6 +291,7 @@ pub(crate) fn build(
         reload_targets: hook_settings.reload_targets?,
         challenges,
         notify: notify?,
+        cluster: cluster?,
     })
 }
 

@@ -50,6 +50,7 @@
 //! See `config/certkeeper.toml` in the repository for every key, documented.
 
 mod challenge;
+mod cluster;
 mod diagnostic;
 mod dns;
 mod duration;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::challenge::{ChallengeSpec, Challenges, DnsProviderSpec};
+use crate::cluster::ClusterSpec;
 use crate::hooks::{CertHooks, ReloadTarget};
 use crate::lifecycle::LifecycleAction;
 use crate::names::{CaName, CertName, DomainName};
@@ -46,6 +47,8 @@ pub struct Inventory {
     pub challenges: Challenges,
     /// `[[notify]]` targets, in file order, names unique.
     pub notify: Vec<NotifySpec>,
+    /// `[cluster]`: the database a fleet of nodes shares; `None` for a single node.
+    pub cluster: Option<ClusterSpec>,
 }
 
 /// Default for [`Inventory::max_concurrent`].

@@ -15,6 +15,7 @@
 pub mod ari;
 pub mod challenge;
 pub mod clock;
+pub mod cluster;
 pub mod hooks;
 pub mod inventory;
 pub mod lifecycle;

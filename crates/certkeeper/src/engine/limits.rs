@@ -86,6 +86,7 @@ mod tests {
             reload_targets: Vec::new(),
             challenges: certkeeper_core::challenge::Challenges::default(),
             notify: Vec::new(),
+            cluster: None,
         }
     }
 
