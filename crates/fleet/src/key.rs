@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_key_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fleet.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).expect("write");
+        assert_eq!(FleetKey::from_file(&path).expect("key").0, [0xab; 32]);
+        let missing = dir.path().join("missing.key");
+        let err = FleetKey::from_file(&missing).expect_err("missing");
+        assert!(matches!(err, FleetError::FleetKeyFile { ref path, .. } if *path == missing));
+    }
+
+    #[test]
     fn seal_binds_the_row_and_uses_fresh_nonces() {
         let key = FleetKey::from_bytes([7; 32]);
         let aad = version_key_aad("example", 1);

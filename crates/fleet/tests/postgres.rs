@@ -196,7 +196,7 @@ async fn private_keys_and_accounts_are_sealed_in_the_database() {
 
     let raw =
         cluster.psql("SELECT encode(key_sealed, 'hex') FROM certkeeper_versions WHERE version = 1");
-    let raw = hex_decode(&raw);
+    let raw = hex::decode(&raw).expect("hex");
     assert!(
         raw.len() > KEY_PEM.len(),
         "nonce and tag stored with the ciphertext"
@@ -253,13 +253,6 @@ async fn private_keys_and_accounts_are_sealed_in_the_database() {
     );
     let raw = cluster.psql("SELECT encode(sealed, 'escape') FROM certkeeper_accounts");
     assert!(!raw.contains("kid") && !raw.contains("PRIVATE"), "{raw}");
-}
-
-fn hex_decode(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,4 +540,27 @@ async fn tls_is_verified_against_the_ca_file() {
     missing.ca_file = Some(cluster.ca_file.with_file_name("nope.pem"));
     let error = Fleet::connect(&missing).await.expect_err("no CA file");
     assert!(matches!(error, FleetError::CaFile { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_times_out_instead_of_hanging() {
+    let cluster = PgCluster::start();
+    let mut quick = settings(&cluster, "a");
+    quick.connect_timeout = Duration::from_secs(1);
+    quick.operation_timeout = Duration::from_secs(2);
+    let a = Fleet::connect(&quick).await.expect("connect");
+
+    cluster.pause();
+    let started = Instant::now();
+    let error = a.challenges().await.expect_err("no answer");
+    let waited = started.elapsed();
+    cluster.resume();
+    assert!(matches!(error, FleetError::TimedOut { .. }), "{error:?}");
+    assert!(error.is_unavailable());
+    assert!(
+        waited < Duration::from_secs(4),
+        "bounded by the operation timeout: {waited:?}"
+    );
+    // The timed-out connection was dropped; the next operation opens a fresh one.
+    assert!(a.challenges().await.expect("answers again").is_empty());
 }

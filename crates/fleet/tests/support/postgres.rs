@@ -15,7 +15,6 @@
 )]
 
 use std::fs;
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -273,6 +272,38 @@ impl PgCluster {
         let _ = child.wait();
     }
 
+    /// Freeze the server and every backend (SIGSTOP): connections stay open but nothing answers,
+    /// as with a hung host or a partition that drops packets.
+    pub fn pause(&self) {
+        assert!(self.signal_all("-STOP"), "SIGSTOP the cluster");
+    }
+
+    /// Let a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        assert!(self.signal_all("-CONT"), "SIGCONT the cluster");
+    }
+
+    /// Send `signal` to the postmaster we started and its children, by process id.
+    fn signal_all(&self, signal: &str) -> bool {
+        let Some(child) = self.child.as_ref() else {
+            return false;
+        };
+        let pid = child.id().to_string();
+        let Ok(out) = Command::new("pgrep").args(["-P", &pid]).output() else {
+            return false;
+        };
+        let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        pids.push(pid);
+        Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
     /// Start the stopped server again on the same port.
     pub fn restart(&mut self) {
         self.start_server();
@@ -322,6 +353,8 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        // A test that failed while the cluster was paused must not leave frozen backends.
+        self.signal_all("-CONT");
         if let Some(mut child) = self.child.take() {
             let _ = self
                 .command("pg_ctl")
@@ -337,15 +370,11 @@ impl Drop for PgCluster {
 }
 
 fn check(what: &str, out: &Output) {
-    if !out.status.success() {
-        let mut message = Vec::new();
-        let _ = write!(
-            message,
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        panic!("{}", String::from_utf8_lossy(&message));
-    }
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
