@@ -944,3 +944,22 @@ async fn check_fence(tx: &Transaction<'_>, link: &Link, lease: &Lease) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_debug_shows_no_secret() {
+        let mut settings = FleetSettings::new(
+            "postgres://fleet:hunter2@db.example:5432/certkeeper",
+            "node-1",
+            FleetKey::from_bytes([1; 32]),
+        );
+        settings.password = Some(Secret::new(b"s3cret-password".to_vec()));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("db.example:5432/certkeeper"), "{printed}");
+    }
+}

@@ -564,3 +564,19 @@ async fn a_database_that_stops_answering_times_out_instead_of_hanging() {
     // The timed-out connection was dropped; the next operation opens a fresh one.
     assert!(a.challenges().await.expect("answers again").is_empty());
 }
+
+#[tokio::test]
+async fn a_server_without_tls_is_a_tls_error_not_a_plain_text_fallback() {
+    let cluster = PgCluster::start_without_tls();
+    let mut tls = settings(&cluster, "a");
+    tls.url = cluster.tls_url().replace("?sslmode=require", "");
+    tls.ca_file = Some(cluster.ca_file.clone());
+    let error = Fleet::connect(&tls)
+        .await
+        .expect_err("no TLS on the server");
+    assert!(matches!(error, FleetError::Tls { .. }), "{error:?}");
+    assert!(error.to_string().contains("TLS"), "{error}");
+    assert!(!error.is_unavailable());
+    // Plain text only when the URL asks for it.
+    connect(&cluster, "a").await;
+}

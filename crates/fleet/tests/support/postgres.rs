@@ -36,6 +36,7 @@ pub struct PgCluster {
     child: Option<Child>,
     /// `Some((uid, gid))` of `postgres` when we run as root.
     run_as: Option<(u32, u32)>,
+    tls: bool,
 }
 
 fn require_postgres() {
@@ -64,8 +65,17 @@ fn id(args: &[&str]) -> u32 {
 }
 
 impl PgCluster {
-    /// initdb, start, create [`ROLE`] with [`PASSWORD`] and its database.
+    /// initdb, start with TLS, create [`ROLE`] with [`PASSWORD`] and its database.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// As [`PgCluster::start`], without TLS on the server (`ssl=off`).
+    pub fn start_without_tls() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(tls: bool) -> Self {
         require_postgres();
         let dir = tempfile::Builder::new()
             .prefix("certkeeper-pg-")
@@ -78,6 +88,7 @@ impl PgCluster {
             port: free_port(),
             child: None,
             run_as,
+            tls,
         };
         cluster.write_tls();
         let pwfile = cluster.dir.path().join("superuser-password");
@@ -197,7 +208,8 @@ impl PgCluster {
                 "-c",
                 "full_page_writes=off",
             ])
-            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl={}", if self.tls { "on" } else { "off" }))
             .arg("-c")
             .arg(format!(
                 "ssl_cert_file={}",
