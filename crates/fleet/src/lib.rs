@@ -96,11 +96,17 @@ impl FleetSettings {
 
 impl fmt::Debug for FleetSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A URL may carry a password after all (user:password@host): show only what follows '@'.
-        let url = match self.url.rsplit_once('@') {
+        // A URL may carry a password after all (user:password@host, or ?password=): show the
+        // host and database only.
+        let mut url = match self.url.rsplit_once('@') {
             Some((_, rest)) => format!("postgres://<redacted>@{rest}"),
             None => self.url.clone(),
         };
+        if url.contains("password") {
+            if let Some((base, _)) = url.split_once('?') {
+                url = format!("{base}?<redacted>");
+            }
+        }
         f.debug_struct("FleetSettings")
             .field("url", &url)
             .field("password", &self.password)
@@ -961,5 +967,8 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("db.example:5432/certkeeper"), "{printed}");
+        settings.url = "postgres://db.example/certkeeper?sslmode=require&password=hunter2".into();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 }
