@@ -42,8 +42,9 @@ fn core_is_pure() {
 /// The adapter crates, each with the other adapters it may use. The DNS-01 solver runs its
 /// hook provider, and the notifier its `command` targets, through the shared hook runner (the
 /// same sandboxed environment, timeout and process-group kill as every other hook) rather than
-/// a second copy of it.
-const ADAPTERS: [(&str, &[&str]); 8] = [
+/// a second copy of it. The fleet's PostgreSQL adapter is an adapter like the others: the engine
+/// will reach it through its ports.
+const ADAPTERS: [(&str, &[&str]); 9] = [
     ("config", &[]),
     ("store", &[]),
     ("acme", &[]),
@@ -52,6 +53,7 @@ const ADAPTERS: [(&str, &[&str]); 8] = [
     ("certbot", &[]),
     ("dns", &["hooks"]),
     ("notify", &["hooks"]),
+    ("fleet", &[]),
 ];
 
 #[test]

@@ -22,6 +22,8 @@ command -v rpm >/dev/null 2>&1 || packages+=(rpm)
 command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || packages+=(util-linux)
 # aiosmtpd, the real SMTP server of the e-mail notification tests (crates/notify/tests/email.rs).
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || packages+=(python3-aiosmtpd)
+# PostgreSQL 15, the throwaway clusters of the fleet tests (crates/fleet/tests/support/postgres.rs).
+[ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/postgres ] || packages+=(postgresql)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "==> installing ${packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
