@@ -52,10 +52,13 @@ CREATE TABLE certkeeper_state (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- The order in flight per lineage, so that another node resumes it by URL.
+-- The order in flight per lineage, so that another node resumes it by URL, with the key its
+-- CSR is (or will be) made from, sealed like a version's.
 CREATE TABLE certkeeper_orders (
-    lineage     text PRIMARY KEY,
-    order_url   text NOT NULL,
+    lineage       text PRIMARY KEY,
+    order_url     text NOT NULL,
+    directory_url text NOT NULL,
+    key_sealed    bytea NOT NULL,
     owner       text NOT NULL,
     generation  bigint NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now()

@@ -142,6 +142,11 @@ pub(crate) fn version_key_aad(lineage: &str, version: i64) -> Vec<u8> {
     format!("certkeeper/version-key\0{lineage}\0{version}").into_bytes()
 }
 
+/// The AAD of the private key of a lineage's order in flight.
+pub(crate) fn order_key_aad(lineage: &str, order_url: &str) -> Vec<u8> {
+    format!("certkeeper/order-key\0{lineage}\0{order_url}").into_bytes()
+}
+
 /// The AAD of an ACME account.
 pub(crate) fn account_aad(ca_key: &str) -> Vec<u8> {
     format!("certkeeper/account\0{ca_key}").into_bytes()

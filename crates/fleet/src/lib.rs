@@ -177,13 +177,24 @@ pub struct VersionHead {
     pub serial: String,
 }
 
+/// An order placed for a lineage: what another node needs to carry it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// The ACME order URL.
+    pub order_url: String,
+    /// The directory URL it was placed through (a DigiCert renewal carries its action in it).
+    pub directory_url: String,
+    /// The private key the order's CSR is made from; sealed with the fleet key.
+    pub key_pem: Secret,
+}
+
 /// An order in flight, so that another node can resume it by URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderInFlight {
     /// The lineage.
     pub lineage: String,
-    /// The ACME order URL.
-    pub order_url: String,
+    /// The order, its key opened.
+    pub order: OrderRecord,
     /// The node that placed it.
     pub owner: String,
     /// The lease generation it was placed under.
@@ -666,20 +677,34 @@ impl Fleet {
         .await
     }
 
-    /// Record the lineage's order in flight (replacing any older one). Fenced.
+    /// Record the lineage's order in flight (replacing any older one), its key sealed. Fenced.
     ///
     /// # Errors
     /// [`FleetError::Fenced`] or [`FleetError::LeaseExpired`] when the lease is no longer good.
-    pub async fn record_order(&self, lease: &Lease, order_url: &str) -> Result<(), FleetError> {
+    pub async fn record_order(&self, lease: &Lease, order: &OrderRecord) -> Result<(), FleetError> {
+        let sealed = self.inner.key.seal(
+            &key::order_key_aad(&lease.lineage, &order.order_url),
+            order.key_pem.expose(),
+            "an order's private key",
+        )?;
         self.run(async |client, link| {
             let tx = begin(client, link).await?;
             check_fence(&tx, link, lease).await?;
             tx.execute(
-                "INSERT INTO certkeeper_orders (lineage, order_url, owner, generation) \
-                 VALUES ($1, $2, $3, $4) \
+                "INSERT INTO certkeeper_orders \
+                   (lineage, order_url, directory_url, key_sealed, owner, generation) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (lineage) DO UPDATE SET order_url = excluded.order_url, \
+                   directory_url = excluded.directory_url, key_sealed = excluded.key_sealed, \
                    owner = excluded.owner, generation = excluded.generation, recorded_at = now()",
-                &[&lease.lineage, &order_url, &lease.owner, &lease.generation],
+                &[
+                    &lease.lineage,
+                    &order.order_url,
+                    &order.directory_url,
+                    &sealed,
+                    &lease.owner,
+                    &lease.generation,
+                ],
             )
             .await
             .map_err(|e| link.classify(e, "record an order"))?;
@@ -707,32 +732,49 @@ impl Fleet {
         .await
     }
 
-    /// The lineage's order in flight, for the node that takes over its lease.
+    /// The lineage's order in flight, its key opened, for the node that takes over its lease.
     ///
     /// # Errors
-    /// When the database is unavailable or refuses.
+    /// [`FleetError::Decrypt`] when its key does not open; else when the database is
+    /// unavailable or refuses.
     pub async fn order_in_flight(
         &self,
         lineage: &str,
     ) -> Result<Option<OrderInFlight>, FleetError> {
-        self.run(async |client, link| {
-            let row = client
-                .query_opt(
-                    "SELECT lineage, order_url, owner, generation, recorded_at \
-                     FROM certkeeper_orders WHERE lineage = $1",
-                    &[&lineage],
-                )
-                .await
-                .map_err(|e| link.classify(e, "read an order"))?;
-            Ok(row.map(|row| OrderInFlight {
-                lineage: row.get(0),
-                order_url: row.get(1),
-                owner: row.get(2),
-                generation: row.get(3),
-                recorded_at: row.get(4),
-            }))
-        })
-        .await
+        let row = self
+            .run(async |client, link| {
+                client
+                    .query_opt(
+                        "SELECT lineage, order_url, directory_url, key_sealed, owner, generation, \
+                           recorded_at \
+                         FROM certkeeper_orders WHERE lineage = $1",
+                        &[&lineage],
+                    )
+                    .await
+                    .map_err(|e| link.classify(e, "read an order"))
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let order_url: String = row.get(1);
+        let sealed: Vec<u8> = row.get(3);
+        let key_pem = self.inner.key.open(
+            &key::order_key_aad(lineage, &order_url),
+            &sealed,
+            &format!("the key of {lineage}'s order in flight"),
+        )?;
+        Ok(Some(OrderInFlight {
+            lineage: row.get(0),
+            order: OrderRecord {
+                order_url,
+                directory_url: row.get(2),
+                key_pem,
+            },
+            owner: row.get(4),
+            generation: row.get(5),
+            recorded_at: row.get(6),
+        }))
     }
 
     /// Store the fleet's ACME account for a CA (and EAB credential), sealed; `ca_key` names

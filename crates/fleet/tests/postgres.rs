@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::Secret;
 use certkeeper_fleet::{
-    Fleet, FleetError, FleetEvent, FleetKey, FleetListener, FleetSettings, Lease, SCHEMA_VERSION,
-    VersionRecord,
+    Fleet, FleetError, FleetEvent, FleetKey, FleetListener, FleetSettings, Lease, OrderRecord,
+    SCHEMA_VERSION, VersionRecord,
 };
 use support::postgres::{PASSWORD, PgCluster, free_port};
 use tokio_util::sync::CancellationToken;
@@ -306,6 +306,17 @@ async fn a_lease_is_exclusive_until_it_expires_then_taken_over_with_the_next_gen
     );
 }
 
+/// An order in flight at `url`, with a key.
+fn order(url: &str) -> OrderRecord {
+    OrderRecord {
+        order_url: url.to_owned(),
+        directory_url: "https://ca/dir".to_owned(),
+        key_pem: Secret::new(
+            b"-----BEGIN PRIVATE KEY-----\norder key\n-----END PRIVATE KEY-----\n".to_vec(),
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_under_a_lost_lease_are_fenced() {
     let cluster = PgCluster::start();
@@ -313,21 +324,27 @@ async fn writes_under_a_lost_lease_are_fenced() {
     let b = connect(&cluster, "b").await;
     let ttl = Duration::from_secs(1);
     let stale = a.acquire("www", ttl).await.expect("acquire").expect("free");
-    a.record_order(&stale, "https://ca/order/1")
+    a.record_order(&stale, &order("https://ca/order/1"))
         .await
         .expect("record");
 
     let fresh = acquire_within(&b, "www", Duration::from_secs(60), Duration::from_secs(10)).await;
     assert_eq!(fresh.generation, stale.generation + 1);
     // b resumes a's order by URL.
-    let order = b
+    let resumed = b
         .order_in_flight("www")
         .await
         .expect("order")
         .expect("in flight");
     assert_eq!(
-        (order.order_url.as_str(), order.owner.as_str()),
+        (resumed.order.order_url.as_str(), resumed.owner.as_str()),
         ("https://ca/order/1", "a")
+    );
+    assert_eq!(resumed.order, order("https://ca/order/1"), "its key opens");
+    let raw = cluster.psql("SELECT encode(key_sealed, 'escape') FROM certkeeper_orders");
+    assert!(
+        !raw.contains("PRIVATE KEY"),
+        "the order's key is sealed: {raw}"
     );
 
     let error = a
@@ -344,7 +361,7 @@ async fn writes_under_a_lost_lease_are_fenced() {
         Err(FleetError::Fenced { .. })
     ));
     assert!(matches!(
-        a.record_order(&stale, "https://ca/order/2").await,
+        a.record_order(&stale, &order("https://ca/order/2")).await,
         Err(FleetError::Fenced { .. })
     ));
     assert!(matches!(
