@@ -16,10 +16,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use certkeeper_acme::{AcmeAccount, AcmeError, CaFailure, Transport, TransportSettings};
-use certkeeper_core::{CaName, CaSpec};
+use certkeeper_core::{CaName, CaSpec, Secret};
+use certkeeper_fleet::{Fleet, FleetError};
 use certkeeper_store::{AccountKey, Store, StoreError, unix_seconds};
 
 /// One CA's slot: empty until the account is loaded or registered.
@@ -28,7 +29,12 @@ type Slot = Arc<tokio::sync::Mutex<Option<AcmeAccount>>>;
 #[derive(Debug, Clone, Default)]
 pub struct Accounts {
     slots: Arc<Mutex<HashMap<CaName, Slot>>>,
+    /// In a fleet: where the fleet's one account per CA and EAB credential lives.
+    fleet: Option<Fleet>,
 }
+
+/// How long a node of a fleet waits for the account another node is registering.
+const FLEET_REGISTRATION_WAIT: Duration = Duration::from_secs(60);
 
 /// Why the account at a CA could not be loaded or registered. Each variant keeps its cause.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,18 @@ pub enum AccountError {
         #[source]
         source: StoreError,
     },
+    /// The fleet's account could not be read or shared.
+    #[error("the fleet's account for CA {ca:?}")]
+    Fleet {
+        ca: String,
+        #[source]
+        source: FleetError,
+    },
+    /// Another node of the fleet is registering the account and has not shared it in time.
+    #[error(
+        "node {owner} of the fleet is registering the account at CA {ca:?} and has not shared it yet; trying again later"
+    )]
+    FleetRegistering { ca: String, owner: String },
 }
 
 impl From<AcmeError> for AccountError {
@@ -72,6 +90,15 @@ fn ca_label(ca: &CaSpec) -> String {
 }
 
 impl Accounts {
+    /// Accounts shared through `fleet`: one per CA and EAB credential for every node.
+    #[must_use]
+    pub fn in_fleet(fleet: Fleet) -> Self {
+        Self {
+            slots: Arc::default(),
+            fleet: Some(fleet),
+        }
+    }
+
     /// One CA's slot, created empty on first use.
     fn slot(&self, ca: &CaSpec) -> Slot {
         Arc::clone(
@@ -99,7 +126,10 @@ impl Accounts {
                 ca: ca_label(ca),
                 source,
             })?;
-        let account = load_or_register(store, ca, &key, stored.as_deref()).await?;
+        let account = match &self.fleet {
+            None => load_or_register(store, ca, &key, stored.as_deref()).await?,
+            Some(fleet) => fleet_account(fleet, store, ca, &key, stored).await?,
+        };
         *slot = Some(account.clone());
         Ok(account)
     }
@@ -143,6 +173,9 @@ impl Accounts {
             tracing::info!(ca = %ca.name, path = %path.display(), "old account credentials kept aside");
         }
         let account = load_or_register(store, ca, &key, None).await?;
+        if let Some(fleet) = &self.fleet {
+            share(fleet, store, ca, &key).await?;
+        }
         *slot = Some(account.clone());
         Ok(account)
     }
@@ -178,6 +211,130 @@ async fn load_or_register(
         tracing::info!(ca = %ca.name, path = %path.display(), "account credentials saved");
     }
     Ok(account)
+}
+
+/// The fleet's account for `ca`: the one in the database (written here too, so the state
+/// directory stays complete), or this node's own shared when the fleet has none (a node moved
+/// into the fleet), or one registered by exactly one node, under a lease, and shared before any
+/// order uses it.
+async fn fleet_account(
+    fleet: &Fleet,
+    store: &Store,
+    ca: &CaSpec,
+    key: &AccountKey,
+    stored: Option<Vec<u8>>,
+) -> Result<AcmeAccount, AccountError> {
+    let fleet_key = fleet_account_key(key);
+    let failed = |source| AccountError::Fleet {
+        ca: ca_label(ca),
+        source,
+    };
+    let shared = fleet.account(&fleet_key).await.map_err(failed)?;
+    if let Some(shared) = shared {
+        if stored.as_deref() != Some(shared.expose()) {
+            store
+                .write_account(key, shared.expose())
+                .map_err(|source| AccountError::Save {
+                    ca: ca_label(ca),
+                    source,
+                })?;
+        }
+        return load_or_register(store, ca, key, Some(shared.expose())).await;
+    }
+    if let Some(stored) = stored {
+        let account = load_or_register(store, ca, key, Some(&stored)).await?;
+        fleet
+            .save_account(&fleet_key, &Secret::new(stored))
+            .await
+            .map_err(failed)?;
+        tracing::info!(ca = %ca.name, "this node's account is now the fleet's");
+        return Ok(account);
+    }
+    // Nobody has one: one node registers it, the others wait for it to be shared.
+    let lease_name = format!("account:{fleet_key}");
+    let deadline = tokio::time::Instant::now() + FLEET_REGISTRATION_WAIT;
+    loop {
+        if let Some(lease) = fleet
+            .acquire(&lease_name, FLEET_REGISTRATION_WAIT)
+            .await
+            .map_err(failed)?
+        {
+            let registered = async {
+                // Shared by another node between the first read and the lease.
+                if let Some(shared) = fleet.account(&fleet_key).await.map_err(failed)? {
+                    store
+                        .write_account(key, shared.expose())
+                        .map_err(|source| AccountError::Save {
+                            ca: ca_label(ca),
+                            source,
+                        })?;
+                    return load_or_register(store, ca, key, Some(shared.expose())).await;
+                }
+                let account = load_or_register(store, ca, key, None).await?;
+                share(fleet, store, ca, key).await?;
+                Ok(account)
+            }
+            .await;
+            let _ = fleet.release(&lease).await;
+            return registered;
+        }
+        if let Some(shared) = fleet.account(&fleet_key).await.map_err(failed)? {
+            store
+                .write_account(key, shared.expose())
+                .map_err(|source| AccountError::Save {
+                    ca: ca_label(ca),
+                    source,
+                })?;
+            return load_or_register(store, ca, key, Some(shared.expose())).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let owner = fleet
+                .leases()
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .find(|lease| lease.lineage == lease_name)
+                .map_or_else(|| "another node".to_owned(), |lease| lease.owner);
+            return Err(AccountError::FleetRegistering {
+                ca: ca_label(ca),
+                owner,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Share this node's stored account for `key` with the fleet.
+async fn share(
+    fleet: &Fleet,
+    store: &Store,
+    ca: &CaSpec,
+    key: &AccountKey,
+) -> Result<(), AccountError> {
+    let stored = store
+        .read_account(key)
+        .map_err(|source| AccountError::Read {
+            ca: ca_label(ca),
+            source,
+        })?;
+    if let Some(stored) = stored {
+        fleet
+            .save_account(&fleet_account_key(key), &Secret::new(stored))
+            .await
+            .map_err(|source| AccountError::Fleet {
+                ca: ca_label(ca),
+                source,
+            })?;
+        tracing::info!(ca = %ca.name, "account shared with the fleet");
+    }
+    Ok(())
+}
+
+/// The fleet's name for an account: the store's key (the CA's server and the EAB key id, or
+/// `default`), which holds no secret.
+#[must_use]
+pub fn fleet_account_key((server, kid): &AccountKey) -> String {
+    format!("{server}/{kid}")
 }
 
 /// Where replaced credentials are kept: a sibling of the account's directory. `~` never

@@ -58,6 +58,7 @@ pub use state::{
     AttemptRecord, LineageState, NotifiedRecord, PendingOrder, RenewalInfoRecord, RevokedRecord,
     from_unix_seconds, unix_seconds,
 };
+pub use verify::CheckedIssue;
 
 use crate::layout::{
     ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, OUTBOX_DIR, PRIVATE_DIR_MODE,
@@ -224,6 +225,23 @@ impl Store {
         // while nothing is written, rather than failing the read-back after the swap.
         let state = self.read_state(name)?;
         self.install_with_state(name, domains, key_pem, chain_pem, &state, None)
+    }
+
+    /// Check a key and chain for `name` as [`Store::install`] would (the key loads, the leaf
+    /// is its certificate and names exactly `domains`), writing nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Verify`] naming what is wrong.
+    pub fn check_issue(
+        name: &CertName,
+        domains: &[DomainName],
+        key_pem: &str,
+        chain_pem: &str,
+    ) -> Result<CheckedIssue, StoreError> {
+        verify::checked_issue(domains, key_pem, chain_pem).map_err(|problem| StoreError::Verify {
+            name: name.clone(),
+            problem,
+        })
     }
 
     /// [`Store::install`] with the lineage state already read, the key given to `key_group`

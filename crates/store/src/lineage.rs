@@ -50,6 +50,9 @@ pub enum FailureClass {
     /// A problem that will not go away by itself (configuration, a refusal, a certificate
     /// that does not verify): a human must act; retried with backoff meanwhile.
     NeedsHuman,
+    /// Another node of the fleet works on the certificate (holds its lease): not a failure;
+    /// looked at again at `recheck_at`, when that lease would have expired.
+    Elsewhere { recheck_at: SystemTime },
 }
 
 impl PendingOrder {
@@ -316,6 +319,11 @@ impl Lineage {
                 attempts.retry_not_before_unix = Some(unix_seconds(now + RECHECK_WAITING_ORDER));
                 return;
             }
+            if let FailureClass::Elsewhere { recheck_at } = class {
+                attempts.last_error = Some(error.to_owned());
+                attempts.retry_not_before_unix = Some(unix_seconds(recheck_at.max(now)));
+                return;
+            }
             attempts.consecutive_failures = attempts.consecutive_failures.saturating_add(1);
             attempts.failures_total += 1;
             attempts.last_failure_at_unix = Some(unix_seconds(now));
@@ -326,7 +334,9 @@ impl Lineage {
                 FailureClass::RateLimited { retry_after } => {
                     Some(retry_after.unwrap_or(now + RATE_LIMIT_PAUSE))
                 }
-                FailureClass::WaitingOnCa | FailureClass::NeedsHuman => None,
+                FailureClass::WaitingOnCa
+                | FailureClass::NeedsHuman
+                | FailureClass::Elsewhere { .. } => None,
             }
             .map(unix_seconds);
         })

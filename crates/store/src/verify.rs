@@ -101,6 +101,39 @@ impl VerifiedIssue {
     }
 }
 
+/// A certificate as a CA issued it, checked as an install checks it but not written: what
+/// another node needs to install the same files (fleet mode publishes it before installing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedIssue {
+    /// The serial, as [`crate::LiveCert::serial_hex`] spells it.
+    pub serial_hex: String,
+    pub not_after: SystemTime,
+    /// `cert.pem`: the leaf.
+    pub cert_pem: String,
+    /// `chain.pem`: the intermediates.
+    pub chain_pem: String,
+    /// `fullchain.pem`.
+    pub fullchain_pem: String,
+}
+
+/// [`check_issue`], and the files an install would write.
+pub(crate) fn checked_issue(
+    domains: &[DomainName],
+    key_pem: &str,
+    chain_pem: &str,
+) -> Result<CheckedIssue, VerifyProblem> {
+    let issue = check_issue(domains, key_pem, chain_pem)?;
+    let leaf_der = issue.chain.first().ok_or(VerifyProblem::NoCertificate)?;
+    let info = leaf_info(&parse_certificate(leaf_der, "certificate")?)?;
+    Ok(CheckedIssue {
+        serial_hex: info.serial_hex,
+        not_after: info.not_after,
+        cert_pem: issue.cert_pem(),
+        chain_pem: issue.chain_pem(),
+        fullchain_pem: issue.fullchain_pem(),
+    })
+}
+
 /// Check everything an install needs, in order: the key loads, the chain parses, the leaf's
 /// key is `key_pem`'s key, and the leaf names exactly `domains`.
 pub(crate) fn check_issue(

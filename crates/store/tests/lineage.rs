@@ -156,6 +156,25 @@ fn failures_count_up_and_an_install_ends_the_streak_and_the_order() {
         lineage.pending_order().is_some(),
         "a failure keeps the order"
     );
+    // Another node of the fleet holds the lease: no failure, looked at again when it expires.
+    let t3 = at(NOW_UNIX + 180);
+    lineage
+        .record_failure(
+            FailureClass::Elsewhere {
+                recheck_at: at(NOW_UNIX + 240),
+            },
+            "renewed by node b",
+            t3,
+        )
+        .expect("elsewhere");
+    let saved = www(&store);
+    let attempts = &saved.state().attempts;
+    assert_eq!(attempts.consecutive_failures, 2, "not a failure");
+    assert_eq!(attempts.last_error.as_deref(), Some("renewed by node b"));
+    assert_eq!(
+        attempts.retry_not_before_unix,
+        Some(unix_seconds(at(NOW_UNIX + 240)))
+    );
 
     // Installed: the pair goes live, then the success is recorded with the order gone.
     let key = new_key(KeyType::EcdsaP256);

@@ -78,6 +78,11 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         inventory.reload_targets.clone(),
         DEFAULT_QUIET,
     ));
+    // A node of a fleet renews only what it holds the lease of, like its daemon.
+    let fleet = match &inventory.cluster {
+        None => None,
+        Some(cluster) => Some((crate::engine::fleet::connect(cluster).await?, cluster.lease)),
+    };
     let ctx = JobContext::real(
         store.clone(),
         PollPolicy {
@@ -88,6 +93,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
         Arc::clone(&reloads),
         // A pass runs to its end; Ctrl-C ends the process (persisted orders resume).
         CancellationToken::new(),
+        fleet,
     );
     // Deploy hooks that failed earlier run again for certificates that are not re-ordered.
     for (spec, live) in &redeploys {

@@ -22,7 +22,7 @@ use crate::engine::deploy;
 use crate::engine::error::{AttemptError, HookFailure};
 use crate::engine::job::{self, JobContext};
 use crate::engine::plan::LineageView;
-use crate::engine::ports::{AttemptInput, Outcome, Runner, Task};
+use crate::engine::ports::{AttemptInput, Claimed, Outcome, Runner, Task};
 use crate::report::{error_chain, timestamp};
 
 /// Everything one attempt needs.
@@ -75,28 +75,39 @@ impl Attempt<'_> {
                 name: spec.name.clone(),
                 ca: spec.ca.clone(),
             }),
-            Some(ca) => {
-                let pre = if self.run_hooks {
-                    self.ctx.hooks.pre(self.inventory, spec).await
-                } else {
-                    Ok(())
-                };
-                match pre {
-                    Ok(()) => {
-                        job::obtain(
-                            self.ctx,
-                            &mut lineage,
-                            self.inventory,
-                            ca,
-                            spec,
-                            self.purpose,
-                            self.new_key,
-                        )
-                        .await
-                    }
-                    Err(failure) => Err(AttemptError::PreHook(failure)),
+            // Claimed first: a node of a fleet whose certificate another node is renewing
+            // runs no hooks for it.
+            Some(ca) => match self.ctx.coordination.claim(&spec.name).await {
+                Err(err) => Err(AttemptError::Fleet(err)),
+                Ok(Claimed::Elsewhere { owner, until }) => {
+                    Err(AttemptError::Elsewhere { owner, until })
                 }
-            }
+                Ok(Claimed::Held(claim)) => {
+                    let pre = if self.run_hooks {
+                        self.ctx.hooks.pre(self.inventory, spec).await
+                    } else {
+                        Ok(())
+                    };
+                    let obtained = match pre {
+                        Ok(()) => {
+                            job::obtain(
+                                self.ctx,
+                                claim.as_ref(),
+                                &mut lineage,
+                                self.inventory,
+                                ca,
+                                spec,
+                                self.purpose,
+                                self.new_key,
+                            )
+                            .await
+                        }
+                        Err(failure) => Err(AttemptError::PreHook(failure)),
+                    };
+                    claim.release().await;
+                    obtained
+                }
+            },
         };
         job::record(&mut lineage, &result, SystemTime::now());
         let deploy = match &result {
@@ -200,7 +211,7 @@ pub fn needs_human(failure: &AttemptError, urgent: bool) -> bool {
         return false;
     }
     match failure.class() {
-        FailureClass::WaitingOnCa => false,
+        FailureClass::WaitingOnCa | FailureClass::Elsewhere { .. } => false,
         FailureClass::NeedsHuman => true,
         FailureClass::Transient { .. } | FailureClass::RateLimited { .. } => urgent,
     }
@@ -219,6 +230,12 @@ pub fn log_failure(spec: &CertificateSpec, failure: &AttemptError, urgent: bool)
             cert = %spec.name,
             error,
             "the CA has not finished the order yet; it is kept and checked again later"
+        );
+    } else if matches!(class, FailureClass::Elsewhere { .. }) {
+        tracing::info!(
+            cert = %spec.name,
+            error,
+            "another node of the fleet is renewing this certificate"
         );
     } else if !needs_human(failure, urgent) {
         tracing::warn!(

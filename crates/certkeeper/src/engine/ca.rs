@@ -40,6 +40,13 @@ impl AcmeCa {
         }
     }
 
+    /// The same CAs, each with the one account the nodes of `fleet` share.
+    #[must_use]
+    pub fn in_fleet(mut self, fleet: certkeeper_fleet::Fleet) -> Self {
+        self.accounts = Accounts::in_fleet(fleet);
+        self
+    }
+
     fn renewal_info_client(&self, ca: &CaSpec) -> Result<Arc<RenewalInfoClient>, AcmeError> {
         let mut clients = self
             .renewal_info

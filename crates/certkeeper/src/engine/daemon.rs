@@ -41,6 +41,7 @@ use crate::engine::admin::{self, CertMetrics, SharedSnapshot, Snapshot};
 use crate::engine::attempt::{self, EngineRunner};
 use crate::engine::deploy;
 use crate::engine::error::AttemptError;
+use crate::engine::fleet;
 use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::notices::{Details, Notifier};
@@ -328,6 +329,19 @@ impl Daemon {
         // Before any attempt presents a record (a resumed order presents the very value a
         // crash left behind), and before READY=1; bounded (see `remove_stale_records`).
         solvers.remove_stale_records(&inventory).await;
+        // A node of a fleet joins it before its first attempt: no order is placed without
+        // the fleet's lease.
+        let fleet = match &inventory.cluster {
+            None => None,
+            Some(cluster) => {
+                lifecycle.status("connecting to the fleet's database");
+                let Some(fleet) = fleet::connect_until(cluster, &lifecycle.soft()).await? else {
+                    return Ok(());
+                };
+                tracing::info!(node = fleet.node(), "joined the fleet");
+                Some((fleet, cluster.lease))
+            }
+        };
         let ctx = JobContext::real(
             store.clone(),
             PollPolicy {
@@ -337,6 +351,7 @@ impl Daemon {
             solvers,
             Arc::clone(&reloads),
             lifecycle.soft(),
+            fleet,
         );
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
         let authority = authority.unwrap_or_else(|| Arc::clone(&ctx.ca));

@@ -14,11 +14,16 @@ use std::fmt;
 use certkeeper_acme::{AcmeError, CaFailure};
 use certkeeper_core::lifecycle::DirectoryUrlError;
 use certkeeper_core::{CaName, CertName};
+use certkeeper_fleet::FleetError;
 use certkeeper_hooks::{HookError, HookOutcome};
 use certkeeper_store::{FailureClass, StoreError};
 
 use crate::accounts::AccountError;
 use crate::report::error_chain;
+
+/// After this node lost a certificate's lease, look at the certificate again this much later
+/// (by then the new holder has published it, or its lease ran out too).
+pub const RECHECK_LOST_CLAIM: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why an attempt installed no certificate (the live one, if any, stays). Each variant keeps
 /// its cause; [`AttemptError::class`] says what that means for the next attempt.
@@ -62,6 +67,22 @@ pub enum AttemptError {
     /// No challenge solver can answer the certificate's challenges, so no order was placed.
     #[error(transparent)]
     NoSolver(#[from] NoSolver),
+    /// Another node of the fleet holds the certificate's lease: it renews it, and this node
+    /// installs what it publishes. Not a failure.
+    #[error(
+        "node {owner} of the fleet is renewing this certificate; it is installed here once published"
+    )]
+    Elsewhere {
+        owner: String,
+        until: std::time::SystemTime,
+    },
+    /// This node lost the certificate's lease while working on it (the database's clock said
+    /// it expired, or another node took it over): it stopped without publishing anything.
+    #[error("the fleet lease on {cert} was lost; the node that holds it now carries the order on")]
+    ClaimLost { cert: CertName },
+    /// The fleet's database could not be used for the attempt (unreachable, refused, fenced).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// The CA's directory URL cannot be used for this order.
     #[error("the directory URL of CA {ca} cannot be used for this order")]
     DirectoryUrl {
@@ -98,7 +119,17 @@ impl AttemptError {
             AttemptError::PreHook(_) | AttemptError::Blocking(_) => {
                 FailureClass::Transient { retry_after: None }
             }
+            AttemptError::Account(AccountError::FleetRegistering { .. }) => {
+                FailureClass::Transient { retry_after: None }
+            }
+            AttemptError::Account(AccountError::Fleet { source, .. }) => fleet_class(source),
             AttemptError::Stopping => FailureClass::WaitingOnCa,
+            AttemptError::Elsewhere { until, .. } => FailureClass::Elsewhere { recheck_at: *until },
+            // The new holder carries it on; look again once a lease would have run out.
+            AttemptError::ClaimLost { .. } => FailureClass::Elsewhere {
+                recheck_at: std::time::SystemTime::now() + RECHECK_LOST_CLAIM,
+            },
+            AttemptError::Fleet(error) => fleet_class(error),
             AttemptError::UnknownCa { .. }
             | AttemptError::DirectoryUrl { .. }
             | AttemptError::NoSolver(_) => FailureClass::NeedsHuman,
@@ -130,6 +161,21 @@ pub struct NoSolver {
     pub cert: CertName,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// The class of a fleet database error: a lost lease is the new holder's business, an
+/// unavailable database is retried, anything else (a refused login, a wrong fleet key) needs
+/// a human.
+fn fleet_class(error: &FleetError) -> FailureClass {
+    match error {
+        FleetError::Fenced { .. }
+        | FleetError::LeaseExpired { .. }
+        | FleetError::LeaseLost { .. } => FailureClass::Elsewhere {
+            recheck_at: std::time::SystemTime::now() + RECHECK_LOST_CLAIM,
+        },
+        error if error.is_unavailable() => FailureClass::Transient { retry_after: None },
+        _ => FailureClass::NeedsHuman,
+    }
 }
 
 /// The class of a CA's answer: an order still in the works is waited for, a rate limit or

@@ -20,13 +20,14 @@
 //! on, stop at the safe points.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use certkeeper_acme::{CaFailure, PollPolicy};
 use certkeeper_core::lifecycle::order_directory_url;
 use certkeeper_core::{
     CaSpec, CertificateSpec, DomainName, Inventory, KeyType, OrderPurpose, Secret,
 };
+use certkeeper_fleet::Fleet;
 use certkeeper_hooks::ReloadCoalescer;
 use certkeeper_store::{Lineage, LiveCert, PendingOrder, Store};
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,10 @@ use crate::engine::ca::AcmeCa;
 use crate::engine::deploy::ProcessHooks;
 /// Defined with the engine's other errors; named here, where the attempt's callers find it.
 pub use crate::engine::error::AttemptError;
+use crate::engine::fleet::FleetCoordination;
 use crate::engine::ports::{
-    CaAccount, CaOrder, CertificateAuthority, Hooks, NewOrder, OrderLocation, Solvers,
+    CaAccount, CaOrder, CertificateAuthority, Claim, Coordination, Hooks, NewOrder, OrderLocation,
+    Solo, Solvers,
 };
 use crate::engine::solvers::ConfiguredSolvers;
 use crate::report::error_chain;
@@ -50,6 +53,8 @@ pub struct JobContext {
     pub ca: Arc<dyn CertificateAuthority>,
     pub solvers: Arc<dyn Solvers>,
     pub hooks: Arc<dyn Hooks>,
+    /// Who may order: [`Solo`] for a node on its own, the fleet's leases in a cluster.
+    pub coordination: Arc<dyn Coordination>,
     /// The lifecycle's soft token: cancelled, an attempt stops at its next safe point.
     pub stop: CancellationToken,
 }
@@ -58,18 +63,30 @@ impl JobContext {
     /// The real ports: ACME CAs waiting on each order as `poll` says, with their accounts in
     /// `store`; the challenge solvers of the inventory (`solvers`, made by the caller, which
     /// serves their embedded responder and removes stale DNS-01 records with them); the
-    /// operator's hooks, reloads requested from `reloads`.
+    /// operator's hooks, reloads requested from `reloads`. With `fleet` (its database and the
+    /// lease length), attempts are coordinated through its leases and the accounts are the
+    /// fleet's; without, the node is on its own ([`Solo`]).
     pub fn real(
         store: Store,
         poll: PollPolicy,
         solvers: Arc<ConfiguredSolvers>,
         reloads: Arc<ReloadCoalescer>,
         stop: CancellationToken,
+        fleet: Option<(Fleet, Duration)>,
     ) -> Self {
+        let ca = AcmeCa::new(store.clone(), poll);
+        let (ca, coordination): (AcmeCa, Arc<dyn Coordination>) = match fleet {
+            None => (ca, Arc::new(Solo)),
+            Some((fleet, lease)) => (
+                ca.in_fleet(fleet.clone()),
+                Arc::new(FleetCoordination::new(fleet, lease)),
+            ),
+        };
         Self {
-            ca: Arc::new(AcmeCa::new(store.clone(), poll)),
+            ca: Arc::new(ca),
             solvers,
             hooks: Arc::new(ProcessHooks::new(reloads)),
+            coordination,
             store,
             stop,
         }
@@ -78,8 +95,13 @@ impl JobContext {
 
 /// Obtain and install a certificate for `spec` of `inventory` from `ca`, recording the order on
 /// `lineage`. `new_key`: a new order gets a new key even with `reuse_key` (`renew --new-key`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's inputs, each from a different owner; a struct would only rename them"
+)]
 pub async fn obtain(
     ctx: &JobContext,
+    claim: &dyn Claim,
     lineage: &mut Lineage,
     inventory: &Inventory,
     ca: &CaSpec,
@@ -87,7 +109,24 @@ pub async fn obtain(
     purpose: OrderPurpose,
     new_key: bool,
 ) -> Result<LiveCert, AttemptError> {
-    let solver = ctx.solvers.for_certificate(inventory, spec)?;
+    // Another node of the fleet may have renewed it meanwhile: install that, order nothing.
+    let local_serial = lineage
+        .live_certificate()
+        .ok()
+        .flatten()
+        .map(|live| live.serial_hex);
+    if let Some(published) = claim.published(local_serial.as_deref()).await? {
+        tracing::info!(cert = %spec.name, serial = %published.serial_hex, node = %published.published_by, "installing the certificate another node of the fleet published");
+        return install(
+            lineage,
+            spec,
+            published.key_pem.expose().to_vec(),
+            published.fullchain_pem,
+            None,
+        )
+        .await;
+    }
+    let solver = claim.solver(ctx.solvers.for_certificate(inventory, spec)?);
     let account = ctx.ca.account(ca).await?;
     // A safe point: nothing is placed yet.
     if ctx.stop.is_cancelled() {
@@ -96,6 +135,9 @@ pub async fn obtain(
     // Declared before the order that may borrow it: the account registered again when the CA
     // no longer knows ours (once per attempt; a second refusal ends the attempt).
     let replacement;
+    if lineage.pending_order().is_none() {
+        adopt_left_order(claim, lineage, spec).await?;
+    }
     let (mut order, key_pem) = match resume(lineage, account.as_ref(), spec, new_key).await {
         Some(resumed) => resumed,
         None => match place(lineage, account.as_ref(), ca, spec, purpose, new_key).await {
@@ -107,8 +149,11 @@ pub async fn obtain(
             Err(failure) => return Err(failure),
         },
     };
+    claim.record_order(order.location(), &key_pem).await?;
     // Waiting on the CA is a safe point: the order is persisted (resumed, or placed and
-    // persisted before anything waited), so a stop parks it for the next start.
+    // persisted before anything waited), so a stop parks it for the next start, and a lost
+    // claim leaves it to the node that took it over.
+    let lost = claim.lost();
     let completed = tokio::select! {
         completed = order.complete(
             &key_pem,
@@ -117,6 +162,7 @@ pub async fn obtain(
             spec.preferred_chain.as_deref(),
         ) => completed,
         () = ctx.stop.cancelled() => return Err(AttemptError::Stopping),
+        () = lost.cancelled() => return Err(AttemptError::ClaimLost { cert: spec.name.clone() }),
     };
     let chain_pem = match completed {
         Ok(chain) => chain,
@@ -129,12 +175,55 @@ pub async fn obtain(
             return Err(failure.into());
         }
     };
-    // Verifying, writing and fsyncing the new version happen on the blocking pool, off the
-    // thread that answers the CA's HTTP-01 requests for the other orders. `install` only
-    // writes files; the lineage's state is recorded afterwards, here, by `record`.
+    let order_url = order.location().order_url.clone();
+    // The others learn of it first (refused once the claim is lost: the new holder's
+    // certificate is the fleet's), then it is installed here.
+    let checked = {
+        let (name, domains) = (spec.name.clone(), spec.domains.clone());
+        let (key, chain) = (key_pem.clone(), chain_pem.clone());
+        tokio::task::spawn_blocking(move || {
+            let key = std::str::from_utf8(key.expose())
+                .unwrap_or_default()
+                .to_owned();
+            Store::check_issue(&name, &domains, &key, &chain)
+        })
+        .await
+        .map_err(AttemptError::Blocking)?
+    };
+    match checked {
+        Ok(checked) => claim.publish(&checked, &key_pem).await?,
+        Err(err) => {
+            // A chain that does not verify will not verify next time either.
+            forget_order(lineage);
+            return Err(AttemptError::Install {
+                order_url,
+                source: err,
+            });
+        }
+    }
+    install(
+        lineage,
+        spec,
+        key_pem.expose().to_vec(),
+        chain_pem,
+        Some(order_url),
+    )
+    .await
+}
+
+/// Verify, write and fsync a new version of `lineage` on the blocking pool, off the thread
+/// that answers the CA's HTTP-01 requests for the other orders. `install` only writes files;
+/// the lineage's state is recorded afterwards by [`record`]. `order_url`: the order it came
+/// from, forgotten when the chain is refused; `None` for a version another node published.
+async fn install(
+    lineage: &mut Lineage,
+    spec: &CertificateSpec,
+    key: Vec<u8>,
+    chain_pem: String,
+    order_url: Option<String>,
+) -> Result<LiveCert, AttemptError> {
     let installing = lineage.clone();
     let domains = spec.domains.clone();
-    let key = key_pem.expose().to_vec();
     let key_group = spec.key_group.clone();
     let installed = tokio::task::spawn_blocking(move || {
         installing.install(&domains, &key, &chain_pem, key_group.as_ref())
@@ -145,14 +234,39 @@ pub async fn obtain(
         // The order is done; [`record`] says so with the success.
         Ok(installed) => Ok(installed),
         Err(err) => {
-            // A chain that does not verify will not verify next time either.
-            forget_order(lineage);
+            if order_url.is_some() {
+                // A chain that does not verify will not verify next time either.
+                forget_order(lineage);
+            }
             Err(AttemptError::Install {
-                order_url: order.location().order_url.clone(),
+                order_url: order_url.unwrap_or_else(|| "published by another node".to_owned()),
                 source: err,
             })
         }
     }
+}
+
+/// An order another node of the fleet placed for `spec` and left (it died, or lost its lease):
+/// persisted here as this node's own, so the resume below carries it on.
+async fn adopt_left_order(
+    claim: &dyn Claim,
+    lineage: &mut Lineage,
+    spec: &CertificateSpec,
+) -> Result<(), AttemptError> {
+    let Some(left) = claim.order_left().await? else {
+        return Ok(());
+    };
+    tracing::info!(cert = %spec.name, order_url = %left.location.order_url, node = %left.placed_by, "carrying on the order another node of the fleet placed");
+    let pending = PendingOrder::new(
+        &left.location.order_url,
+        &left.location.directory_url,
+        &spec.domains,
+        spec.key_type,
+        SystemTime::now(),
+    );
+    lineage
+        .record_order(pending, left.key_pem.expose())
+        .map_err(AttemptError::PersistOrder)
 }
 
 /// The order in flight for `spec`, if one was persisted, still matches the config and the CA

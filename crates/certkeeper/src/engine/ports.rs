@@ -60,7 +60,9 @@ use certkeeper_core::{
     CaSpec, CertName, CertificateSpec, ChallengeSolver, DomainName, Inventory, KeyType,
     OrderPurpose, RevocationReason, Secret,
 };
-use certkeeper_store::LiveCert;
+use certkeeper_fleet::FleetError;
+use certkeeper_store::{CheckedIssue, LiveCert};
+use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountError;
 use crate::engine::error::{AttemptError, HookFailure, NoSolver};
@@ -261,6 +263,141 @@ pub trait Hooks: Send + Sync + Debug {
         inventory: &'a Inventory,
         renewed: &'a [&'a CertificateSpec],
     ) -> PortFuture<'a, ()>;
+}
+
+// ------------------------------------------------------------------ coordination
+
+/// Who may order a certificate, and what the other nodes of a fleet must learn of it. A node
+/// on its own ([`Solo`]) always may and tells nobody; a node of a fleet
+/// (`engine/fleet/coordination.rs`) works on a certificate only while it holds its lease in
+/// the fleet's database, carries on an order another node left, lets every node answer its
+/// HTTP-01 challenges and publishes a certificate before installing it.
+pub trait Coordination: Send + Sync + Debug {
+    /// Claim `cert` for one attempt.
+    fn claim<'a>(&'a self, cert: &'a CertName) -> PortFuture<'a, Result<Claimed, FleetError>>;
+}
+
+/// What [`Coordination::claim`] found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// This node may work on the certificate until the claim is lost or released.
+    Held(Box<dyn Claim>),
+    /// Another node works on it; ask again not before `until`.
+    Elsewhere { owner: String, until: SystemTime },
+}
+
+/// One attempt's hold on a certificate.
+pub trait Claim: Send + Sync + Debug {
+    /// Cancelled when the claim is lost (its lease expired or was taken): the attempt stops at
+    /// its next safe point and writes nothing more for the others.
+    fn lost(&self) -> CancellationToken;
+
+    /// The fleet's newest version of the certificate when it is not `local_serial` (this
+    /// node's live one): installed instead of ordering another.
+    fn published<'a>(
+        &'a self,
+        local_serial: Option<&'a str>,
+    ) -> PortFuture<'a, Result<Option<PublishedVersion>, FleetError>>;
+
+    /// An order another node placed for the certificate and did not finish, to carry on.
+    fn order_left(&self) -> PortFuture<'_, Result<Option<LeftOrder>, FleetError>>;
+
+    /// Tell the others about the order this attempt placed or resumed, with its key.
+    fn record_order<'a>(
+        &'a self,
+        location: &'a OrderLocation,
+        key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>>;
+
+    /// The solver to answer this attempt's challenges with: `solver`, its HTTP-01 key
+    /// authorisations also served by every other node.
+    fn solver(&self, solver: Arc<dyn ChallengeSolver>) -> Arc<dyn ChallengeSolver>;
+
+    /// Publish the certificate this attempt obtained (checked, not yet installed here), so
+    /// that every node installs it; refused once the claim is lost.
+    fn publish<'a>(
+        &'a self,
+        issue: &'a CheckedIssue,
+        key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>>;
+
+    /// Let go: the attempt ended, however.
+    fn release(self: Box<Self>) -> PortFuture<'static, ()>;
+}
+
+/// A version another node published: the key and the chain to install.
+#[derive(Debug, Clone)]
+pub struct PublishedVersion {
+    pub serial_hex: String,
+    pub key_pem: Secret,
+    /// Leaf first, then the intermediates.
+    pub fullchain_pem: String,
+    pub published_by: String,
+}
+
+/// An order another node placed and left.
+#[derive(Debug, Clone)]
+pub struct LeftOrder {
+    pub location: OrderLocation,
+    pub key_pem: Secret,
+    pub placed_by: String,
+}
+
+/// A node on its own: every claim is granted and tells nobody.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Solo;
+
+impl Coordination for Solo {
+    fn claim<'a>(&'a self, _cert: &'a CertName) -> PortFuture<'a, Result<Claimed, FleetError>> {
+        Box::pin(async { Ok(Claimed::Held(Box::new(SoloClaim::default()))) })
+    }
+}
+
+/// [`Solo`]'s claim: never lost, nothing published or left elsewhere.
+#[derive(Debug, Default)]
+struct SoloClaim {
+    lost: CancellationToken,
+}
+
+impl Claim for SoloClaim {
+    fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    fn published<'a>(
+        &'a self,
+        _local_serial: Option<&'a str>,
+    ) -> PortFuture<'a, Result<Option<PublishedVersion>, FleetError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn order_left(&self) -> PortFuture<'_, Result<Option<LeftOrder>, FleetError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn record_order<'a>(
+        &'a self,
+        _location: &'a OrderLocation,
+        _key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn solver(&self, solver: Arc<dyn ChallengeSolver>) -> Arc<dyn ChallengeSolver> {
+        solver
+    }
+
+    fn publish<'a>(
+        &'a self,
+        _issue: &'a CheckedIssue,
+        _key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(self: Box<Self>) -> PortFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 // ------------------------------------------------------------------ the daemon's ports

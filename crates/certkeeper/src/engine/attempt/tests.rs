@@ -431,6 +431,7 @@ domains = ["www.example.com"]
                 Arc::new(store.presented_journal()),
             )),
             hooks: Arc::clone(&hooks) as Arc<dyn Hooks>,
+            coordination: Arc::new(crate::engine::ports::Solo),
             stop: CancellationToken::new(),
         };
         Self {

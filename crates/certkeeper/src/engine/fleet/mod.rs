@@ -7,6 +7,10 @@
 //! fleet key, orders in flight, HTTP-01 key authorisations). This module turns the validated
 //! [`ClusterSpec`] into the adapter's settings and connects.
 
+mod coordination;
+
+pub use coordination::FleetCoordination;
+
 use certkeeper_core::cluster::{ClusterSpec, ClusterTls};
 use certkeeper_fleet::{Fleet, FleetError, FleetKey, FleetSettings};
 
@@ -46,4 +50,34 @@ pub fn settings(spec: &ClusterSpec) -> Result<FleetSettings, FleetError> {
 /// than this certkeeper, a fleet key other than the one the fleet uses.
 pub async fn connect(spec: &ClusterSpec) -> Result<Fleet, FleetError> {
     Fleet::connect(&settings(spec)?).await
+}
+
+/// How long a node waits before trying an unreachable database again at start.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`connect`], trying again while the database is unreachable (it may start after this node),
+/// until `stop`: `None` when stopped first.
+///
+/// # Errors
+/// What trying again cannot mend: a refused login, TLS, a newer schema, another fleet key.
+pub async fn connect_until(
+    spec: &ClusterSpec,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Fleet>, FleetError> {
+    loop {
+        match connect(spec).await {
+            Ok(fleet) => return Ok(Some(fleet)),
+            Err(err) if err.is_unavailable() => {
+                tracing::error!(
+                    error = crate::report::error_chain(&err),
+                    "cannot reach the fleet's database; no certificate is ordered until it answers; trying again"
+                );
+            }
+            Err(err) => return Err(err),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+            () = stop.cancelled() => return Ok(None),
+        }
+    }
 }
