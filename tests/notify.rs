@@ -240,9 +240,10 @@ fn three_refused_orders_then_an_issuance_are_one_failed_and_one_recovered() {
         },
     );
     assert_eq!(setup.versions("www").len(), 1, "the certificate was issued");
-    assert_eq!(
-        proxy.requests_to(PEBBLE_NEW_ORDER),
-        4,
+    // Three refused orders, then the one that issued (Pebble rejects a few nonces at random,
+    // and the client sends a newOrder again after a badNonce: maybe more than one more).
+    assert!(
+        proxy.requests_to(PEBBLE_NEW_ORDER) >= 4,
         "three refused orders, then the one that issued: {:?}",
         proxy.paths()
     );
