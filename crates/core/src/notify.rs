@@ -694,9 +694,9 @@ mod tests {
     }
 
     #[test]
-    fn a_restarting_daemon_sends_one_digest_a_day() {
-        // The daemon (re)starts every 5 hours and checks every hour in between; what it
-        // remembers is the last digest's instant.
+    fn hourly_checks_send_one_digest_a_day() {
+        // The daemon checks at every pass (here hourly) against the last digest's instant,
+        // which it keeps on disk, so a restart changes nothing.
         let mut last = None;
         let mut sent = Vec::new();
         for hour in 0..72 {

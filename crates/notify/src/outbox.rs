@@ -10,6 +10,8 @@
 //! a failed attempt rewrites it with the attempt count, the error and the next try, backing
 //! off from [`RETRY_INITIAL`] to [`RETRY_MAX`]. Delivery is therefore at least once: a crash
 //! between a target's answer and the removal sends that notice again, which beats losing it.
+//! `DIR/TARGET/.last-digest` remembers when the target's daily digest was last queued, so a
+//! restart does not send a second one the same day.
 //!
 //! Every method is a few small file operations; callers on the runtime call them directly,
 //! as the engine does with the store's state files.

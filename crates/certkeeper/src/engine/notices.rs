@@ -7,7 +7,10 @@
 //! few file writes in the outbox ([`Dispatcher::notify`]); delivery is [`Dispatcher::run`],
 //! one future the daemon owns as a task, cancelled with the lifecycle's soft token and
 //! rebuilt on a reload with the new targets. So a slow or failing target never holds up the
-//! daemon's loop: at worst its notices wait in the outbox.
+//! daemon's loop: at worst its notices wait in the outbox. The daily digest is queued per
+//! target from the daemon's pass ([`Notifier::queue_digests`]); when the last one went out is
+//! the outbox's to remember, when the next is due the core's
+//! [`next_digest`](certkeeper_core::notify::next_digest).
 
 use std::sync::Arc;
 use std::time::SystemTime;
