@@ -3,7 +3,8 @@
 //! against a real Pebble: what `journalctl` shows is what the README promises. Fields arrive
 //! as `CERT`, `DOMAINS`, `ORDER_URL`, ... (no prefix, no `Some(...)`), under the identifier
 //! `certkeeper`, routine work at info (6), and `journalctl -p err` lists exactly what needs a
-//! human.
+//! human: the failed attempts, and the notice each one queued for a `[[notify]]` target (a
+//! real webhook receiver), with its event in `NOTIFY_EVENT`.
 
 #![expect(
     clippy::unwrap_used,
@@ -18,6 +19,7 @@ use std::time::Duration;
 use rustix::process::Signal;
 use support::journald::{Entry, Journald, show};
 use support::proxy::{Fault, FaultProxy};
+use support::receiver::Receiver;
 use support::{Cert, Daemon, PebbleOptions, Setup};
 
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
@@ -192,6 +194,7 @@ fn priority_err_lists_exactly_what_needs_a_human() {
     let journald = Journald::start();
     let setup = Setup::new(PebbleOptions::default());
     let proxy = FaultProxy::start(&setup.pebble);
+    let receiver = Receiver::start();
     setup.write_config(&[]);
     // A second CA entry, "flaky": the same Pebble behind the fault proxy.
     let text = fs::read_to_string(&setup.config).unwrap();
@@ -213,7 +216,13 @@ domains = [\"blocked.example\"]
 name = \"www\"
 ca = \"flaky\"
 domains = [\"www.example.com\"]
-"
+
+[[notify]]
+name = \"hook\"
+type = \"webhook\"
+url = \"{}\"
+",
+        receiver.url
     );
     fs::write(&setup.config, text).unwrap();
     let mut daemon = spawn_daemon(&journald, &setup);
@@ -237,6 +246,9 @@ domains = [\"www.example.com\"]
                     "3",
                     "attempt failed and will not succeed by itself",
                 )
+                && entries
+                    .iter()
+                    .any(|e| e.field("NOTIFY_EVENT").as_deref() == Some("failed"))
         },
     );
 
@@ -259,8 +271,16 @@ domains = [\"www.example.com\"]
 
     let errors = journald.entries(&["--priority=err", &pid]);
     assert!(!errors.is_empty());
+    // Two kinds of entry, both about the certificate a human must fix: its failed attempts,
+    // and the notice the first of them queued (the others of the streak queue none).
+    let (notices, failures): (Vec<&Entry>, Vec<&Entry>) = errors
+        .iter()
+        .partition(|e| e.field("NOTIFY_EVENT").is_some());
+    assert!(!failures.is_empty(), "{}", show(&errors));
     for entry in &errors {
         assert_eq!(entry.field("CERT").as_deref(), Some("refused"), "{entry}");
+    }
+    for entry in &failures {
         assert!(
             entry
                 .message()
@@ -272,6 +292,25 @@ domains = [\"www.example.com\"]
             "the CA's reason is in ERROR: {entry}"
         );
     }
+    assert_eq!(notices.len(), 1, "one failed notice: {}", show(&errors));
+    let notice = notices[0];
+    assert_eq!(
+        notice.field("NOTIFY_EVENT").as_deref(),
+        Some("failed"),
+        "{notice}"
+    );
+    assert_eq!(
+        notice.field("NOTIFY_TARGET").as_deref(),
+        Some("hook"),
+        "{notice}"
+    );
+    // ... and it is the notice the receiver got.
+    let bodies = receiver.wait_for("the failed notice", Duration::from_secs(30), |bodies| {
+        !bodies.is_empty()
+    });
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["event"], "failed", "{:#}", bodies[0]);
+    assert_eq!(bodies[0]["certificate"], "refused", "{:#}", bodies[0]);
     // The same from every process of the identifier: nothing else is at err or above.
     assert_eq!(
         journald

@@ -69,7 +69,7 @@ complete -c certkeeper -n "__fish_certkeeper_using_subcommand status" -l log-lev
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand status" -l log-format -d 'Log line format on stderr (ignored when logging to journald)' -r -f -a "text\t''
 json\t''"
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand status" -l json -d 'Print JSON instead of a table'
-complete -c certkeeper -n "__fish_certkeeper_using_subcommand status" -s h -l help -d 'Print help'
+complete -c certkeeper -n "__fish_certkeeper_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -l certbot-dir -d 'certbot\'s configuration directory (with renewal/, live/, archive/, accounts/)' -r -F
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -s o -l output -d 'Write the inventory to this new file (never overwritten) instead of standard output' -r -F
 complete -c certkeeper -n "__fish_certkeeper_using_subcommand import-certbot" -l state-dir -d 'certkeeper\'s state directory: the lineages are adopted into it, and the inventory\'s `state_dir` names it' -r -F

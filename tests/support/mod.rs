@@ -15,6 +15,7 @@ pub mod journald;
 pub mod nginx;
 pub mod pebble;
 pub mod proxy;
+pub mod receiver;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

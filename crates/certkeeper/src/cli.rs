@@ -114,6 +114,10 @@ pub struct RevokeArgs {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Print JSON instead of a table.
+    ///
+    /// An array with one object per certificate, holding what the table shows and more; its
+    /// `notices_undelivered` maps every `[[notify]]` target to the number of the
+    /// certificate's notices still waiting in the outbox for it.
     #[arg(long)]
     pub json: bool,
 }

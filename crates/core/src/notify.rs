@@ -8,7 +8,9 @@
 //!   streak, `recovered` only after a `failed`, `expiring` at most once a day while a
 //!   certificate is inside its urgent margin, `renewed` on every new certificate. It is a plain
 //!   function of the certificate's [`NotifyState`], an [`Observation`] and `now`, so its tests
-//!   are tables of instants, like the planner's.
+//!   are tables of instants, like the planner's. The daily `digest` follows the same idea:
+//!   [`next_digest`] of the last digest's instant (per target) and `now`, each certificate's
+//!   line summed up by [`DigestStatus::of`].
 //!
 //! Sending, retrying and the outbox are the `certkeeper-notify` crate's business; persisting
 //! [`NotifyState`] is the store's. The state is plain data (two optional instants) so the
@@ -438,6 +440,55 @@ pub fn digest_due(last_sent: Option<SystemTime>, now: SystemTime) -> bool {
     is_due(last_sent, now)
 }
 
+/// When the digest for a target last sent at `last_sent` is next due: `now` when it is due
+/// ([`digest_due`]), else a day after the last one. A last digest in the future (the clock
+/// went back) counts as just sent, so it is not repeated before a day after that instant.
+#[must_use]
+pub fn next_digest(last_sent: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    match last_sent {
+        Some(last) if !is_due(last_sent, now) => last.checked_add(DAILY).unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// A certificate's state in one word, as the daily digest lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestStatus {
+    /// Live and renewing normally.
+    Ok,
+    /// Its last attempt failed.
+    Failing,
+    /// Live, inside its urgent margin, not renewed (and not failing).
+    Expiring,
+    /// No live certificate yet (and not failing).
+    Missing,
+}
+
+impl DigestStatus {
+    /// The status of a certificate that has a live certificate or not (`live`), whose last
+    /// attempts failed `consecutive_failures` times, and that is inside its urgent margin
+    /// (`urgent`). A failure says most, so it wins.
+    #[must_use]
+    pub fn of(live: bool, consecutive_failures: u32, urgent: bool) -> Self {
+        match (live, consecutive_failures, urgent) {
+            (_, 1.., _) => DigestStatus::Failing,
+            (false, 0, _) => DigestStatus::Missing,
+            (true, 0, true) => DigestStatus::Expiring,
+            (true, 0, false) => DigestStatus::Ok,
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestStatus::Ok => "ok",
+            DigestStatus::Failing => "failing",
+            DigestStatus::Expiring => "expiring",
+            DigestStatus::Missing => "missing",
+        }
+    }
+}
+
 /// `last` is unset or at least a day before `now`.
 fn is_due(last: Option<SystemTime>, now: SystemTime) -> bool {
     last.is_none_or(|last| now.duration_since(last).is_ok_and(|since| since >= DAILY))
@@ -615,6 +666,68 @@ mod tests {
         assert!(!digest_due(Some(at(0)), at(23)));
         assert!(digest_due(Some(at(0)), at(24)));
         assert!(!digest_due(Some(at(30)), at(24)));
+    }
+
+    #[test]
+    fn next_digest_is_a_day_after_the_last() {
+        // What, last sent (hours), now (hours), next due (hours).
+        let cases: [(&str, Option<u64>, u64, u64); 5] = [
+            ("never sent: at once (the first pass)", None, 5, 5),
+            ("sent an hour ago: a day after it", Some(4), 5, 28),
+            ("sent exactly a day ago: now", Some(5), 29, 29),
+            ("sent long ago (daemon was down): now", Some(5), 100, 100),
+            (
+                "clock went back: a day after the future instant",
+                Some(50),
+                20,
+                74,
+            ),
+        ];
+        for (what, last, now, next) in cases {
+            assert_eq!(next_digest(last.map(at), at(now)), at(next), "{what}");
+            assert_eq!(
+                digest_due(last.map(at), at(now)),
+                next == now,
+                "due exactly when next is now: {what}"
+            );
+        }
+    }
+
+    #[test]
+    fn hourly_checks_send_one_digest_a_day() {
+        // The daemon checks at every pass (here hourly) against the last digest's instant,
+        // which it keeps on disk, so a restart changes nothing.
+        let mut last = None;
+        let mut sent = Vec::new();
+        for hour in 0..72 {
+            if digest_due(last, at(hour)) {
+                sent.push(hour);
+                last = Some(at(hour));
+            }
+        }
+        assert_eq!(sent, [0, 24, 48]);
+    }
+
+    #[test]
+    fn digest_statuses() {
+        use DigestStatus::{Expiring, Failing, Missing, Ok};
+        // live, consecutive failures, urgent, status
+        let cases = [
+            (true, 0, false, Ok),
+            (true, 0, true, Expiring),
+            (true, 2, true, Failing),
+            (true, 1, false, Failing),
+            (false, 0, true, Missing),
+            (false, 3, true, Failing),
+        ];
+        for (live, failures, urgent, status) in cases {
+            assert_eq!(
+                DigestStatus::of(live, failures, urgent),
+                status,
+                "{live} {failures} {urgent}"
+            );
+        }
+        assert_eq!(Expiring.as_str(), "expiring");
     }
 
     #[test]

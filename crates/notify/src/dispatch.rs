@@ -123,6 +123,35 @@ impl Dispatcher {
         Ok(entries)
     }
 
+    /// The targets that want `event`, in configuration order.
+    #[must_use]
+    pub fn wanting(&self, event: Event) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter(|target| target.spec.wants(event))
+            .map(|target| target.spec.name.clone())
+            .collect()
+    }
+
+    /// Queue `notice` for target `name` alone (the daily digest, which each target gets on
+    /// its own day) and wake it. `None` when no such target is configured or it does not
+    /// want the notice's event.
+    ///
+    /// # Errors
+    /// When the outbox cannot be written.
+    pub fn notify_target(&self, name: &str, notice: &Notice) -> Result<Option<Entry>, NotifyError> {
+        let Some(target) = self
+            .targets
+            .iter()
+            .find(|t| t.spec.name == name && t.spec.wants(notice.event))
+        else {
+            return Ok(None);
+        };
+        let entry = self.outbox.enqueue(name, notice)?;
+        target.wake.notify_one();
+        Ok(Some(entry))
+    }
+
     /// Send `notice` to target `name` now, without the outbox: `certkeeper notify test`.
     ///
     /// # Errors

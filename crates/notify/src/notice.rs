@@ -47,6 +47,10 @@ pub struct DigestEntry {
     pub status: String,
     #[serde(with = "rfc3339_option")]
     pub not_after: Option<SystemTime>,
+    /// When the next attempt (or renewal) is planned; `None` when none is.
+    #[serde(default, with = "rfc3339_option")]
+    pub next_attempt: Option<SystemTime>,
+    /// The error of the last failed attempt, while it is failing.
     pub error: Option<String>,
 }
 
@@ -256,6 +260,9 @@ impl Notice {
             if let Some(not_after) = entry.not_after {
                 let _ = write!(text, ", expires {}", format_time(not_after));
             }
+            if let Some(next) = entry.next_attempt {
+                let _ = write!(text, ", next attempt {}", format_time(next));
+            }
             if let Some(error) = &entry.error {
                 let _ = write!(text, ", last error: {error}");
             }
@@ -278,7 +285,7 @@ fn format_option(at: Option<SystemTime>) -> String {
     at.map(format_time).unwrap_or_default()
 }
 
-fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {
+pub(crate) fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {
     let ts = text
         .parse::<jiff::Timestamp>()
         .map_err(|err| E::custom(format!("invalid time {text:?}: {err}")))?;
@@ -413,6 +420,7 @@ mod tests {
             certificate: "api".to_owned(),
             status: "ok".to_owned(),
             not_after: Some(at(1_769_860_800)),
+            next_attempt: Some(at(1_769_000_000)),
             error: None,
         });
         let json = serde_json::to_vec(&notice).expect("serialize");

@@ -10,6 +10,8 @@
 //! a failed attempt rewrites it with the attempt count, the error and the next try, backing
 //! off from [`RETRY_INITIAL`] to [`RETRY_MAX`]. Delivery is therefore at least once: a crash
 //! between a target's answer and the removal sends that notice again, which beats losing it.
+//! `DIR/TARGET/.last-digest` remembers when the target's daily digest was last queued, so a
+//! restart does not send a second one the same day.
 //!
 //! Every method is a few small file operations; callers on the runtime call them directly,
 //! as the engine does with the store's state files.
@@ -32,6 +34,8 @@ pub const RETRY_INITIAL: Duration = Duration::from_secs(60);
 pub const RETRY_MAX: Duration = Duration::from_secs(3600);
 
 const FILE_MODE: u32 = 0o600;
+/// In a target's directory: when its last digest was queued.
+const LAST_DIGEST: &str = ".last-digest";
 const DIR_MODE: u32 = 0o700;
 
 /// Distinguishes notices made in the same millisecond by this process.
@@ -205,6 +209,39 @@ impl Outbox {
         Ok(updated)
     }
 
+    /// When a digest was last queued for `target`: `DIR/TARGET/.last-digest`, one RFC 3339
+    /// instant (a dot file, so it is never taken for a notice). `None` when none was, or the
+    /// file cannot be parsed (logged): then a digest is due, which beats never sending one.
+    ///
+    /// # Errors
+    /// When the file exists and cannot be read.
+    pub fn last_digest(&self, target: &str) -> Result<Option<SystemTime>, NotifyError> {
+        let path = self.dir.join(target).join(LAST_DIGEST);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(NotifyError::Outbox { path, source }),
+        };
+        match crate::notice::parse_time::<serde_json::Error>(text.trim()) {
+            Ok(at) => Ok(Some(at)),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %error, "cannot read when the last digest was queued; one is sent now");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Remember that a digest was queued for `target` at `at` (atomically, `0600`).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn record_digest(&self, target: &str, at: SystemTime) -> Result<(), NotifyError> {
+        let dir = self.dir.join(target);
+        create_dir(&dir)?;
+        let text = format!("{}\n", crate::notice::format_time(at));
+        write_atomic(&dir, LAST_DIGEST, text.as_bytes())
+    }
+
     fn path_of(&self, entry: &Entry) -> PathBuf {
         self.dir
             .join(&entry.target)
@@ -246,31 +283,36 @@ impl Outbox {
     /// Write `entry` atomically with mode `0600`.
     fn write(&self, entry: &Entry) -> Result<(), NotifyError> {
         let path = self.path_of(entry);
-        let dir = path.parent().unwrap_or(&self.dir).to_owned();
-        let temporary = dir.join(format!(".{}.json.tmp", entry.id));
-        let outbox_error = |source| NotifyError::Outbox {
+        let bytes = serde_json::to_vec_pretty(entry).map_err(|err| NotifyError::Outbox {
             path: path.clone(),
-            source,
-        };
-        let bytes =
-            serde_json::to_vec_pretty(entry).map_err(|err| outbox_error(io::Error::other(err)))?;
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(FILE_MODE)
-                .open(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&temporary, &path)
-        })();
-        if let Err(source) = written {
-            let _ = fs::remove_file(&temporary);
-            return Err(outbox_error(source));
-        }
-        sync_dir(&dir)
+            source: io::Error::other(err),
+        })?;
+        let dir = path.parent().unwrap_or(&self.dir);
+        write_atomic(dir, &format!("{}.json", entry.id), &bytes)
     }
+}
+
+/// Write `bytes` to `dir/name` atomically: a temporary dot file created `0600`, fsynced,
+/// renamed into place, the directory fsynced.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), NotifyError> {
+    let path = dir.join(name);
+    let temporary = dir.join(format!(".{}.tmp", name.trim_start_matches('.')));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)
+    })();
+    if let Err(source) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(NotifyError::Outbox { path, source });
+    }
+    sync_dir(dir)
 }
 
 fn create_dir(dir: &Path) -> Result<(), NotifyError> {
@@ -370,6 +412,25 @@ mod tests {
             .expect("delivered twice is fine");
         assert_eq!(reopened.pending_for("mail").expect("pending"), [retried]);
         assert!(outbox.pending_for("unknown").expect("none").is_empty());
+    }
+
+    #[test]
+    fn the_last_digest_is_remembered_per_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::open(dir.path()).expect("open");
+        assert_eq!(outbox.last_digest("mail").expect("read"), None);
+        outbox.record_digest("mail", at(100)).expect("record");
+        let reopened = Outbox::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.last_digest("mail").expect("read"), Some(at(100)));
+        assert_eq!(reopened.last_digest("slack").expect("read"), None);
+        let file = dir.path().join("mail").join(LAST_DIGEST);
+        let mode = fs::metadata(&file).expect("written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // It is no notice.
+        assert!(reopened.pending().expect("pending").is_empty());
+        // A damaged file means "never": a digest is sent rather than never again.
+        fs::write(&file, "yesterday").expect("write");
+        assert_eq!(reopened.last_digest("mail").expect("read"), None);
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! Exit code 0 when all is well, 1 when a certificate is failing or inside its urgent
 //! threshold (missing, expired or close to expiry): usable from monitoring.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use certkeeper_core::schedule::plan_certificate;
 use certkeeper_core::{CertificateSpec, Inventory};
-use certkeeper_notify::Outbox;
+use certkeeper_notify::{Entry, Outbox};
 use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
@@ -52,6 +53,9 @@ struct Row {
     /// What the CA last said about renewing the live certificate (ARI); absent when it was
     /// never asked about this certificate (or its CA offers no ARI).
     renewal_info: Option<RenewalInfoRow>,
+    /// This certificate's notices still waiting in the outbox, per `[[notify]]` target: every
+    /// configured target (0 when nothing waits), then any other target that holds some.
+    notices_undelivered: BTreeMap<String, usize>,
 }
 
 /// A lineage's last renewal-information check, for the live certificate.
@@ -108,19 +112,19 @@ impl RenewalInfoRow {
     }
 }
 
-/// Notices waiting in the outbox per target (every configured one, then any other with
-/// some); nothing is created when there is no outbox.
-fn notices_undelivered(store: &Store, inventory: &Inventory) -> Vec<(String, usize)> {
+/// The notification targets (configured ones first) and the notices waiting in the outbox
+/// for them; nothing is created when there is no outbox.
+fn outbox_entries(store: &Store, inventory: &Inventory) -> (Vec<String>, Vec<Entry>) {
     let targets: Vec<String> = inventory.notify.iter().map(|n| n.name.clone()).collect();
     let path = store.outbox_path();
     if !path.is_dir() {
-        return targets.into_iter().map(|name| (name, 0)).collect();
+        return (targets, Vec::new());
     }
     match Outbox::open(path) {
-        Ok(outbox) => notices::undelivered(&outbox, &targets),
+        Ok(outbox) => (targets, notices::pending(&outbox)),
         Err(err) => {
             eprintln!("warning: {}", error_chain(&err));
-            Vec::new()
+            (targets, Vec::new())
         }
     }
 }
@@ -134,9 +138,19 @@ pub fn run(
 ) -> anyhow::Result<Exit> {
     let store = Store::open(&inventory.state_dir)?;
     let now = SystemTime::now();
-    let rows: Vec<Row> = par_map(&inventory.certificates, |spec| Row {
-        attempt_running: running.map(|names| names.iter().any(|n| n == spec.name.as_str())),
-        ..row(&store, inventory, spec, now)
+    let (targets, waiting) = outbox_entries(&store, inventory);
+    let rows: Vec<Row> = par_map(&inventory.certificates, |spec| {
+        let name = spec.name.as_str();
+        let mine = waiting
+            .iter()
+            .filter(|entry| entry.notice.certificate.as_deref() == Some(name));
+        Row {
+            attempt_running: running.map(|names| names.iter().any(|n| n == name)),
+            notices_undelivered: notices::count_by_target(mine, &targets)
+                .into_iter()
+                .collect(),
+            ..row(&store, inventory, spec, now)
+        }
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -147,7 +161,7 @@ pub fn run(
             Some([]) => println!("daemon: running; no attempt in flight"),
             Some(names) => println!("daemon: running; attempts in flight: {}", names.join(" ")),
         }
-        for (target, count) in notices_undelivered(&store, inventory) {
+        for (target, count) in notices::count_by_target(&waiting, &targets) {
             println!("notify {target}: {count} undelivered");
         }
     }
@@ -219,6 +233,7 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
         profile: spec.profile.clone(),
         profile_refused,
         renewal_info,
+        notices_undelivered: BTreeMap::new(),
     }
 }
 

@@ -22,12 +22,13 @@ use std::time::{Duration, SystemTime};
 use certkeeper_acme::PollPolicy;
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
-use certkeeper_core::notify::{NotifyState, Observation};
+use certkeeper_core::notify::{DigestStatus, NotifyState, Observation};
 use certkeeper_core::schedule::{Planned, next_wake, plan_certificate, urgent_threshold};
 use certkeeper_core::{
     CaName, CertName, CertificateSpec, Inventory, LifecycleAction, ObservedCert,
 };
 use certkeeper_hooks::{DEFAULT_QUIET, ReloadCoalescer, ReloadOutcome};
+use certkeeper_notify::DigestEntry;
 use certkeeper_store::{
     AttemptRecord, LiveCert, RenewalInfoRecord, Store, StoreLock, unix_seconds,
 };
@@ -530,6 +531,11 @@ impl Daemon {
                 }
             }
         }
+        if let Some(notifier) = &self.notifier
+            && let Some(digest_at) = notifier.queue_digests(|| self.digest_entries(now), now)
+        {
+            upcoming.push(digest_at);
+        }
         Plan {
             wake_at: next_wake(upcoming, now, IDLE_RECHECK),
             next,
@@ -832,6 +838,34 @@ impl Daemon {
         let now = self.clock.now();
         view.notified =
             notifier.observe(&self.store, spec, view.notified, observation, details, now);
+    }
+
+    /// The daily digest's lines: every certificate of the inventory as the views show it.
+    fn digest_entries(&self, now: SystemTime) -> Vec<DigestEntry> {
+        self.inventory
+            .certificates
+            .iter()
+            .map(|spec| {
+                let view = self.views.get(&spec.name);
+                let observed = view.and_then(|view| view.observed.as_ref());
+                let failures = view.map_or(0, |view| view.record.consecutive_failures);
+                let urgent = observed.is_some_and(|observed| {
+                    observed.not_after.duration_since(now).unwrap_or_default()
+                        < urgent_threshold(observed, &spec.schedule)
+                });
+                DigestEntry {
+                    certificate: spec.name.to_string(),
+                    status: DigestStatus::of(observed.is_some(), failures, urgent)
+                        .as_str()
+                        .to_owned(),
+                    not_after: observed.map(|observed| observed.not_after),
+                    next_attempt: self.next_attempt(spec).map(|at| at.max(now)),
+                    error: view
+                        .filter(|_| failures > 0)
+                        .and_then(|view| view.record.last_error.clone()),
+                }
+            })
+            .collect()
     }
 
     /// When the planner would attempt `spec` next, from its view.

@@ -7,14 +7,17 @@
 //! few file writes in the outbox ([`Dispatcher::notify`]); delivery is [`Dispatcher::run`],
 //! one future the daemon owns as a task, cancelled with the lifecycle's soft token and
 //! rebuilt on a reload with the new targets. So a slow or failing target never holds up the
-//! daemon's loop: at worst its notices wait in the outbox.
+//! daemon's loop: at worst its notices wait in the outbox. The daily digest is queued per
+//! target from the daemon's pass ([`Notifier::queue_digests`]); when the last one went out is
+//! the outbox's to remember, when the next is due the core's
+//! [`next_digest`](certkeeper_core::notify::next_digest).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use certkeeper_core::notify::{NotifyState, Observation, decide};
+use certkeeper_core::notify::{NotifyState, Observation, decide, digest_due, next_digest};
 use certkeeper_core::{CertificateSpec, Clock, Event, Inventory};
-use certkeeper_notify::{Dispatcher, Notice, Outbox, host_name};
+use certkeeper_notify::{DigestEntry, Dispatcher, Entry, Notice, Outbox, host_name};
 use certkeeper_store::{Lineage, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +127,60 @@ impl Notifier {
         decided.state
     }
 
+    /// Queue the daily digest for every target that wants it and has not had one in the last
+    /// day ([`digest_due`]; the instant is remembered in the outbox, so a restart does not
+    /// send a second one), with `entries()` (made once, only when a digest is due). Returns
+    /// when the next digest is due, `None` when no target wants one. Failures are logged.
+    pub fn queue_digests(
+        &self,
+        entries: impl FnOnce() -> Vec<DigestEntry>,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
+        let mut entries = Some(entries);
+        let mut made: Option<Vec<DigestEntry>> = None;
+        let mut next: Option<SystemTime> = None;
+        let outbox = self.dispatcher.outbox();
+        for target in self.dispatcher.wanting(Event::Digest) {
+            let last = match outbox.last_digest(&target) {
+                Ok(last) => last,
+                Err(err) => {
+                    tracing::warn!(
+                        notify_target = target,
+                        error = error_chain(&err),
+                        "cannot read when the last digest was queued; no digest until it can be read"
+                    );
+                    continue;
+                }
+            };
+            let due = if digest_due(last, now) {
+                let lines =
+                    made.get_or_insert_with(|| entries.take().map(|f| f()).unwrap_or_default());
+                let notice = Notice::digest(lines.clone(), &self.host, now);
+                match self.dispatcher.notify_target(&target, &notice) {
+                    Ok(Some(_)) => {
+                        tracing::info!(notify_event = %Event::Digest, notify_target = target, certificates = lines.len(), "notice queued");
+                        if let Err(err) = outbox.record_digest(&target, now) {
+                            tracing::warn!(
+                                notify_target = target,
+                                error = error_chain(&err),
+                                "cannot record that the digest was queued; it may be sent again"
+                            );
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::error!(notify_target = target, notify_event = %Event::Digest, error = error_chain(&err), "cannot queue a notice");
+                    }
+                }
+                next_digest(Some(now), now)
+            } else {
+                next_digest(last, now)
+            };
+            next = Some(next.map_or(due, |next| next.min(due)));
+        }
+        next
+    }
+
     fn enqueue(&self, spec: &CertificateSpec, event: Event, details: &Details, now: SystemTime) {
         let mut notice = Notice::about(event, spec, &self.host, now);
         if let Some(error) = &details.error {
@@ -153,21 +210,33 @@ impl Notifier {
 /// counts none (and is logged).
 #[must_use]
 pub fn undelivered(outbox: &Outbox, targets: &[String]) -> Vec<(String, usize)> {
+    count_by_target(&pending(outbox), targets)
+}
+
+/// Every entry waiting in `outbox`; none (logged) when it cannot be read.
+#[must_use]
+pub fn pending(outbox: &Outbox) -> Vec<Entry> {
+    outbox.pending().unwrap_or_else(|err| {
+        tracing::warn!(
+            error = error_chain(&err),
+            "cannot read the notification outbox"
+        );
+        Vec::new()
+    })
+}
+
+/// How many of `entries` wait for each of `targets` (zero included), then for any other
+/// target that has some, in that order.
+#[must_use]
+pub fn count_by_target<'e>(
+    entries: impl IntoIterator<Item = &'e Entry>,
+    targets: &[String],
+) -> Vec<(String, usize)> {
     let mut counts: Vec<(String, usize)> = targets.iter().map(|name| (name.clone(), 0)).collect();
-    match outbox.pending() {
-        Ok(entries) => {
-            for entry in entries {
-                match counts.iter_mut().find(|(name, _)| *name == entry.target) {
-                    Some((_, count)) => *count += 1,
-                    None => counts.push((entry.target, 1)),
-                }
-            }
-        }
-        Err(err) => {
-            tracing::warn!(
-                error = error_chain(&err),
-                "cannot read the notification outbox"
-            );
+    for entry in entries {
+        match counts.iter_mut().find(|(name, _)| *name == entry.target) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((entry.target.clone(), 1)),
         }
     }
     counts
