@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod proxy;
 pub mod receiver;
+pub mod roundrobin;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -29,16 +29,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Some(inventory) = load_inventory(&cli.config) else {
         return Ok(Exit::InvalidConfig);
     };
-    if inventory.cluster.is_some() {
-        // Validated (so a fleet's configuration can be written and checked now), but no
-        // command runs a node in a fleet yet: one that ignored `[cluster]` would order a
-        // certificate of its own on every node.
-        eprintln!(
-            "error: {}: [cluster]: fleet mode is not available in this version of certkeeper yet; remove [cluster] to run this node on its own",
-            cli.config.display()
-        );
-        return Ok(Exit::InvalidConfig);
-    }
     // The inventory and its secrets are read (as root, when run from a root shell); from
     // here on nothing runs as root inside another user's state directory.
     match &cli.command {
