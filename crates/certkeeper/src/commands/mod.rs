@@ -2,6 +2,7 @@
 //! hands it to the command; `import-certbot`, which writes an inventory, runs without one.
 
 mod check;
+mod cluster;
 mod import_certbot;
 mod notify;
 mod renew;
@@ -15,7 +16,7 @@ use certkeeper_config::Environment;
 use certkeeper_core::Inventory;
 use certkeeper_store::{Store, StoreError, StoreLock};
 
-use crate::cli::{Cli, Command, NotifyCommand};
+use crate::cli::{Cli, ClusterCommand, Command, NotifyCommand};
 use crate::control::{self, Reply, Request};
 use crate::engine::{self, daemon::Daemon};
 use crate::exit::Exit;
@@ -29,10 +30,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Some(inventory) = load_inventory(&cli.config) else {
         return Ok(Exit::InvalidConfig);
     };
-    if inventory.cluster.is_some() {
-        // Validated (so a fleet's configuration can be written and checked now), but no
-        // command runs a node in a fleet yet: one that ignored `[cluster]` would order a
-        // certificate of its own on every node.
+    if inventory.cluster.is_some() && !matches!(cli.command, Command::Check | Command::Cluster(_)) {
+        // Validated (so a fleet's configuration can be written and checked now, and a node's
+        // certificates moved into the fleet with `cluster import`), but no other command runs
+        // a node in a fleet yet: one that ignored `[cluster]` would order a certificate of its
+        // own on every node.
         eprintln!(
             "error: {}: [cluster]: fleet mode is not available in this version of certkeeper yet; remove [cluster] to run this node on its own",
             cli.config.display()
@@ -44,7 +46,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check | Command::ImportCertbot(_) => {}
         Command::Run => privilege::refuse_root_daemon(&inventory.state_dir)?,
-        Command::Status(_) | Command::Renew(_) | Command::Revoke(_) | Command::Notify(_) => {
+        Command::Status(_)
+        | Command::Renew(_)
+        | Command::Revoke(_)
+        | Command::Notify(_)
+        | Command::Cluster(_) => {
             privilege::drop_to_state_owner(&inventory.state_dir)?;
         }
     }
@@ -90,6 +96,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }),
         Command::Notify(NotifyCommand::Test(args)) => {
             runtime()?.block_on(notify::test(&inventory, args.target.as_deref()))
+        }
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            runtime()?.block_on(cluster::status(&cli.config, &inventory, &args))
+        }
+        Command::Cluster(ClusterCommand::Import) => {
+            runtime()?.block_on(cluster::import(&cli.config, &inventory))
         }
         // Dispatched above, before the inventory is loaded.
         Command::ImportCertbot(args) => import_certbot::run(&args),
