@@ -1,0 +1,285 @@
+//! `certkeeper cluster status` and `cluster import` against a real PostgreSQL (the fleet
+//! crate's harness, shared rather than copied) and a real Pebble: a single node's state
+//! directory, issued without `[cluster]`, is moved into the fleet with one command and the
+//! node then reads as in sync; a second import publishes nothing. Bad input (a wrong password,
+//! a database nobody listens for, a wrong fleet key, no `[cluster]`) is a clear error with its
+//! documented exit code, and no output quotes the password or the fleet key.
+
+#[path = "../crates/fleet/tests/support/postgres.rs"]
+mod postgres;
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use postgres::PgCluster;
+use support::{Cert, PebbleOptions, Setup, serial, stderr, stdout, write_secret};
+
+/// 32 bytes as 64 hex digits: the fleet key the tests' nodes share.
+const FLEET_KEY: &str = "6a9f1c0b3e7d5a2f8c4e6b1d9a3f7c5e2b8d4a6f1c3e5b7d9f0a2c4e6b8d0f1a";
+/// Another valid key: the wrong one.
+const OTHER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// `[cluster]` for `pg` (verified TLS with its throwaway CA), with this password and key.
+fn cluster_table(dir: &Path, port: u16, ca_file: &Path, password: &str, key: &str) -> String {
+    let password_file = dir.join("db.password");
+    let key_file = dir.join("fleet.key");
+    write_secret(&password_file, password);
+    write_secret(&key_file, key);
+    format!(
+        r#"
+[cluster]
+postgres = "postgres://{role}@127.0.0.1:{port}/{database}"
+password_file = "{password}"
+ca_file = "{ca}"
+node = "node-1"
+fleet_key_file = "{key}"
+lease = "30s"
+"#,
+        role = postgres::ROLE,
+        database = postgres::DATABASE,
+        password = password_file.display(),
+        ca = ca_file.display(),
+        key = key_file.display(),
+    )
+}
+
+/// Append `[cluster]` to the inventory `setup` wrote.
+fn join_cluster(setup: &Setup, table: &str) {
+    let mut text = fs::read_to_string(&setup.config).expect("read the inventory");
+    text.push_str(table);
+    fs::write(&setup.config, text).expect("write the inventory");
+}
+
+fn assert_no_secret(output: &std::process::Output) {
+    let all = format!("{}{}", stdout(output), stderr(output));
+    for secret in [postgres::PASSWORD, FLEET_KEY, OTHER_KEY, "wrong-password"] {
+        assert!(!all.contains(secret), "a secret was printed:\n{all}");
+    }
+}
+
+#[test]
+fn a_single_node_moves_into_the_fleet_with_one_command() {
+    let pg = PgCluster::start();
+    let setup = Setup::new(PebbleOptions::default());
+    let certs = [
+        Cert::new("www", &["www.example.com"]),
+        Cert::new("later", &["later.example.com"]),
+    ];
+    setup.write_config(&certs);
+
+    // Issued by a node on its own, before there is any fleet.
+    let renew = setup.certkeeper(&["renew", "www"]);
+    assert_eq!(renew.status.code(), Some(0), "issued without [cluster]");
+    let www_serial = serial(&setup.live("www").join("cert.pem"));
+
+    join_cluster(
+        &setup,
+        &cluster_table(
+            setup.dir.path(),
+            pg.port,
+            &pg.ca_file,
+            postgres::PASSWORD,
+            FLEET_KEY,
+        ),
+    );
+    let check = setup.certkeeper(&["check"]);
+    assert_eq!(check.status.code(), Some(0), "check passes with [cluster]");
+    let renew = setup.certkeeper(&["renew"]);
+    assert_eq!(
+        renew.status.code(),
+        Some(78),
+        "other commands still refuse a [cluster]"
+    );
+
+    // An empty fleet: this node's certificate is not published yet.
+    let status = setup.certkeeper(&["cluster", "status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "not in sync before the import"
+    );
+    let text = stdout(&status);
+    assert!(text.contains("node-1 (this node)"), "{text}");
+    assert!(text.contains("no leases"), "{text}");
+    assert!(text.contains("www: not yet published"), "{text}");
+    assert!(text.contains("later: not issued yet"), "{text}");
+    assert_no_secret(&status);
+
+    let import = setup.certkeeper(&["cluster", "import"]);
+    assert_eq!(import.status.code(), Some(0), "import");
+    let text = stdout(&import);
+    assert!(text.contains("ca pebble: account imported"), "{text}");
+    assert!(text.contains("www: published as fleet version 1"), "{text}");
+    assert!(text.contains("later: nothing live here"), "{text}");
+    assert_no_secret(&import);
+    assert_eq!(
+        pg.psql("SELECT lineage, version, serial FROM certkeeper_versions"),
+        format!(
+            "www|1|{}",
+            www_serial.to_ascii_lowercase().trim_start_matches('0')
+        ),
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM certkeeper_accounts"), "1");
+    let sealed = pg.psql("SELECT encode(key_sealed, 'escape') FROM certkeeper_versions");
+    assert!(
+        !sealed.contains("PRIVATE KEY"),
+        "the key is sealed in the database"
+    );
+
+    let status = setup.certkeeper(&["cluster", "status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "in sync after the import");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("JSON");
+    assert_eq!(json["in_sync"], true);
+    assert_eq!(json["node"], "node-1");
+    assert_eq!(json["certificates"][0]["state"], "in sync");
+    assert_eq!(json["certificates"][0]["fleet_version"], 1);
+    assert_eq!(json["leases"][0]["lineage"], "www", "{json}");
+    assert_eq!(
+        json["leases"][0]["expires_in_seconds"], 0,
+        "the import released it"
+    );
+    let status = setup.certkeeper(&["cluster", "status"]);
+    assert!(
+        stdout(&status).contains("www: in sync (fleet v1 serial"),
+        "{}",
+        stdout(&status)
+    );
+
+    let again = setup.certkeeper(&["cluster", "import"]);
+    assert_eq!(again.status.code(), Some(0), "a second import");
+    let text = stdout(&again);
+    assert!(
+        text.contains("ca pebble: account already in the fleet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("www: already in the fleet as version 1"),
+        "{text}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM certkeeper_versions"),
+        "1",
+        "nothing published twice"
+    );
+    assert_eq!(
+        pg.psql("SELECT generation FROM certkeeper_leases WHERE lineage = 'www'"),
+        "1",
+        "no lease taken when there is nothing to publish"
+    );
+}
+
+/// An inventory that never reaches a CA: enough for `cluster` commands.
+fn inventory(dir: &Path, cluster: &str) -> std::path::PathBuf {
+    let config = dir.join("certkeeper.toml");
+    let text = format!(
+        r#"state_dir = "{state}"
+
+[[ca]]
+name = "le"
+directory = "https://acme.invalid/directory"
+
+[[certificate]]
+name = "www"
+ca = "le"
+domains = ["www.example.com"]
+{cluster}"#,
+        state = dir.join("state").display()
+    );
+    fs::write(&config, text).expect("write the inventory");
+    config
+}
+
+fn cluster_command(config: &Path) -> std::process::Output {
+    support::run_certkeeper(config, &["cluster", "status"])
+}
+
+#[test]
+fn a_database_that_cannot_be_used_is_a_clear_error_with_its_exit_code() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The fleet's first node sets the fleet key.
+    let good = cluster_table(
+        dir.path(),
+        pg.port,
+        &pg.ca_file,
+        postgres::PASSWORD,
+        FLEET_KEY,
+    );
+    let out = cluster_command(&inventory(dir.path(), &good));
+    assert_eq!(out.status.code(), Some(0), "an empty fleet, nothing issued");
+    assert!(stdout(&out).contains("www: not issued yet"));
+
+    let wrong_password = cluster_table(
+        dir.path(),
+        pg.port,
+        &pg.ca_file,
+        "wrong-password",
+        FLEET_KEY,
+    );
+    let out = cluster_command(&inventory(dir.path(), &wrong_password));
+    assert_eq!(out.status.code(), Some(77), "login refused");
+    assert!(
+        stderr(&out).contains("refused the login of \"certkeeper\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_secret(&out);
+
+    let nobody = postgres::free_port();
+    let unreachable = cluster_table(
+        dir.path(),
+        nobody,
+        &pg.ca_file,
+        postgres::PASSWORD,
+        FLEET_KEY,
+    );
+    let out = cluster_command(&inventory(dir.path(), &unreachable));
+    assert_eq!(out.status.code(), Some(69), "unreachable");
+    assert!(
+        stderr(&out).contains(&format!(
+            "the database at 127.0.0.1:{nobody} is unreachable"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_secret(&out);
+
+    let wrong_key = cluster_table(
+        dir.path(),
+        pg.port,
+        &pg.ca_file,
+        postgres::PASSWORD,
+        OTHER_KEY,
+    );
+    let config = inventory(dir.path(), &wrong_key);
+    for args in [["cluster", "status"], ["cluster", "import"]] {
+        let out = support::run_certkeeper(&config, &args);
+        assert_eq!(out.status.code(), Some(78), "wrong fleet key");
+        assert!(
+            stderr(&out).contains("the fleet key does not match"),
+            "{}",
+            stderr(&out)
+        );
+        assert_no_secret(&out);
+    }
+
+    // A schema migrated by a newer certkeeper.
+    pg.psql("INSERT INTO certkeeper_schema (version) VALUES (999)");
+    let out = cluster_command(&inventory(dir.path(), &good));
+    assert_eq!(out.status.code(), Some(78), "newer schema");
+    assert!(
+        stderr(&out).contains("upgrade certkeeper on this node"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cluster_command(&inventory(dir.path(), ""));
+    assert_eq!(out.status.code(), Some(78), "not in a cluster");
+    assert!(
+        stderr(&out).contains("this node is not in a cluster (no [cluster] in"),
+        "{}",
+        stderr(&out)
+    );
+}
