@@ -167,6 +167,55 @@ fn a_single_node_moves_into_the_fleet_with_one_command() {
         "1",
         "no lease taken when there is nothing to publish"
     );
+
+    // A second node, which renewed www on its own later, imports its newer certificate: the
+    // first node is now behind the fleet, and says by how much.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = setup.dir.path().join("node-2");
+    fs::create_dir(&second).expect("node-2 directory");
+    let on_its_own = fs::read_to_string(&setup.config)
+        .expect("read the inventory")
+        .split("\n[cluster]")
+        .next()
+        .expect("the part before [cluster]")
+        .replace(
+            &format!("state_dir = \"{}\"", setup.state_dir.display()),
+            &format!("state_dir = \"{}\"", second.join("state").display()),
+        );
+    let config_2 = second.join("certkeeper.toml");
+    fs::write(&config_2, &on_its_own).expect("write node-2's inventory");
+    let renew = support::run_certkeeper(&config_2, &["renew", "www"]);
+    assert_eq!(renew.status.code(), Some(0), "node-2 issued on its own");
+    let node_2_serial = serial(&second.join("state/live/www/cert.pem"));
+    let table = cluster_table(&second, pg.port, &pg.ca_file, postgres::PASSWORD, FLEET_KEY)
+        .replace("node = \"node-1\"", "node = \"node-2\"");
+    fs::write(&config_2, format!("{on_its_own}{table}")).expect("write node-2's inventory");
+    let import = support::run_certkeeper(&config_2, &["cluster", "import"]);
+    assert_eq!(import.status.code(), Some(0), "node-2's import");
+    assert!(
+        stdout(&import).contains("www: published as fleet version 2"),
+        "a newer certificate is published: {}",
+        stdout(&import)
+    );
+    assert!(
+        stdout(&import)
+            .contains("ca pebble: the fleet has another account for this CA; keeping the fleet's"),
+        "node-2 registered an account of its own; the fleet keeps one per CA: {}",
+        stdout(&import)
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM certkeeper_accounts"), "1");
+
+    let status = setup.certkeeper(&["cluster", "status"]);
+    assert_eq!(status.status.code(), Some(3), "node-1 is behind");
+    let text = stdout(&status);
+    assert!(
+        text.contains(&format!(
+            "www: behind (fleet v2 serial {node_2_serial}, here serial {www_serial}; lag "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("node node-2: last seen"), "{text}");
+    assert!(text.contains("lease www: node-2 generation 2"), "{text}");
 }
 
 /// An inventory that never reaches a CA: enough for `cluster` commands.
