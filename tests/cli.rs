@@ -149,6 +149,7 @@ domains = ["www.example.com"]
 
 #[test]
 fn a_cluster_is_validated_but_refused_until_fleet_mode_runs() {
+    // `check` validates it and `cluster ...` uses it (tests/cluster.rs); the rest refuse it.
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("fleet.key");
     // 32 bytes of 0x2a, base64.
@@ -164,7 +165,14 @@ fn a_cluster_is_validated_but_refused_until_fleet_mode_runs() {
         ),
     )
     .expect("write");
-    for command in [&["check"][..], &["run"], &["renew"], &["status"]] {
+    let output = certkeeper(&config, &["check"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "check passes: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for command in [&["run"][..], &["renew"], &["status"]] {
         let output = certkeeper(&config, command, &[]);
         assert_eq!(output.status.code(), Some(78), "{command:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
