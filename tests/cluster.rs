@@ -332,3 +332,112 @@ fn a_database_that_cannot_be_used_is_a_clear_error_with_its_exit_code() {
         stderr(&out)
     );
 }
+
+/// A state directory made by `import-certbot` from a real certbot lineage moves into the fleet
+/// the same way: its certificate with its key. certbot's account is not carried over by
+/// `import-certbot` (it keeps the contacts only), so there is none to import: the fleet's first
+/// order registers one.
+#[test]
+fn a_state_directory_imported_from_certbot_moves_into_the_fleet() {
+    const CERTBOT: &str = "/usr/bin/certbot";
+    assert!(
+        Path::new(CERTBOT).exists(),
+        "{CERTBOT} is missing: this test runs Debian's certbot; install it with `apt-get install -y certbot`"
+    );
+    let pg = PgCluster::start();
+    // certbot retries a rejected nonce only once: Pebble rejects none here.
+    let setup = Setup::new(PebbleOptions::default().env("PEBBLE_WFE_NONCEREJECT", "0"));
+    let (kid, hmac) = setup.pebble.eab.clone().expect("EAB");
+    let certbot_dir = setup.dir.path().join("letsencrypt");
+    let output = std::process::Command::new(CERTBOT)
+        .args([
+            "certonly",
+            "--standalone",
+            "--non-interactive",
+            "--agree-tos",
+        ])
+        .args(["-m", "ops@example.com", "--no-eff-email"])
+        .args(["--server", &setup.pebble.directory_url])
+        .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
+        .args(["--http-01-port", &setup.pebble.http01_port.to_string()])
+        .arg("--config-dir")
+        .arg(&certbot_dir)
+        .arg("--work-dir")
+        .arg(setup.dir.path().join("certbot-work"))
+        .arg("--logs-dir")
+        .arg(setup.dir.path().join("certbot-logs"))
+        .args(["--cert-name", "shop", "-d", "shop.example.com"])
+        .env("REQUESTS_CA_BUNDLE", &setup.pebble.tls_ca_file)
+        .output()
+        .expect("run certbot");
+    assert!(
+        output.status.success(),
+        "certbot failed: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let certbot_serial = serial(&certbot_dir.join("live/shop/cert.pem"));
+
+    let inventory = setup.dir.path().join("imported.toml");
+    let import = std::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["import-certbot", "--certbot-dir"])
+        .arg(&certbot_dir)
+        .arg("--state-dir")
+        .arg(&setup.state_dir)
+        .arg("--output")
+        .arg(&inventory)
+        .env("CERTKEEPER_CONFIG", "/nonexistent/certkeeper.toml")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .expect("run import-certbot");
+    assert_eq!(import.status.code(), Some(0), "{}", stderr(&import));
+    let text = fs::read_to_string(&inventory).expect("the imported inventory");
+    let filled = text
+        .replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
+        .replace(
+            "eab_hmac_key_file = \"FILL-ME\"",
+            &format!(
+                "eab_hmac_key_file = \"{}\"\nroot_ca_file = \"{}\"",
+                setup.hmac_file.display(),
+                setup.pebble.tls_ca_file.display()
+            ),
+        );
+    let table = cluster_table(
+        setup.dir.path(),
+        pg.port,
+        &pg.ca_file,
+        postgres::PASSWORD,
+        FLEET_KEY,
+    );
+    fs::write(&inventory, format!("{filled}{table}")).expect("write the inventory");
+
+    let import = support::run_certkeeper(&inventory, &["cluster", "import"]);
+    assert_eq!(import.status.code(), Some(0), "cluster import");
+    let text = stdout(&import);
+    assert!(
+        text.contains("ca localhost: no account here or in the fleet"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "shop: published as fleet version 1 (serial {certbot_serial}"
+        )),
+        "{text}"
+    );
+    assert_no_secret(&import);
+    let status = support::run_certkeeper(&inventory, &["cluster", "status"]);
+    assert_eq!(status.status.code(), Some(0), "in sync");
+    assert!(
+        stdout(&status).contains("shop: in sync (fleet v1"),
+        "{}",
+        stdout(&status)
+    );
+    let again = support::run_certkeeper(&inventory, &["cluster", "import"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        stdout(&again).contains("shop: already in the fleet as version 1"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM certkeeper_versions"), "1");
+}
