@@ -1,9 +1,11 @@
 //! `certkeeper cluster status` and `cluster import` against a real PostgreSQL (the fleet
 //! crate's harness, shared rather than copied) and a real Pebble: a single node's state
-//! directory, issued without `[cluster]`, is moved into the fleet with one command and the
-//! node then reads as in sync; a second import publishes nothing. Bad input (a wrong password,
-//! a database nobody listens for, a wrong fleet key, no `[cluster]`) is a clear error with its
-//! documented exit code, and no output quotes the password or the fleet key.
+//! directory, issued without `[cluster]` (or adopted from a real certbot by `import-certbot`),
+//! is moved into the fleet with one command and the node then reads as in sync; a second import
+//! publishes nothing, and a node whose fleet has a newer version reads as behind. Bad input (a
+//! wrong password, a database nobody listens for, a wrong fleet key, a newer schema, no
+//! `[cluster]`) is a clear error with its documented exit code, and no output quotes the
+//! password or the fleet key.
 
 #[path = "../crates/fleet/tests/support/postgres.rs"]
 mod postgres;
