@@ -83,6 +83,7 @@ expected="$( {
     /usr/share/doc/certkeeper/README.md \
     /usr/share/doc/certkeeper/examples/certkeeper.toml \
     /usr/share/doc/certkeeper/examples/dns-01.toml \
+    /usr/share/doc/certkeeper/examples/fleet.toml \
     /usr/share/doc/certkeeper/examples/notify-reload.conf.example \
     /usr/share/doc/certkeeper/examples/notify.toml \
     /usr/share/doc/certkeeper/examples/webroot.toml \

@@ -77,6 +77,8 @@ for path in \
   /usr/lib/tmpfiles.d/certkeeper.conf \
   /usr/share/man/man8/certkeeper.8.gz \
   /usr/share/man/man8/certkeeper-import-certbot.8.gz \
+  /usr/share/man/man8/certkeeper-cluster.8.gz \
+  /usr/share/man/man8/certkeeper-cluster-status.8.gz \
   /usr/share/man/man5/certkeeper.toml.5.gz \
   /usr/share/bash-completion/completions/certkeeper \
   /usr/share/zsh/vendor-completions/_certkeeper \
@@ -85,6 +87,7 @@ for path in \
   /usr/share/doc/certkeeper/examples/webroot.toml \
   /usr/share/doc/certkeeper/examples/dns-01.toml \
   /usr/share/doc/certkeeper/examples/notify.toml \
+  /usr/share/doc/certkeeper/examples/fleet.toml \
   /etc/certkeeper/certkeeper.toml; do
   [ -f "$path" ] || fail "$path is missing"
 done

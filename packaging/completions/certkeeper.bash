@@ -19,6 +19,9 @@ _certkeeper() {
             certkeeper,check)
                 cmd="certkeeper__subcmd__check"
                 ;;
+            certkeeper,cluster)
+                cmd="certkeeper__subcmd__cluster"
+                ;;
             certkeeper,help)
                 cmd="certkeeper__subcmd__help"
                 ;;
@@ -40,8 +43,29 @@ _certkeeper() {
             certkeeper,status)
                 cmd="certkeeper__subcmd__status"
                 ;;
+            certkeeper__subcmd__cluster,help)
+                cmd="certkeeper__subcmd__cluster__subcmd__help"
+                ;;
+            certkeeper__subcmd__cluster,import)
+                cmd="certkeeper__subcmd__cluster__subcmd__import"
+                ;;
+            certkeeper__subcmd__cluster,status)
+                cmd="certkeeper__subcmd__cluster__subcmd__status"
+                ;;
+            certkeeper__subcmd__cluster__subcmd__help,help)
+                cmd="certkeeper__subcmd__cluster__subcmd__help__subcmd__help"
+                ;;
+            certkeeper__subcmd__cluster__subcmd__help,import)
+                cmd="certkeeper__subcmd__cluster__subcmd__help__subcmd__import"
+                ;;
+            certkeeper__subcmd__cluster__subcmd__help,status)
+                cmd="certkeeper__subcmd__cluster__subcmd__help__subcmd__status"
+                ;;
             certkeeper__subcmd__help,check)
                 cmd="certkeeper__subcmd__help__subcmd__check"
+                ;;
+            certkeeper__subcmd__help,cluster)
+                cmd="certkeeper__subcmd__help__subcmd__cluster"
                 ;;
             certkeeper__subcmd__help,help)
                 cmd="certkeeper__subcmd__help__subcmd__help"
@@ -63,6 +87,12 @@ _certkeeper() {
                 ;;
             certkeeper__subcmd__help,status)
                 cmd="certkeeper__subcmd__help__subcmd__status"
+                ;;
+            certkeeper__subcmd__help__subcmd__cluster,import)
+                cmd="certkeeper__subcmd__help__subcmd__cluster__subcmd__import"
+                ;;
+            certkeeper__subcmd__help__subcmd__cluster,status)
+                cmd="certkeeper__subcmd__help__subcmd__cluster__subcmd__status"
                 ;;
             certkeeper__subcmd__help__subcmd__notify,test)
                 cmd="certkeeper__subcmd__help__subcmd__notify__subcmd__test"
@@ -86,7 +116,7 @@ _certkeeper() {
 
     case "${cmd}" in
         certkeeper)
-            opts="-c -h -V --config --log-level --log-format --help --version run check renew revoke status import-certbot notify help"
+            opts="-c -h -V --config --log-level --log-format --help --version run check renew revoke status import-certbot notify cluster help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,8 +175,154 @@ _certkeeper() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        certkeeper__subcmd__cluster)
+            opts="-c -h --config --log-level --log-format --help status import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__help)
+            opts="status import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__import)
+            opts="-c -h --config --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__cluster__subcmd__status)
+            opts="-c -h --json --config --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         certkeeper__subcmd__help)
-            opts="run check renew revoke status import-certbot notify help"
+            opts="run check renew revoke status import-certbot notify cluster help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -162,6 +338,48 @@ _certkeeper() {
         certkeeper__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__help__subcmd__cluster)
+            opts="status import"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__help__subcmd__cluster__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        certkeeper__subcmd__help__subcmd__cluster__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

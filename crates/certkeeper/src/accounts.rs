@@ -224,7 +224,7 @@ async fn fleet_account(
     key: &AccountKey,
     stored: Option<Vec<u8>>,
 ) -> Result<AcmeAccount, AccountError> {
-    let fleet_key = fleet_account_key(key);
+    let fleet_key = fleet_account_key(ca);
     let failed = |source| AccountError::Fleet {
         ca: ca_label(ca),
         source,
@@ -319,7 +319,7 @@ async fn share(
         })?;
     if let Some(stored) = stored {
         fleet
-            .save_account(&fleet_account_key(key), &Secret::new(stored))
+            .save_account(&fleet_account_key(ca), &Secret::new(stored))
             .await
             .map_err(|source| AccountError::Fleet {
                 ca: ca_label(ca),
@@ -330,11 +330,22 @@ async fn share(
     Ok(())
 }
 
-/// The fleet's name for an account: the store's key (the CA's server and the EAB key id, or
-/// `default`), which holds no secret.
+/// The name under which the fleet's database keeps the ACME account for `ca`: one account per
+/// CA and EAB credential for the whole fleet, as a single node keeps one per
+/// (directory, key id) in its `accounts/`.
+///
+/// A pure function of the CA's directory URL (without DigiCert's lifecycle parameters, which
+/// change per order but not the account) and its EAB key id; never of a secret, so it can be
+/// logged and shown. Every node derives the same name from the same `[[ca]]`, whatever the
+/// CA is called in each node's inventory.
 #[must_use]
-pub fn fleet_account_key((server, kid): &AccountKey) -> String {
-    format!("{server}/{kid}")
+pub fn fleet_account_key(ca: &CaSpec) -> String {
+    let directory = certkeeper_core::lifecycle::account_directory(&ca.directory)
+        .unwrap_or_else(|_| ca.directory.clone());
+    match &ca.eab {
+        Some(eab) => format!("{directory} eab:{}", eab.kid),
+        None => format!("{directory} no-eab"),
+    }
 }
 
 /// Where replaced credentials are kept: a sibling of the account's directory. `~` never
@@ -362,6 +373,8 @@ pub fn transport_for(ca: &CaSpec) -> Result<Transport, AcmeError> {
 
 #[cfg(test)]
 mod tests {
+    use certkeeper_core::{Eab, Secret};
+
     use super::*;
 
     #[test]
@@ -373,6 +386,37 @@ mod tests {
                 "localhost_14000_dir".to_owned(),
                 "kid-1~replaced-1700000000".to_owned()
             )
+        );
+    }
+
+    fn ca(directory: &str, kid: Option<&str>) -> CaSpec {
+        CaSpec {
+            name: CaName::new("digicert").expect("valid"),
+            directory: directory.to_owned(),
+            eab: kid.map(|kid| Eab {
+                kid: kid.to_owned(),
+                hmac_key: Secret::new(b"hmac-secret-bytes".to_vec()),
+            }),
+            terms_of_service_agreed: true,
+            contact: Vec::new(),
+            root_ca_file: None,
+            max_concurrent: None,
+            request_timeout: None,
+        }
+    }
+
+    #[test]
+    fn the_account_key_names_directory_and_key_id_never_the_secret() {
+        const DIR: &str = "https://one.digicert.com/mpki/api/v1/acme/v2/directory";
+        let key = fleet_account_key(&ca(DIR, Some("kid-1")));
+        assert_eq!(key, format!("{DIR} eab:kid-1"));
+        assert!(!key.contains("hmac-secret"), "{key}");
+        assert_eq!(fleet_account_key(&ca(DIR, None)), format!("{DIR} no-eab"));
+        assert_ne!(key, fleet_account_key(&ca(DIR, Some("kid-2"))));
+        // DigiCert's lifecycle parameters select an order, not an account.
+        assert_eq!(
+            fleet_account_key(&ca(&format!("{DIR}?action=renew&orderId=5"), Some("kid-1"))),
+            key
         );
     }
 }

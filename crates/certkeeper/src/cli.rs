@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "certkeeper",
     version,
     after_help = "Exit codes: 0 success, 1 a certificate or the command failed, 2 usage error, \
-                  75 another certkeeper holds the state directory, 78 invalid configuration."
+                  3 this node is behind its fleet (cluster status), 69 the fleet's database is \
+                  unreachable, 75 another certkeeper holds the state directory, 77 the fleet's \
+                  database refused the login, 78 invalid configuration (or a wrong fleet key, \
+                  or a fleet schema newer than this certkeeper)."
 )]
 pub struct Cli {
     /// The inventory file.
@@ -61,6 +64,29 @@ pub enum Command {
     /// Notifications to the `[[notify]]` targets.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Fleet mode: this node and the fleet it shares certificates with (`[cluster]`).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Show the fleet's nodes and leases, and for every certificate whether this node's
+    /// `live/` holds the fleet's newest version; exits 0 when in sync, 3 when behind (or
+    /// holding a certificate not published yet), 69 when the database is unreachable, 77
+    /// when it refuses the login, 78 for a wrong fleet key or a newer schema.
+    Status(ClusterStatusArgs),
+    /// Move this node's certificates (with their keys) and ACME accounts into the fleet's
+    /// database: each live certificate the fleet lacks (or holds an older one of) is
+    /// published under its lease; running it again publishes nothing.
+    Import,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -44,6 +44,12 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
         let name = format!("certkeeper-{}", sub.get_name());
         let page = subcommand_page(sub, &name);
         files.push((format!("packaging/man/{name}.8"), page.into_bytes()));
+        // `notify test`, `cluster status`: the pages the command's SUBCOMMANDS name.
+        for nested in sub.get_subcommands() {
+            let name = format!("{name}-{}", nested.get_name());
+            let page = subcommand_page(nested, &name);
+            files.push((format!("packaging/man/{name}.8"), page.into_bytes()));
+        }
     }
     let example = std::fs::read_to_string(root().join("config/certkeeper.toml"))
         .expect("config/certkeeper.toml is readable");
@@ -51,9 +57,11 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
         .expect("config/dns-01.toml is readable");
     let notify = std::fs::read_to_string(root().join("config/notify.toml"))
         .expect("config/notify.toml is readable");
+    let fleet = std::fs::read_to_string(root().join("config/fleet.toml"))
+        .expect("config/fleet.toml is readable");
     files.push((
         "packaging/man/certkeeper.toml.5".to_owned(),
-        config_page(&example, &dns, &notify).into_bytes(),
+        config_page(&example, &dns, &notify, &fleet).into_bytes(),
     ));
     for (shell, file) in [
         (Shell::Bash, "certkeeper.bash"),
@@ -230,25 +238,27 @@ fn main_page(command: &clap::Command) -> String {
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman(
         "certkeeper.toml(5), certkeeper-run(8), certkeeper-renew(8), \
-         certkeeper-import-certbot(8), systemd.service(5), journalctl(1)",
+         certkeeper-import-certbot(8), certkeeper-cluster(8), systemd.service(5), journalctl(1)",
     )]);
     page.push_str(&body(&roff));
     page
 }
 
-/// `certkeeper-COMMAND(8)`.
+/// `certkeeper-COMMAND(8)`; a command with subcommands of its own (`notify`, `cluster`)
+/// lists them.
 fn subcommand_page(sub: &clap::Command, name: &str) -> String {
     let man = man(sub.clone(), name);
-    let mut page = render_with(
-        &man,
-        &[
-            ManPart::Title,
-            ManPart::Name,
-            ManPart::Synopsis,
-            ManPart::Description,
-            ManPart::Options,
-        ],
-    );
+    let mut parts = vec![
+        ManPart::Title,
+        ManPart::Name,
+        ManPart::Synopsis,
+        ManPart::Description,
+        ManPart::Options,
+    ];
+    if sub.has_subcommands() {
+        parts.push(ManPart::Subcommands);
+    }
+    let mut page = render_with(&man, &parts);
     let mut roff = Roff::new();
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman("certkeeper(8), certkeeper.toml(5)")]);
@@ -368,6 +378,12 @@ fn notify_targets(example: &str) -> &str {
     example_part(example, "\n[[notify]]")
 }
 
+/// The part of `fleet.toml` that makes a node part of a fleet: from the comment block above
+/// `[cluster]` to the next rule (the end of the file).
+fn cluster_table(example: &str) -> &str {
+    example_part(example, "\n[cluster]")
+}
+
 /// The part of an example from the rule above the first `table` to the next rule.
 fn example_part<'e>(example: &'e str, table: &str) -> &'e str {
     let Some(table) = example.find(table) else {
@@ -478,8 +494,14 @@ fn describe_example(roff: &mut Roff, example: &str, with_settings: bool) {
 /// The `[dns.NAME]` provider tables are documented in `dns-01.toml` (certkeeper.toml only
 /// points there); their part of that example, from its first `[dns.` table to the rule after
 /// the providers, becomes the page's DNS PROVIDERS section the same way; the `[[notify]]`
-/// part of `notify.toml` its NOTIFICATIONS section.
-fn config_page(example: &str, dns_example: &str, notify_example: &str) -> String {
+/// part of `notify.toml` its NOTIFICATIONS section, the `[cluster]` part of `fleet.toml` its
+/// FLEET MODE section.
+fn config_page(
+    example: &str,
+    dns_example: &str,
+    notify_example: &str,
+    fleet_example: &str,
+) -> String {
     let mut roff = Roff::new();
     roff.control(
         "TH",
@@ -512,6 +534,13 @@ fn config_page(example: &str, dns_example: &str, notify_example: &str) -> String
          tables, webhooks, e-mail and commands.",
     )]);
     describe_example(&mut roff, notify_targets(notify_example), false);
+    roff.control("SH", ["FLEET MODE"]);
+    roff.text([roman(
+        "From fleet.toml, the annotated example of a node in a fleet: the [cluster] table, \
+         the PostgreSQL database that several nodes share their certificates through \
+         (see certkeeper-cluster(8)).",
+    )]);
+    describe_example(&mut roff, cluster_table(fleet_example), false);
     roff.control("SH", ["FILES"]);
     roff.control("TP", []);
     roff.text([italic("/etc/certkeeper/certkeeper.toml")]);
@@ -601,12 +630,28 @@ mod tests {
                 "notify key {key} is not documented"
             );
         }
+        for key in [
+            "postgres",
+            "password_credential",
+            "tls",
+            "node",
+            "fleet_key_credential",
+            "lease",
+            "sync_interval",
+        ] {
+            assert!(
+                page.contains(&format!("\\fB{key}\\fR")),
+                "cluster key {key} is not documented"
+            );
+        }
         for section in [
             ".SH [[ca]]",
             ".SH [[certificate]]",
             ".SH [http01]",
             ".SH NOTIFICATIONS",
             ".SH [[notify]]",
+            ".SH \"FLEET MODE\"",
+            ".SH [cluster]",
         ] {
             assert!(page.contains(section), "missing {section}");
         }

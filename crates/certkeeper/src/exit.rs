@@ -14,8 +14,16 @@ pub enum Exit {
     Failure,
     /// Another certkeeper holds the state directory lock (EX_TEMPFAIL).
     Locked,
-    /// The configuration is invalid (EX_CONFIG).
+    /// The configuration is invalid (EX_CONFIG); also a fleet whose key differs from this
+    /// node's, or whose database schema is newer than this certkeeper.
     InvalidConfig,
+    /// `cluster status`: this node's `live/` is behind the fleet's database, or holds a
+    /// certificate not published to it yet.
+    Behind,
+    /// The fleet's database is unreachable or does not answer (EX_UNAVAILABLE).
+    Unavailable,
+    /// The fleet's database refused this node's login (EX_NOPERM).
+    Refused,
 }
 
 impl Exit {
@@ -24,7 +32,10 @@ impl Exit {
         match self {
             Exit::Success => 0,
             Exit::Failure => 1,
+            Exit::Behind => 3,
+            Exit::Unavailable => 69,
             Exit::Locked => 75,
+            Exit::Refused => 77,
             Exit::InvalidConfig => 78,
         }
     }

@@ -20,6 +20,7 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/certkee
 const DNS_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dns-01.toml");
 const WEBROOT_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/webroot.toml");
 const NOTIFY_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/notify.toml");
+const FLEET_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/fleet.toml");
 
 /// The key the example's `eab_hmac_key_env` points at: base64url, unpadded, as
 /// CertCentral shows it.
@@ -200,6 +201,50 @@ fn example_config_fails_loudly_without_its_secret() {
 }
 
 #[test]
+fn fleet_example_is_valid_and_means_what_it_says() {
+    use certkeeper_core::cluster::ClusterTls;
+
+    let credentials = tempfile::tempdir().expect("tempdir");
+    for (name, text) in [
+        ("db-password", "not-a-real-password\n"),
+        // `openssl rand -hex 32`
+        (
+            "fleet-key",
+            "6a9f1c0b3e7d5a2f8c4e6b1d9a3f7c5e2b8d4a6f1c3e5b7d9f0a2c4e6b8d0f1a\n",
+        ),
+    ] {
+        let path = credentials.path().join(name);
+        std::fs::write(&path, text).expect("write credential");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .expect("chmod");
+    }
+    let env = Environment::empty().with_credentials_directory(credentials.path());
+    let loaded = load(Path::new(FLEET_EXAMPLE), &env).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let inventory = loaded.inventory;
+    assert_eq!(inventory.certificates.len(), 1);
+    let cluster = inventory.cluster.expect("[cluster]");
+    assert_eq!(
+        cluster.postgres.as_str(),
+        "postgres://certkeeper@db.example.com:5432/certkeeper"
+    );
+    assert_eq!(
+        cluster
+            .password
+            .as_ref()
+            .map(certkeeper_core::Secret::expose),
+        Some(b"not-a-real-password".as_slice())
+    );
+    assert_eq!(cluster.tls, ClusterTls::Verify);
+    assert_eq!(cluster.ca_file, None);
+    assert_eq!(cluster.node.as_deref(), Some("web-1"));
+    assert_eq!(cluster.fleet_key.expose().len(), 32);
+    assert_eq!(cluster.fleet_key.expose()[0], 0x6a);
+    assert_eq!(cluster.lease, Duration::from_secs(60));
+    assert_eq!(cluster.sync_interval, Duration::from_secs(300));
+}
+
+#[test]
 fn every_example_config_is_loaded_by_a_test() {
     let dir = Path::new(EXAMPLE).parent().expect("config directory");
     let mut examples: Vec<String> = std::fs::read_dir(dir)
@@ -219,6 +264,7 @@ fn every_example_config_is_loaded_by_a_test() {
         [
             "certkeeper.toml",
             "dns-01.toml",
+            "fleet.toml",
             "notify.toml",
             "webroot.toml"
         ],

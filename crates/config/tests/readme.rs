@@ -58,6 +58,18 @@ fn readme_inventories() -> Vec<(String, Inventory)> {
     let smtp = credentials.join("smtp-password");
     fs::write(&smtp, "not-a-real-password\n").expect("write");
     fs::set_permissions(&smtp, fs::Permissions::from_mode(0o400)).expect("chmod");
+    // The "Fleet mode" section's database password and fleet key (`openssl rand -hex 32`).
+    for (name, text) in [
+        ("db-password", "not-a-real-password\n"),
+        (
+            "fleet-key",
+            "6a9f1c0b3e7d5a2f8c4e6b1d9a3f7c5e2b8d4a6f1c3e5b7d9f0a2c4e6b8d0f1a\n",
+        ),
+    ] {
+        let path = credentials.join(name);
+        fs::write(&path, text).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).expect("chmod");
+    }
     let env = Environment::empty()
         .with_credentials_directory(&credentials)
         // `key_group = "ssl-cert"`: Debian's group for reading TLS keys.
@@ -194,4 +206,17 @@ fn readme_shows_an_email_and_a_slack_notification() {
             if hook.format == WebhookFormat::Slack)),
         "a Slack webhook"
     );
+}
+
+/// The "Fleet mode" section shows a node of a fleet, and it loads.
+#[test]
+fn readme_shows_a_fleet_node() {
+    let inventories = readme_inventories();
+    let cluster = inventories
+        .iter()
+        .find_map(|(_, inventory)| inventory.cluster.as_ref())
+        .expect("a [cluster] example");
+    assert_eq!(cluster.node.as_deref(), Some("web-1"));
+    assert!(cluster.password.is_some(), "the password from a credential");
+    assert_eq!(cluster.fleet_key.expose().len(), 32);
 }

@@ -2,6 +2,7 @@
 //! hands it to the command; `import-certbot`, which writes an inventory, runs without one.
 
 mod check;
+mod cluster;
 mod import_certbot;
 mod notify;
 mod renew;
@@ -15,7 +16,7 @@ use certkeeper_config::Environment;
 use certkeeper_core::Inventory;
 use certkeeper_store::{Store, StoreError, StoreLock};
 
-use crate::cli::{Cli, Command, NotifyCommand};
+use crate::cli::{Cli, ClusterCommand, Command, NotifyCommand};
 use crate::control::{self, Reply, Request};
 use crate::engine::{self, daemon::Daemon};
 use crate::exit::Exit;
@@ -34,7 +35,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check | Command::ImportCertbot(_) => {}
         Command::Run => privilege::refuse_root_daemon(&inventory.state_dir)?,
-        Command::Status(_) | Command::Renew(_) | Command::Revoke(_) | Command::Notify(_) => {
+        Command::Status(_)
+        | Command::Renew(_)
+        | Command::Revoke(_)
+        | Command::Notify(_)
+        | Command::Cluster(_) => {
             privilege::drop_to_state_owner(&inventory.state_dir)?;
         }
     }
@@ -80,6 +85,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }),
         Command::Notify(NotifyCommand::Test(args)) => {
             runtime()?.block_on(notify::test(&inventory, args.target.as_deref()))
+        }
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            runtime()?.block_on(cluster::status(&cli.config, &inventory, &args))
+        }
+        Command::Cluster(ClusterCommand::Import) => {
+            runtime()?.block_on(cluster::import(&cli.config, &inventory))
         }
         // Dispatched above, before the inventory is loaded.
         Command::ImportCertbot(args) => import_certbot::run(&args),

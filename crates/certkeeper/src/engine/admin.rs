@@ -56,17 +56,48 @@ pub struct Snapshot {
     pub notices_undelivered: Vec<(String, usize)>,
 }
 
+/// What the metrics say about this node in its fleet (`[cluster]`); rendered only when set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetMetrics {
+    /// Leases this node holds now.
+    pub leases_held: usize,
+    /// Per certificate: whether this node's `live/` holds the fleet's newest version.
+    pub in_sync: Vec<(String, bool)>,
+    /// Whether the last exchange with the fleet's database succeeded.
+    pub database_up: bool,
+}
+
 /// Shared between the loop (writer) and the handlers (readers).
+///
+/// The fleet's part has its own slot: it is fed by the fleet tasks (leases, sync, the
+/// database's health) on their own schedule, not by the certificate loop, and a node outside a
+/// fleet never sets it.
 #[derive(Debug, Clone, Default)]
-pub struct SharedSnapshot(Arc<RwLock<Snapshot>>);
+pub struct SharedSnapshot(Arc<RwLock<Snapshot>>, Arc<RwLock<Option<FleetMetrics>>>);
 
 impl SharedSnapshot {
     pub fn publish(&self, snapshot: Snapshot) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
     }
 
+    /// Publish this node's fleet metrics (`None`: not in a fleet, nothing rendered).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the daemon feeds it once it runs in a fleet")
+    )]
+    pub fn publish_fleet(&self, fleet: Option<FleetMetrics>) {
+        *self.1.write().unwrap_or_else(PoisonError::into_inner) = fleet;
+    }
+
     fn read(&self) -> Snapshot {
         self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn read_fleet(&self) -> Option<FleetMetrics> {
+        self.1
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -122,13 +153,13 @@ async fn healthz(State(shared): State<SharedSnapshot>) -> Response {
 async fn metrics(State(shared): State<SharedSnapshot>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&shared.read()),
+        render(&shared.read(), shared.read_fleet().as_ref()),
     )
         .into_response()
 }
 
-/// The Prometheus text exposition of `snapshot`.
-pub fn render(snapshot: &Snapshot) -> String {
+/// The Prometheus text exposition of `snapshot`, and of `fleet` for a node in a fleet.
+pub fn render(snapshot: &Snapshot, fleet: Option<&FleetMetrics>) -> String {
     let mut out = String::new();
     let mut family =
         |name: &str,
@@ -302,7 +333,44 @@ pub fn render(snapshot: &Snapshot) -> String {
             );
         }
     }
+    if let Some(fleet) = fleet {
+        render_fleet(&mut out, fleet);
+    }
     out
+}
+
+fn render_fleet(out: &mut String, fleet: &FleetMetrics) {
+    let _ = writeln!(
+        out,
+        "# HELP certkeeper_fleet_leases_held Certificate leases this node holds in its fleet."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_fleet_leases_held gauge");
+    let _ = writeln!(out, "certkeeper_fleet_leases_held {}", fleet.leases_held);
+    let _ = writeln!(
+        out,
+        "# HELP certkeeper_fleet_in_sync 1 when this node's live certificate is the fleet's \
+         newest version, 0 when it is behind."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_fleet_in_sync gauge");
+    for (cert, in_sync) in &fleet.in_sync {
+        let _ = writeln!(
+            out,
+            "certkeeper_fleet_in_sync{{cert=\"{}\"}} {}",
+            escape(cert),
+            u8::from(*in_sync)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP certkeeper_fleet_database_up 1 when the fleet's database answered the last \
+         exchange, 0 when it is unreachable."
+    );
+    let _ = writeln!(out, "# TYPE certkeeper_fleet_database_up gauge");
+    let _ = writeln!(
+        out,
+        "certkeeper_fleet_database_up {}",
+        u8::from(fleet.database_up)
+    );
 }
 
 /// Label values escape backslash, quote and newline (certificate names cannot contain them,
@@ -320,38 +388,45 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let text = render(&Snapshot {
-            certificates: vec![
-                CertMetrics {
-                    name: "www".to_owned(),
-                    not_after_unix: Some(1_800_000_000),
-                    last_success_unix: Some(1_790_000_000),
-                    consecutive_failures: 0,
-                    successes_total: 3,
-                    failures_total: 1,
-                    urgent_failing: false,
-                    deploy_pending: true,
-                    challenge: "dns-01",
-                    solver: "bind".to_owned(),
-                    renewal_window_start_unix: Some(1_795_000_000),
-                    renewal_window_end_unix: Some(1_795_086_400),
-                    renewal_at_unix: Some(1_795_040_000),
-                    renewal_info_checked_unix: Some(1_790_000_100),
-                    renewal_info_ok: Some(true),
-                    profile: Some("shortlived".to_owned()),
-                },
-                CertMetrics {
-                    name: "mail".to_owned(),
-                    consecutive_failures: 2,
-                    failures_total: 2,
-                    challenge: "http-01",
-                    solver: "embedded".to_owned(),
-                    ..CertMetrics::default()
-                },
-            ],
-            orders_in_flight: 1,
-            notices_undelivered: vec![("ops".to_owned(), 2)],
-        });
+        let text = render(
+            &Snapshot {
+                certificates: vec![
+                    CertMetrics {
+                        name: "www".to_owned(),
+                        not_after_unix: Some(1_800_000_000),
+                        last_success_unix: Some(1_790_000_000),
+                        consecutive_failures: 0,
+                        successes_total: 3,
+                        failures_total: 1,
+                        urgent_failing: false,
+                        deploy_pending: true,
+                        challenge: "dns-01",
+                        solver: "bind".to_owned(),
+                        renewal_window_start_unix: Some(1_795_000_000),
+                        renewal_window_end_unix: Some(1_795_086_400),
+                        renewal_at_unix: Some(1_795_040_000),
+                        renewal_info_checked_unix: Some(1_790_000_100),
+                        renewal_info_ok: Some(true),
+                        profile: Some("shortlived".to_owned()),
+                    },
+                    CertMetrics {
+                        name: "mail".to_owned(),
+                        consecutive_failures: 2,
+                        failures_total: 2,
+                        challenge: "http-01",
+                        solver: "embedded".to_owned(),
+                        ..CertMetrics::default()
+                    },
+                ],
+                orders_in_flight: 1,
+                notices_undelivered: vec![("ops".to_owned(), 2)],
+            },
+            None,
+        );
+        assert!(
+            !text.contains("certkeeper_fleet"),
+            "no fleet metrics outside a fleet"
+        );
         for line in [
             "# TYPE certkeeper_certificate_not_after_timestamp_seconds gauge",
             "certkeeper_certificate_not_after_timestamp_seconds{cert=\"www\"} 1800000000",
@@ -382,5 +457,32 @@ mod tests {
             "no expiry for a lineage without a certificate"
         );
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn renders_fleet_metrics_in_a_fleet() {
+        let fleet = FleetMetrics {
+            leases_held: 2,
+            in_sync: vec![("www".to_owned(), true), ("mail".to_owned(), false)],
+            database_up: false,
+        };
+        let text = render(&Snapshot::default(), Some(&fleet));
+        for line in [
+            "# TYPE certkeeper_fleet_leases_held gauge",
+            "certkeeper_fleet_leases_held 2",
+            "# TYPE certkeeper_fleet_in_sync gauge",
+            "certkeeper_fleet_in_sync{cert=\"www\"} 1",
+            "certkeeper_fleet_in_sync{cert=\"mail\"} 0",
+            "# TYPE certkeeper_fleet_database_up gauge",
+            "certkeeper_fleet_database_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let shared = SharedSnapshot::default();
+        shared.publish_fleet(Some(fleet.clone()));
+        assert_eq!(shared.read_fleet(), Some(fleet));
     }
 }
