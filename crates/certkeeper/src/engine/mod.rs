@@ -21,7 +21,10 @@ pub mod ca;
 pub mod daemon;
 pub mod deploy;
 pub mod error;
-#[expect(dead_code, reason = "wired into the daemon and `certkeeper cluster` next")]
+#[expect(
+    dead_code,
+    reason = "wired into the daemon and `certkeeper cluster` next"
+)]
 pub mod fleet;
 pub mod job;
 pub mod limits;
