@@ -5,7 +5,14 @@
 //! node does; the database is where the nodes coordinate (a lease per certificate: only its
 //! holder orders) and replicate (accounts, certificate versions with their keys sealed by the
 //! fleet key, orders in flight, HTTP-01 key authorisations). This module turns the validated
-//! [`ClusterSpec`] into the adapter's settings and connects.
+//! [`ClusterSpec`] into the adapter's settings and connects; [`publish`] makes the record of a
+//! version this node installed, [`sync`] installs into this node what the fleet published, and
+//! [`follow`] is the task that keeps a node in step with the fleet (challenges to serve,
+//! versions to install).
+
+pub mod follow;
+pub mod publish;
+pub mod sync;
 
 use certkeeper_core::cluster::{ClusterSpec, ClusterTls};
 use certkeeper_fleet::{Fleet, FleetError, FleetKey, FleetSettings};
