@@ -13,6 +13,8 @@
 pub mod follow;
 pub mod publish;
 pub mod sync;
+#[cfg(test)]
+mod tests;
 
 use certkeeper_core::cluster::{ClusterSpec, ClusterTls};
 use certkeeper_fleet::{Fleet, FleetError, FleetKey, FleetSettings};
