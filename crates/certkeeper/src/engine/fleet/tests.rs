@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
+use certkeeper_core::cluster::{ClusterSpec, ClusterTls, DEFAULT_LEASE};
 use certkeeper_core::{CertName, Inventory, Secret};
 use certkeeper_fleet::{Fleet, FleetKey, FleetSettings, Lease, VersionRecord};
 use certkeeper_hooks::ReloadCoalescer;
@@ -56,14 +57,19 @@ fn test_ca() -> TestCa {
     }
 }
 
-/// A leaf for `names` with `serial`, as a CA returns it: (key PEM, leaf PEM + CA PEM).
+/// A leaf for `names` with `serial`, as a CA returns it: (key PEM, leaf PEM, CA PEM).
 fn leaf(ca: &TestCa, names: &[&str], serial: u8) -> (String, String, String) {
+    leaf_from(ca, names, serial, 2025)
+}
+
+/// [`leaf`], valid from the first of January of `year`.
+fn leaf_from(ca: &TestCa, names: &[&str], serial: u8, year: i32) -> (String, String, String) {
     let key = KeyPair::generate().expect("leaf key");
     let mut params =
         CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
             .expect("leaf params");
     params.serial_number = Some(SerialNumber::from_slice(&[serial]));
-    params.not_before = date_time_ymd(2025, 1, 1);
+    params.not_before = date_time_ymd(year, 1, 1);
     params.not_after = date_time_ymd(2099, 1, 1);
     let cert = params.signed_by(&key, &ca.issuer).expect("sign leaf");
     (key.serialize_pem(), cert.pem(), ca.pem.clone())
@@ -440,4 +446,87 @@ async fn the_follower_serves_challenges_installs_versions_and_catches_up_after_a
         .expect("the follower did not panic");
     assert!(tokens.lookup("tok-3").is_none(), "its tokens retracted");
     assert_eq!(tokens.lookup("own").as_deref(), Some("own.ka"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_syncs_what_a_reload_adds_and_repairs_drift_every_sync_interval() {
+    let cluster = PgCluster::start();
+    let ca = test_ca();
+    let a = Node::start(&cluster, "a").await;
+    let b = Node::start(&cluster, "b").await;
+    let lease = lease(&a.fleet).await;
+    a.issue_and_publish(&ca, &lease, 1).await;
+
+    // b starts without the certificate in its configuration: it installs nothing.
+    let mut without = (*b.inventory).clone();
+    without.certificates.clear();
+    without.cluster = Some(ClusterSpec {
+        postgres: cluster.url().parse().expect("url"),
+        password: None,
+        tls: ClusterTls::None,
+        ca_file: None,
+        node: Some("b".to_owned()),
+        fleet_key: Secret::new(vec![7; 32]),
+        lease: DEFAULT_LEASE,
+        sync_interval: Duration::from_millis(300),
+    });
+    let mut with = without.clone();
+    with.certificates.clone_from(&b.inventory.certificates);
+    let (inventory_tx, inventory_rx) = watch::channel(Arc::new(without));
+    let tokens = ChallengeTokens::new();
+    let stop = CancellationToken::new();
+    let follower = tokio::spawn(follow(
+        Follower {
+            fleet: b.fleet.clone(),
+            store: b.store.clone(),
+            tokens: tokens.clone(),
+            hooks: Arc::clone(&b.hooks),
+            inventory: inventory_rx,
+        },
+        stop.clone(),
+    ));
+    let within = Duration::from_secs(10);
+    // The follower is up (it serves the fleet's challenges) and has nothing to install.
+    a.fleet
+        .publish_challenge(&lease, "marker", "marker.ka")
+        .await
+        .expect("publish");
+    eventually("the follower is up", within, || {
+        tokens.lookup("marker").is_some()
+    })
+    .await;
+    assert_eq!(b.live_serial(), None);
+
+    // The reload adds it: installed.
+    inventory_tx
+        .send(Arc::new(with))
+        .expect("send the reloaded inventory");
+    eventually("version 1 on b after the reload", within, || {
+        b.live_serial().as_deref() == Some("1")
+    })
+    .await;
+
+    // Something else made live here (older than the fleet's), with no notification: the
+    // periodic check puts the fleet's version back.
+    let (key, cert, chain) = leaf_from(&ca, &[WWW], 9, 2024);
+    b.store
+        .install(
+            &b.www(),
+            &b.inventory.certificates[0].domains,
+            &key,
+            &format!("{cert}{chain}"),
+        )
+        .expect("install by hand");
+    assert_eq!(b.live_serial().as_deref(), Some("9"));
+    eventually("the fleet's version back on b", within, || {
+        b.live_serial().as_deref() == Some("1")
+    })
+    .await;
+    assert_eq!(b.deploys(), ["1 issue", "1 renew"]);
+
+    stop.cancel();
+    tokio::time::timeout(within, follower)
+        .await
+        .expect("the follower stops")
+        .expect("the follower did not panic");
 }
