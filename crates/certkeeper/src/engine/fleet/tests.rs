@@ -321,6 +321,27 @@ async fn a_published_version_is_installed_once_and_a_bad_one_is_refused() {
     ));
     assert_eq!(b.deploys(), ["1 issue", "7 renew"]);
 
+    // b's own renewal, installed before it is published (issued later than the fleet's
+    // newest): kept, not overwritten by the older version.
+    let (key, cert, chain) = leaf_from(&ca, &[WWW], 8, 2026);
+    b.store
+        .install(
+            &b.www(),
+            &b.inventory.certificates[0].domains,
+            &key,
+            &format!("{cert}{chain}"),
+        )
+        .expect("b's own install");
+    assert_eq!(
+        b.sync().await.expect("sync"),
+        Synced::LocalNewer {
+            local: "8".to_owned(),
+            fleet: "7".to_owned()
+        }
+    );
+    assert_eq!(b.live_serial().as_deref(), Some("8"));
+    assert_eq!(b.deploys(), ["1 issue", "7 renew"]);
+
     // A node with an empty state directory fills itself.
     let c = Node::start(&cluster, "c").await;
     let all = sync_all(&c.fleet, &c.store, &c.inventory, c.hooks.as_ref())
