@@ -15,8 +15,11 @@
 //! - **Certificates**, on a worker fed by a coalescing queue: a new version of a lineage
 //!   ([`FleetEvent::VersionPublished`]) syncs that lineage ([`sync_lineage`]); a
 //!   (re)subscription, a configuration reload and every `sync_interval` of `[cluster]` sync
-//!   them all ([`sync_all`]), which catches up whatever was missed. Requests made while a
-//!   sync runs are merged into the next one.
+//!   them all ([`sync_all_except`]), which catches up whatever was missed. Requests made
+//!   while a sync runs are merged into the next one. Lineages whose lease this node holds are
+//!   left out: this node's own attempt on them installs and publishes, and a second writer of
+//!   their state would race it. (Whether the lease is still good is judged by this node's
+//!   clock here; that only decides whether to skip a sync, never who may write to the fleet.)
 //!
 //! The database being away is logged once per outage at warn, and its return at info, not
 //! once per retry (the adapter retries by itself). The inventory is read from a
@@ -24,7 +27,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_core::Inventory;
@@ -35,7 +38,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::fleet::sync::{log_result, sync_all, sync_lineage};
+use crate::engine::fleet::sync::{Synced, log_result, sync_all_except, sync_lineage};
 use crate::engine::ports::Hooks;
 use crate::report::error_chain;
 
@@ -182,9 +185,10 @@ async fn work(
             continue;
         };
         let current = Arc::clone(&inventory.borrow_and_update());
+        let held = held_leases(fleet).await;
         let results = if pending.all {
             next_all = Instant::now() + interval(&current);
-            match sync_all(fleet, store, &current, hooks).await {
+            match sync_all_except(fleet, store, &current, hooks, &held).await {
                 Ok(results) => results,
                 Err(error) => {
                     note_unavailable(&mut unavailable, error.is_unavailable(), &error);
@@ -198,7 +202,11 @@ async fn work(
                 .iter()
                 .filter(|spec| pending.lineages.contains(spec.name.as_str()))
             {
-                let result = sync_lineage(fleet, store, &current, spec, hooks).await;
+                let result = if held.contains(spec.name.as_str()) {
+                    Ok(Synced::Skipped)
+                } else {
+                    sync_lineage(fleet, store, &current, spec, hooks).await
+                };
                 results.push((spec.name.clone(), result));
             }
             results
@@ -216,6 +224,23 @@ async fn work(
         }
         for (cert, result) in &results {
             log_result(cert, result);
+        }
+    }
+}
+
+/// The lineages whose lease this node holds and has not seen expire (by its own clock: see the
+/// module documentation). None when the leases cannot be read: the syncs will fail as well.
+async fn held_leases(fleet: &Fleet) -> BTreeSet<String> {
+    let now = SystemTime::now();
+    match fleet.leases().await {
+        Ok(leases) => leases
+            .into_iter()
+            .filter(|lease| lease.owner == fleet.node() && lease.expires_at > now)
+            .map(|lease| lease.lineage)
+            .collect(),
+        Err(error) => {
+            tracing::debug!(error = error_chain(&error), "cannot read the leases");
+            BTreeSet::new()
         }
     }
 }

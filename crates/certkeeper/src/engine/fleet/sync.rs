@@ -26,11 +26,13 @@
 //! and reads (and decrypts) a version only for lineages whose head differs from `live/`, so the
 //! periodic check costs one query when the node is in sync.
 //!
-//! A sync and this node's own attempt on the same lineage both write its state file; the
-//! daemon must not run them for one lineage at once (an attempt runs only under the lineage's
-//! lease, so a sync can skip lineages whose lease this node holds).
+//! A sync and this node's own attempt on the same lineage both write its state file, so they
+//! must not run for one lineage at once. An attempt runs only under the lineage's lease, so
+//! the follower leaves out the lineages whose lease this node holds ([`sync_all_except`],
+//! [`Synced::Skipped`]); the attempt itself installs and publishes. [`sync_lineage`] does not
+//! look at leases: a node that just took a lease may call it to catch up before it plans.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use certkeeper_core::hooks::DeployAction;
@@ -59,6 +61,9 @@ pub enum Synced {
     UpToDate,
     /// The fleet holds no version of this lineage yet.
     NothingPublished,
+    /// Left out on purpose ([`sync_all_except`]): this node holds the lineage's lease, its own
+    /// attempt installs and publishes.
+    Skipped,
     /// `live/` holds a certificate issued after the fleet's newest version: this node's own
     /// renewal, about to be published. Nothing was installed.
     LocalNewer {
@@ -360,6 +365,21 @@ pub async fn sync_all(
     inventory: &Inventory,
     hooks: &dyn Hooks,
 ) -> Result<Vec<LineageSync>, SyncError> {
+    sync_all_except(fleet, store, inventory, hooks, &BTreeSet::new()).await
+}
+
+/// [`sync_all`], leaving out the lineages named in `skip` (each reported as
+/// [`Synced::Skipped`]).
+///
+/// # Errors
+/// As [`sync_all`].
+pub async fn sync_all_except(
+    fleet: &Fleet,
+    store: &Store,
+    inventory: &Inventory,
+    hooks: &dyn Hooks,
+    skip: &BTreeSet<String>,
+) -> Result<Vec<LineageSync>, SyncError> {
     let heads: HashMap<String, String> = fleet
         .version_heads()
         .await
@@ -370,6 +390,7 @@ pub async fn sync_all(
     let mut results = Vec::with_capacity(inventory.certificates.len());
     for spec in &inventory.certificates {
         let result = match heads.get(spec.name.as_str()) {
+            _ if skip.contains(spec.name.as_str()) => Ok(Synced::Skipped),
             None => Ok(Synced::NothingPublished),
             Some(head) => {
                 let live = store.read_live_certificate(&spec.name).ok().flatten();
