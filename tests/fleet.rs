@@ -73,7 +73,8 @@ struct Fleet {
 
 impl Fleet {
     fn start(count: usize, certs: &[String], lease: &str) -> Self {
-        let setup = Setup::new(PebbleOptions::default());
+        // Pebble refuses no nonce, so every newOrder request at the proxy is one order.
+        let setup = Setup::new(PebbleOptions::default().env("PEBBLE_WFE_NONCEREJECT", "0"));
         let proxy = FaultProxy::start(&setup.pebble);
         let pg = PgCluster::start_without_tls();
         let secrets = setup.dir.path().join("secrets");

@@ -51,14 +51,14 @@ pub use accounts::AccountKey;
 pub use atomic::write_file_atomic;
 pub use error::{FileKind, StoreError, UnsafeProblem, VerifyProblem};
 pub use lineage::{FailureClass, Lineage, LoadedLineage, RATE_LIMIT_PAUSE, RECHECK_WAITING_ORDER};
-pub use live::{LiveCert, LiveKey};
+pub use live::{LiveCert, LiveFiles, LiveKey};
 pub use lock::StoreLock;
 pub use presented::{PRESENTED_FILE, PresentedJournal, PresentedTxt};
 pub use state::{
     AttemptRecord, LineageState, NotifiedRecord, PendingOrder, RenewalInfoRecord, RevokedRecord,
     from_unix_seconds, unix_seconds,
 };
-pub use verify::CheckedIssue;
+pub use verify::{CheckedIssue, IssueFacts, inspect_issue};
 
 use crate::layout::{
     ACCOUNTS_DIR, ARCHIVE_DIR, GROUP_DIR_MODE, LIVE_DIR, Layout, OUTBOX_DIR, PRIVATE_DIR_MODE,
@@ -342,6 +342,24 @@ impl Store {
     ) -> Result<Option<LiveCert>, StoreError> {
         self.read_live_pair(name, state, check)
             .map(|read| read.map(|(live, _)| live))
+    }
+
+    /// Every file of what is live for `name`, read through the held `live/` and `archive/`.
+    pub(crate) fn read_live_files(
+        &self,
+        name: &CertName,
+        state: &LineageState,
+    ) -> Result<Option<LiveFiles>, StoreError> {
+        let Some(live) = self.live_dir_fd()? else {
+            return Ok(None);
+        };
+        live::read_live_files(
+            &live,
+            || self.held.archive.current(&self.root),
+            &self.layout,
+            name,
+            state,
+        )
     }
 
     /// [`Store::read_live_with`], with the key's text when `check` reads it.

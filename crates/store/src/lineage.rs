@@ -23,7 +23,7 @@ use certkeeper_core::{CertName, DomainName, KeyGroup, KeyType, RevocationReason,
 
 use crate::Store;
 use crate::error::{StoreError, VerifyProblem};
-use crate::live::{self, LiveCert, LiveKey};
+use crate::live::{self, LiveCert, LiveFiles, LiveKey};
 use crate::state::{
     self, LineageState, NotifiedRecord, PendingOrder, RenewalInfoRecord, RevokedRecord,
     unix_seconds,
@@ -225,6 +225,16 @@ impl Lineage {
                 pem: Secret::new(key.into_bytes()),
             })
         }))
+    }
+
+    /// Every file of what is live (certificate, chain, full chain and key, from one version,
+    /// the key checked against the certificate); `None` when nothing is live. What a fleet
+    /// node publishes for the others to install.
+    ///
+    /// # Errors
+    /// As [`Lineage::live`].
+    pub fn live_files(&self) -> Result<Option<LiveFiles>, StoreError> {
+        self.store.read_live_files(&self.name, &self.state)
     }
 
     /// The order in flight, if one was recorded.

@@ -86,6 +86,22 @@ pub struct LiveKey {
     pub pem: Secret,
 }
 
+/// Every file of what is live, read from one version: what a fleet node publishes for the
+/// other nodes to install. Its `Debug` is redacted (the key is a [`Secret`]).
+#[derive(Debug, Clone)]
+pub struct LiveFiles {
+    /// What is live, as [`Store::read_live`](crate::Store::read_live) reports it.
+    pub cert: LiveCert,
+    /// `cert.pem`: the leaf.
+    pub cert_pem: String,
+    /// `chain.pem`: the intermediates.
+    pub chain_pem: String,
+    /// `fullchain.pem`: leaf and intermediates.
+    pub fullchain_pem: String,
+    /// `privkey.pem`, checked to match the leaf.
+    pub key_pem: Secret,
+}
+
 /// How much of a live pair to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
@@ -119,34 +135,14 @@ pub(crate) fn read_live_pair<'a>(
     check: Check,
 ) -> Result<Option<(LiveCert, Option<String>)>, StoreError> {
     let link = layout.live_link(name);
-    // `readlinkat` first: for certkeeper's own links it answers both what the entry is and
-    // where it points; only what is not a link is then looked at.
-    let target = match live.read_link_if_symlink(name.as_str())? {
-        Some(target) => target,
-        None => match live.kind_of(name.as_str())? {
-            None => return Ok(None),
-            // A link again (swapped in between the two calls): read it as one.
-            Some(FileKind::Symlink) => live.read_link(name.as_str())?,
-            Some(FileKind::Directory) => {
-                let dir = live.require_dir(name.as_str())?;
-                return read_version(name, &dir, String::new(), link, state, check).map(Some);
-            }
-            Some(_) => return Err(StoreError::LiveNotSymlink { path: link }),
-        },
+    let version = match resolve(live, layout, name)? {
+        None => return Ok(None),
+        Some(Resolved::Directory(dir)) => {
+            return read_version(name, &dir, String::new(), link, state, check).map(Some);
+        }
+        Some(Resolved::Version(version)) => version,
     };
-    let Some(version) = parse_live_target(name, &target) else {
-        return Err(StoreError::Unsafe {
-            path: link,
-            problem: UnsafeProblem::LinkTarget { target },
-        });
-    };
-    let archive = archive()?.ok_or_else(|| {
-        StoreError::io(
-            "open directory",
-            layout.root().join(ARCHIVE_DIR),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        )
-    })?;
+    let archive = archive_dir(archive, layout)?;
     // Planning needs the certificate alone: read it straight from `archive/`, without
     // opening the version directory (the walk below names what is wrong when that fails).
     if check == Check::CertificateOnly
@@ -160,6 +156,100 @@ pub(crate) fn read_live_pair<'a>(
     }
     let dir = archive.require_dir_below(name.as_str(), &version)?;
     read_version(name, &dir, version, link, state, check).map(Some)
+}
+
+/// Every file of what is live, read from the one version directory `live/NAME` names (so
+/// from one issuance), the key checked against the certificate: what a fleet node publishes.
+pub(crate) fn read_live_files<'a>(
+    live: &DirFd,
+    archive: impl FnOnce() -> Result<Option<Reached<'a>>, StoreError>,
+    layout: &Layout,
+    name: &CertName,
+    state: &LineageState,
+) -> Result<Option<LiveFiles>, StoreError> {
+    let link = layout.live_link(name);
+    let (dir, version) = match resolve(live, layout, name)? {
+        None => return Ok(None),
+        Some(Resolved::Directory(dir)) => (dir, String::new()),
+        Some(Resolved::Version(version)) => {
+            let archive = archive_dir(archive, layout)?;
+            (archive.require_dir_below(name.as_str(), &version)?, version)
+        }
+    };
+    let (cert, key) = read_version(name, &dir, version, link, state, Check::Pair)?;
+    let cert_pem = read_text(&dir, CERT_FILE, Secrecy::Public)?;
+    let chain_pem = read_text(&dir, CHAIN_FILE, Secrecy::Public)?;
+    let fullchain_pem = read_text(&dir, FULLCHAIN_FILE, Secrecy::Public)?;
+    // `Check::Pair` always reads the key; an absent one would have failed above.
+    let key_pem = key
+        .map(|key| Secret::new(key.into_bytes()))
+        .ok_or_else(|| {
+            StoreError::io(
+                "read",
+                dir.child(PRIVKEY_FILE),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+    Ok(Some(LiveFiles {
+        cert,
+        cert_pem,
+        chain_pem,
+        fullchain_pem,
+        key_pem,
+    }))
+}
+
+/// What `live/NAME` is.
+enum Resolved {
+    /// A real directory (made by hand or by certbot), opened.
+    Directory(DirFd),
+    /// certkeeper's own link to `../archive/NAME/<version>`.
+    Version(String),
+}
+
+/// Resolve `live/NAME` without letting the kernel follow it; `None` when it does not exist.
+fn resolve(live: &DirFd, layout: &Layout, name: &CertName) -> Result<Option<Resolved>, StoreError> {
+    // `readlinkat` first: for certkeeper's own links it answers both what the entry is and
+    // where it points; only what is not a link is then looked at.
+    let target = match live.read_link_if_symlink(name.as_str())? {
+        Some(target) => target,
+        None => match live.kind_of(name.as_str())? {
+            None => return Ok(None),
+            // A link again (swapped in between the two calls): read it as one.
+            Some(FileKind::Symlink) => live.read_link(name.as_str())?,
+            Some(FileKind::Directory) => {
+                return live
+                    .require_dir(name.as_str())
+                    .map(|dir| Some(Resolved::Directory(dir)));
+            }
+            Some(_) => {
+                return Err(StoreError::LiveNotSymlink {
+                    path: layout.live_link(name),
+                });
+            }
+        },
+    };
+    match parse_live_target(name, &target) {
+        Some(version) => Ok(Some(Resolved::Version(version))),
+        None => Err(StoreError::Unsafe {
+            path: layout.live_link(name),
+            problem: UnsafeProblem::LinkTarget { target },
+        }),
+    }
+}
+
+/// `archive/`, which a live link needs.
+fn archive_dir<'a>(
+    archive: impl FnOnce() -> Result<Option<Reached<'a>>, StoreError>,
+    layout: &Layout,
+) -> Result<Reached<'a>, StoreError> {
+    archive()?.ok_or_else(|| {
+        StoreError::io(
+            "open directory",
+            layout.root().join(ARCHIVE_DIR),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })
 }
 
 fn read_version(

@@ -160,6 +160,41 @@ pub(crate) fn check_issue(
     Ok(VerifiedIssue { key, chain })
 }
 
+/// What [`inspect_issue`] reports about a certificate that would install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueFacts {
+    /// The leaf's serial number, as [`LiveCert::serial_hex`](crate::LiveCert::serial_hex)
+    /// writes it.
+    pub serial_hex: String,
+    /// The leaf's notBefore.
+    pub not_before: SystemTime,
+    /// The leaf's notAfter.
+    pub not_after: SystemTime,
+}
+
+/// Make the checks an install makes ([`Store::install`](crate::Store::install): the key
+/// loads, the chain parses, the leaf is for that key and exactly `domains`) without writing
+/// anything, and report the leaf's serial and validity: for a caller that must know what it
+/// is about to install (a fleet node comparing a published version with its own).
+///
+/// # Errors
+/// The [`VerifyProblem`] an install would refuse with.
+pub fn inspect_issue(
+    domains: &[DomainName],
+    key_pem: &str,
+    chain_pem: &str,
+) -> Result<IssueFacts, VerifyProblem> {
+    let issue = check_issue(domains, key_pem, chain_pem)?;
+    let leaf_der = issue.chain.first().ok_or(VerifyProblem::NoCertificate)?;
+    let leaf = parse_certificate(leaf_der, "certificate")?;
+    let info = leaf_info(&leaf)?;
+    Ok(IssueFacts {
+        serial_hex: info.serial_hex,
+        not_before: info.not_before,
+        not_after: info.not_after,
+    })
+}
+
 /// Decode the first private key block of `pem` and load it.
 ///
 /// `certificate_key` is the public key of the certificate the key should belong to, when

@@ -841,3 +841,88 @@ fn state_dir_is_closed_to_others() {
         & 0o777;
     assert_eq!(mode, 0o750, "tightened to 0750: {mode:o}");
 }
+
+#[test]
+fn live_files_are_the_files_of_the_live_version_and_install_elsewhere() {
+    let ca = test_ca();
+    let (_dir, store) = open_store();
+    let lineage = name("www");
+    let names = domains(&["www.example.com"]);
+    assert!(
+        store
+            .lineage(&lineage)
+            .expect("load")
+            .live_files()
+            .expect("read nothing")
+            .is_none()
+    );
+    for serial in [1_u8, 2] {
+        let issued = issue(
+            &ca,
+            &new_key(KeyType::EcdsaP256),
+            &["www.example.com"],
+            &[serial],
+        );
+        store
+            .install(&lineage, &names, &issued.key_pem, &issued.chain_pem)
+            .expect("install");
+    }
+    let files = store
+        .lineage(&lineage)
+        .expect("load")
+        .live_files()
+        .expect("read")
+        .expect("live");
+    let live_dir = store.live_dir(&lineage);
+    assert_eq!(files.cert.serial_hex, "2");
+    assert_eq!(files.cert.version, "v0002");
+    for (file, text) in [
+        (CERT_FILE, &files.cert_pem),
+        (CHAIN_FILE, &files.chain_pem),
+        (FULLCHAIN_FILE, &files.fullchain_pem),
+    ] {
+        assert_eq!(
+            &fs::read_to_string(live_dir.join(file)).expect("read"),
+            text
+        );
+    }
+    assert_eq!(
+        fs::read(live_dir.join(PRIVKEY_FILE)).expect("read key"),
+        files.key_pem.expose()
+    );
+    assert!(!format!("{files:?}").contains("PRIVATE KEY"));
+
+    // What another node would do with them: check, then install, to the same bytes.
+    let key = std::str::from_utf8(files.key_pem.expose()).expect("text");
+    let facts =
+        certkeeper_store::inspect_issue(&names, key, &files.fullchain_pem).expect("inspect");
+    assert_eq!(facts.serial_hex, "2");
+    assert_eq!(facts.not_before, unix(NOT_BEFORE_UNIX));
+    assert_eq!(facts.not_after, unix(NOT_AFTER_UNIX));
+    let (_other_dir, other) = open_store();
+    let installed = other
+        .install(&lineage, &names, key, &files.fullchain_pem)
+        .expect("install elsewhere");
+    assert_eq!(installed.serial_hex, "2");
+    for file in [CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, PRIVKEY_FILE] {
+        assert_eq!(
+            fs::read(other.live_dir(&lineage).join(file)).expect("read"),
+            fs::read(live_dir.join(file)).expect("read"),
+            "{file}"
+        );
+    }
+
+    // The checks an install makes, without the install.
+    let wrong =
+        certkeeper_store::inspect_issue(&domains(&["api.example.com"]), key, &files.fullchain_pem)
+            .expect_err("other names");
+    assert!(
+        matches!(wrong, VerifyProblem::NamesMismatch { .. }),
+        "{wrong:?}"
+    );
+    let other_key = new_key(KeyType::EcdsaP256).serialize_pem();
+    assert_eq!(
+        certkeeper_store::inspect_issue(&names, &other_key, &files.fullchain_pem),
+        Err(VerifyProblem::KeyMismatch)
+    );
+}

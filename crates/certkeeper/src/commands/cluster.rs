@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::accounts::fleet_account_key;
 use crate::cli::ClusterStatusArgs;
 use crate::engine;
+use crate::engine::fleet::publish::live_version;
 use crate::exit::Exit;
 use crate::report::{error_chain, short_duration, timestamp};
 
@@ -405,20 +406,9 @@ async fn import_certificate(
     {
         return Ok(already(&version, &live));
     }
-    let Some(key) = lineage.live_key().map_err(local)? else {
-        return Err(ImportError::Local("the live certificate has no key".into()));
-    };
-    let read = |path: std::path::PathBuf| {
-        std::fs::read_to_string(&path)
-            .map_err(|e| ImportError::Local(format!("reading {}: {e}", path.display())))
-    };
-    let record = VersionRecord {
-        serial: live.serial_hex.clone(),
-        cert_pem: read(live.cert_path())?,
-        chain_pem: read(live.chain_path())?,
-        fullchain_pem: read(live.fullchain_path())?,
-        key_pem: key.pem,
-        not_after: live.observed.not_after,
+    // The bytes this node serves, the key checked against the certificate.
+    let Some(record) = live_version(&lineage).map_err(local)? else {
+        return Ok("nothing live here; nothing to import".into());
     };
     let Some(lease) = fleet.acquire(cert.name.as_str(), lease_ttl).await? else {
         let owner = fleet

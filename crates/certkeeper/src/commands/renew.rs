@@ -81,7 +81,11 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
     // A node of a fleet renews only what it holds the lease of, like its daemon.
     let fleet = match &inventory.cluster {
         None => None,
-        Some(cluster) => Some((crate::engine::fleet::connect(cluster).await?, cluster.lease)),
+        Some(cluster) => Some((
+            crate::engine::fleet::connect(cluster).await?,
+            cluster.lease,
+            crate::engine::fleet::LineageGuards::default(),
+        )),
     };
     let ctx = JobContext::real(
         store.clone(),
@@ -104,6 +108,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
             purpose: attempt::purpose(spec, true, None),
             run_hooks: true,
             new_key: false,
+            planned_live: None,
         };
         match attempt.redeploy(live).await {
             Ok(()) => println!("{}: deploy hooks succeeded on retry", spec.name),
@@ -174,6 +179,7 @@ pub async fn run(inventory: &Inventory, args: &RenewArgs) -> anyhow::Result<Exit
                     purpose: attempt::purpose(spec, planned.renewal, args.action),
                     run_hooks: !args.no_hooks,
                     new_key: args.new_key,
+                    planned_live: None,
                 };
                 let outcome = match lineage {
                     Some(lineage) => attempt.run_on(lineage).await,

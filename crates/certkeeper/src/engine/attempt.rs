@@ -36,6 +36,10 @@ pub struct Attempt<'a> {
     pub run_hooks: bool,
     /// `renew --new-key`: a new order gets a new key even with `reuse_key`.
     pub new_key: bool,
+    /// `Some(planned)`: the daemon planned this attempt when the live certificate had notAfter
+    /// `planned` (`None`: none was live). In a fleet, another node's certificate may have been
+    /// installed here since; the attempt then orders nothing. `None`: no such check (`renew`).
+    pub planned_live: Option<Option<SystemTime>>,
 }
 
 /// A renewal when a certificate is live (with `action` overriding the configured lifecycle
@@ -82,6 +86,10 @@ impl Attempt<'_> {
                 Ok(Claimed::Elsewhere { owner, until }) => {
                     Err(AttemptError::Elsewhere { owner, until })
                 }
+                Ok(Claimed::Held(claim)) if self.superseded(&lineage) => {
+                    claim.release().await;
+                    Err(AttemptError::Superseded)
+                }
                 Ok(Claimed::Held(claim)) => {
                     let pre = if self.run_hooks {
                         self.ctx.hooks.pre(self.inventory, spec).await
@@ -104,12 +112,25 @@ impl Attempt<'_> {
                         }
                         Err(failure) => Err(AttemptError::PreHook(failure)),
                     };
+                    // Recorded before the lease goes: the fleet's follower leaves a lineage
+                    // alone while this node holds its lease.
+                    job::record(&mut lineage, &obtained, SystemTime::now());
                     claim.release().await;
-                    obtained
+                    return self.deploy(lineage, obtained).await;
                 }
             },
         };
         job::record(&mut lineage, &result, SystemTime::now());
+        self.deploy(lineage, result).await
+    }
+
+    /// The deploy hooks of what `result` installed, recorded on `lineage`.
+    async fn deploy(
+        &self,
+        mut lineage: Lineage,
+        result: Result<LiveCert, AttemptError>,
+    ) -> Outcome {
+        let spec = self.spec;
         let deploy = match &result {
             Ok(installed) => {
                 tracing::info!(
@@ -138,6 +159,20 @@ impl Attempt<'_> {
             Err(_) => Ok(()),
         };
         Outcome { result, deploy }
+    }
+
+    /// Whether the live certificate is no longer the one the attempt was planned on: another
+    /// node's, installed here since.
+    fn superseded(&self, lineage: &Lineage) -> bool {
+        let Some(planned) = self.planned_live else {
+            return false;
+        };
+        let live = lineage
+            .live_certificate()
+            .ok()
+            .flatten()
+            .map(|live| live.observed.not_after);
+        live != planned
     }
 
     /// Run the deploy hooks of the live certificate again (a pending deploy), recording the
@@ -175,6 +210,7 @@ impl Runner for EngineRunner {
                 purpose: input.purpose,
                 run_hooks: true,
                 new_key: input.new_key,
+                planned_live: Some(input.planned_live),
             }
             .run()
             .await
@@ -193,6 +229,7 @@ impl Runner for EngineRunner {
                     purpose: purpose(&input.spec, true, None),
                     run_hooks: true,
                     new_key: false,
+                    planned_live: None,
                 };
                 // A failure stays recorded as pending and is retried later.
                 let _ = attempt.redeploy(live).await;

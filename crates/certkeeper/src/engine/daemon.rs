@@ -32,7 +32,7 @@ use certkeeper_notify::DigestEntry;
 use certkeeper_store::{
     AttemptRecord, LiveCert, RenewalInfoRecord, Store, StoreLock, unix_seconds,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,6 +43,7 @@ use crate::engine::attempt::{self, EngineRunner};
 use crate::engine::deploy;
 use crate::engine::error::AttemptError;
 use crate::engine::fleet;
+use crate::engine::fleet::follow::{Follower, follow};
 use crate::engine::job::JobContext;
 use crate::engine::limits::Limits;
 use crate::engine::notices::{Details, Notifier};
@@ -203,6 +204,16 @@ pub struct Daemon {
     waiters: Vec<Waiter>,
     /// Notices to the `[[notify]]` targets; `None` when there are none.
     notifier: Option<Notifier>,
+    /// In a fleet: the task that serves the other nodes' challenges and installs what they
+    /// publish.
+    following: Option<Following>,
+}
+
+/// The fleet follower's task and the inventory it works from.
+#[derive(Debug)]
+struct Following {
+    inventory: watch::Sender<Arc<Inventory>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// A control client waiting for the attempts its `renew` started (or found running).
@@ -323,6 +334,9 @@ impl Daemon {
             inventory.reload_targets.clone(),
             DEFAULT_QUIET,
         ));
+        // The follower of a fleet serves the other nodes' HTTP-01 key authorisations from the
+        // same table.
+        let fleet_tokens = tokens.clone();
         let solvers = Arc::new(ConfiguredSolvers::new(
             tokens,
             Arc::new(store.presented_journal()),
@@ -340,9 +354,12 @@ impl Daemon {
                     return Ok(());
                 };
                 tracing::info!(node = fleet.node(), "joined the fleet");
-                Some((fleet, cluster.lease))
+                Some((fleet, cluster.lease, fleet::LineageGuards::default()))
             }
         };
+        let fleet_handle = fleet
+            .as_ref()
+            .map(|(fleet, _, guards)| (fleet.clone(), guards.clone()));
         let ctx = JobContext::real(
             store.clone(),
             PollPolicy {
@@ -354,6 +371,21 @@ impl Daemon {
             lifecycle.soft(),
             fleet,
         );
+        let following = fleet_handle.map(|(fleet, guards)| {
+            let (inventory_tx, inventory_rx) = watch::channel(Arc::new(inventory.clone()));
+            let follower = Follower {
+                fleet,
+                store: store.clone(),
+                tokens: fleet_tokens,
+                hooks: Arc::clone(&ctx.hooks),
+                inventory: inventory_rx,
+                guards,
+            };
+            Following {
+                inventory: inventory_tx,
+                task: tokio::spawn(follow(follower, lifecycle.soft())),
+            }
+        });
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
         let authority = authority.unwrap_or_else(|| Arc::clone(&ctx.ca));
         let notifier = start_notifier(&inventory, &store, &clock, &lifecycle);
@@ -383,6 +415,7 @@ impl Daemon {
             requests,
             waiters: Vec::new(),
             notifier,
+            following,
         };
         daemon.refresh_all_views().await;
         let outcome = daemon.serve().await;
@@ -559,6 +592,11 @@ impl Daemon {
             spec: spec.clone(),
             purpose,
             new_key,
+            planned_live: self
+                .views
+                .get(&spec.name)
+                .and_then(|view| view.observed.as_ref())
+                .map(|observed| observed.not_after),
         };
         let attempt = self.runner.attempt(input);
         let stopping = self.lifecycle.soft();
@@ -693,6 +731,7 @@ impl Daemon {
             spec: spec.clone(),
             purpose: attempt::purpose(spec, true, None),
             new_key: false,
+            planned_live: None,
         };
         let redeploy = self.runner.redeploy(input);
         let spec = spec.clone();
@@ -1107,6 +1146,11 @@ impl Daemon {
                 self.notifier =
                     start_notifier(&inventory, &self.store, &self.clock, &self.lifecycle);
                 self.inventory = Arc::new(inventory);
+                if let Some(following) = &self.following {
+                    following
+                        .inventory
+                        .send_replace(Arc::clone(&self.inventory));
+                }
                 watcher.watch(&self.watch_paths());
                 self.reload_error = None;
                 self.ctx.ca.forget_accounts();
@@ -1151,6 +1195,12 @@ impl Daemon {
         // restart; the delivery stopped with the soft token.
         if let Some(notifier) = self.notifier.take() {
             notifier.stop().await;
+        }
+        // The follower stopped with the soft token too.
+        if let Some(following) = self.following.take()
+            && let Err(err) = following.task.await
+        {
+            tracing::error!(error = %err, "the fleet follower panicked");
         }
     }
 

@@ -80,6 +80,10 @@ pub enum AttemptError {
     /// it expired, or another node took it over): it stopped without publishing anything.
     #[error("the fleet lease on {cert} was lost; the node that holds it now carries the order on")]
     ClaimLost { cert: CertName },
+    /// Another node's certificate was installed here since the attempt was planned: nothing
+    /// to order. Not a failure.
+    #[error("a certificate another node of the fleet published was installed meanwhile")]
+    Superseded,
     /// The fleet's database could not be used for the attempt (unreachable, refused, fenced).
     #[error(transparent)]
     Fleet(#[from] FleetError),
@@ -130,6 +134,10 @@ impl AttemptError {
                 recheck_at: std::time::SystemTime::now() + RECHECK_LOST_CLAIM,
             },
             AttemptError::Fleet(error) => fleet_class(error),
+            // Planned again at once, from what is live now.
+            AttemptError::Superseded => FailureClass::Elsewhere {
+                recheck_at: std::time::SystemTime::now(),
+            },
             AttemptError::UnknownCa { .. }
             | AttemptError::DirectoryUrl { .. }
             | AttemptError::NoSolver(_) => FailureClass::NeedsHuman,

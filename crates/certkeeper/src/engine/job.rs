@@ -36,7 +36,7 @@ use crate::engine::ca::AcmeCa;
 use crate::engine::deploy::ProcessHooks;
 /// Defined with the engine's other errors; named here, where the attempt's callers find it.
 pub use crate::engine::error::AttemptError;
-use crate::engine::fleet::FleetCoordination;
+use crate::engine::fleet::{FleetCoordination, LineageGuards};
 use crate::engine::ports::{
     CaAccount, CaOrder, CertificateAuthority, Claim, Coordination, Hooks, NewOrder, OrderLocation,
     Solo, Solvers,
@@ -72,14 +72,14 @@ impl JobContext {
         solvers: Arc<ConfiguredSolvers>,
         reloads: Arc<ReloadCoalescer>,
         stop: CancellationToken,
-        fleet: Option<(Fleet, Duration)>,
+        fleet: Option<(Fleet, Duration, LineageGuards)>,
     ) -> Self {
         let ca = AcmeCa::new(store.clone(), poll);
         let (ca, coordination): (AcmeCa, Arc<dyn Coordination>) = match fleet {
             None => (ca, Arc::new(Solo)),
-            Some((fleet, lease)) => (
+            Some((fleet, lease, guards)) => (
                 ca.in_fleet(fleet.clone()),
-                Arc::new(FleetCoordination::new(fleet, lease)),
+                Arc::new(FleetCoordination::new(fleet, lease, guards)),
             ),
         };
         Self {

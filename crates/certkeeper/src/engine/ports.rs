@@ -421,6 +421,8 @@ pub struct AttemptInput {
     pub purpose: OrderPurpose,
     /// `renew --new-key`: a new order gets a new key even with `reuse_key`.
     pub new_key: bool,
+    /// The notAfter of the certificate live when the attempt was planned (`None`: none was).
+    pub planned_live: Option<SystemTime>,
 }
 
 /// How an attempt went.

@@ -459,6 +459,7 @@ domains = ["www.example.com"]
             purpose: purpose(spec, false, None),
             run_hooks: true,
             new_key,
+            planned_live: None,
         }
         .run()
         .await

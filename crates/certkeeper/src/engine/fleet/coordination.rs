@@ -22,6 +22,7 @@ use certkeeper_store::CheckedIssue;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::fleet::{LineageGuard, LineageGuards};
 use crate::engine::ports::{
     Claim, Claimed, Coordination, LeftOrder, OrderLocation, PortFuture, PublishedVersion,
 };
@@ -37,12 +38,18 @@ const PROPAGATION_MARGIN: Duration = Duration::from_secs(1);
 pub struct FleetCoordination {
     fleet: Fleet,
     lease: Duration,
+    guards: LineageGuards,
 }
 
 impl FleetCoordination {
+    /// `guards`: shared with this node's follower, whose syncs never run with an attempt.
     #[must_use]
-    pub fn new(fleet: Fleet, lease: Duration) -> Self {
-        Self { fleet, lease }
+    pub fn new(fleet: Fleet, lease: Duration, guards: LineageGuards) -> Self {
+        Self {
+            fleet,
+            lease,
+            guards,
+        }
     }
 }
 
@@ -64,10 +71,12 @@ impl Coordination for FleetCoordination {
                 return Ok(Claimed::Elsewhere { owner, until });
             };
             tracing::debug!(cert = %cert, generation = lease.generation, "fleet lease taken");
+            let guard = self.guards.hold(cert).await;
             Ok(Claimed::Held(Box::new(FleetClaim::start(
                 self.fleet.clone(),
                 lease,
                 self.lease,
+                guard,
             ))))
         })
     }
@@ -80,10 +89,12 @@ struct FleetClaim {
     lease: Arc<Mutex<Lease>>,
     lost: CancellationToken,
     renewer: JoinHandle<()>,
+    /// Keeps this node's follower from syncing the lineage meanwhile.
+    _guard: LineageGuard,
 }
 
 impl FleetClaim {
-    fn start(fleet: Fleet, lease: Lease, ttl: Duration) -> Self {
+    fn start(fleet: Fleet, lease: Lease, ttl: Duration, guard: LineageGuard) -> Self {
         let lost = CancellationToken::new();
         let shared = Arc::new(Mutex::new(lease));
         let renewer = tokio::spawn(keep(fleet.clone(), Arc::clone(&shared), ttl, lost.clone()));
@@ -92,6 +103,7 @@ impl FleetClaim {
             lease: shared,
             lost,
             renewer,
+            _guard: guard,
         }
     }
 

@@ -5,12 +5,25 @@
 //! node does; the database is where the nodes coordinate (a lease per certificate: only its
 //! holder orders) and replicate (accounts, certificate versions with their keys sealed by the
 //! fleet key, orders in flight, HTTP-01 key authorisations). This module turns the validated
-//! [`ClusterSpec`] into the adapter's settings and connects.
+//! [`ClusterSpec`] into the adapter's settings and connects; [`publish`] makes the record of a
+//! version this node installed, [`sync`] installs into this node what the fleet published, and
+//! [`follow`] is the task that keeps a node in step with the fleet (challenges to serve,
+//! versions to install).
+
+pub mod follow;
+pub mod publish;
+pub mod sync;
+#[cfg(test)]
+mod tests;
 
 mod coordination;
 
 pub use coordination::FleetCoordination;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use certkeeper_core::CertName;
 use certkeeper_core::cluster::{ClusterSpec, ClusterTls};
 use certkeeper_fleet::{Fleet, FleetError, FleetKey, FleetSettings};
 
@@ -79,5 +92,50 @@ pub async fn connect_until(
             () = tokio::time::sleep(RECONNECT_PAUSE) => {}
             () = stop.cancelled() => return Ok(None),
         }
+    }
+}
+
+/// The lineages this node works on now, an attempt under the fleet's lease or a sync of what
+/// the fleet published: one at a time per lineage within the node, so a version another node
+/// published is installed here, and its deploy hooks run, once.
+#[derive(Debug, Clone, Default)]
+pub struct LineageGuards(Arc<Mutex<HashSet<CertName>>>);
+
+impl LineageGuards {
+    /// Hold `name`, unless it is held already.
+    #[must_use]
+    pub fn try_hold(&self, name: &CertName) -> Option<LineageGuard> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.insert(name.clone()).then(|| LineageGuard {
+            guards: self.clone(),
+            name: name.clone(),
+        })
+    }
+
+    /// Hold `name`, waiting for whoever holds it (a sync takes moments).
+    pub async fn hold(&self, name: &CertName) -> LineageGuard {
+        loop {
+            if let Some(guard) = self.try_hold(name) {
+                return guard;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A lineage held until dropped.
+#[derive(Debug)]
+pub struct LineageGuard {
+    guards: LineageGuards,
+    name: CertName,
+}
+
+impl Drop for LineageGuard {
+    fn drop(&mut self) {
+        self.guards
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
     }
 }
