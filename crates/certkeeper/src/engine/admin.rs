@@ -81,10 +81,6 @@ impl SharedSnapshot {
     }
 
     /// Publish this node's fleet metrics (`None`: not in a fleet, nothing rendered).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the daemon feeds it once it runs in a fleet")
-    )]
     pub fn publish_fleet(&self, fleet: Option<FleetMetrics>) {
         *self.1.write().unwrap_or_else(PoisonError::into_inner) = fleet;
     }

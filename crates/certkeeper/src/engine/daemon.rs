@@ -214,6 +214,8 @@ pub struct Daemon {
 struct Following {
     inventory: watch::Sender<Arc<Inventory>>,
     task: tokio::task::JoinHandle<()>,
+    /// The fleet's numbers for `/metrics`.
+    metrics: tokio::task::JoinHandle<()>,
 }
 
 /// A control client waiting for the attempts its `renew` started (or found running).
@@ -381,9 +383,17 @@ impl Daemon {
                 inventory: inventory_rx,
                 guards,
             };
+            let metrics = tokio::spawn(fleet::metrics::report(
+                follower.fleet.clone(),
+                store.clone(),
+                follower.inventory.clone(),
+                snapshot.clone(),
+                lifecycle.soft(),
+            ));
             Following {
                 inventory: inventory_tx,
                 task: tokio::spawn(follow(follower, lifecycle.soft())),
+                metrics,
             }
         });
         let runner = runner.unwrap_or_else(|| Arc::new(EngineRunner { ctx: ctx.clone() }));
@@ -1197,10 +1207,12 @@ impl Daemon {
             notifier.stop().await;
         }
         // The follower stopped with the soft token too.
-        if let Some(following) = self.following.take()
-            && let Err(err) = following.task.await
-        {
-            tracing::error!(error = %err, "the fleet follower panicked");
+        if let Some(following) = self.following.take() {
+            for task in [following.task, following.metrics] {
+                if let Err(err) = task.await {
+                    tracing::error!(error = %err, "a fleet task panicked");
+                }
+            }
         }
     }
 

@@ -17,6 +17,7 @@ pub mod sync;
 mod tests;
 
 mod coordination;
+pub mod metrics;
 
 pub use coordination::FleetCoordination;
 
