@@ -231,15 +231,7 @@ async fn fleet_account(
     };
     let shared = fleet.account(&fleet_key).await.map_err(failed)?;
     if let Some(shared) = shared {
-        if stored.as_deref() != Some(shared.expose()) {
-            store
-                .write_account(key, shared.expose())
-                .map_err(|source| AccountError::Save {
-                    ca: ca_label(ca),
-                    source,
-                })?;
-        }
-        return load_or_register(store, ca, key, Some(shared.expose())).await;
+        return adopt(store, ca, key, stored.as_deref(), &shared).await;
     }
     if let Some(stored) = stored {
         let account = load_or_register(store, ca, key, Some(&stored)).await?;
@@ -262,13 +254,7 @@ async fn fleet_account(
             let registered = async {
                 // Shared by another node between the first read and the lease.
                 if let Some(shared) = fleet.account(&fleet_key).await.map_err(failed)? {
-                    store
-                        .write_account(key, shared.expose())
-                        .map_err(|source| AccountError::Save {
-                            ca: ca_label(ca),
-                            source,
-                        })?;
-                    return load_or_register(store, ca, key, Some(shared.expose())).await;
+                    return adopt(store, ca, key, None, &shared).await;
                 }
                 let account = load_or_register(store, ca, key, None).await?;
                 share(fleet, store, ca, key).await?;
@@ -279,13 +265,7 @@ async fn fleet_account(
             return registered;
         }
         if let Some(shared) = fleet.account(&fleet_key).await.map_err(failed)? {
-            store
-                .write_account(key, shared.expose())
-                .map_err(|source| AccountError::Save {
-                    ca: ca_label(ca),
-                    source,
-                })?;
-            return load_or_register(store, ca, key, Some(shared.expose())).await;
+            return adopt(store, ca, key, None, &shared).await;
         }
         if tokio::time::Instant::now() >= deadline {
             let owner = fleet
@@ -302,6 +282,26 @@ async fn fleet_account(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Use the fleet's account `shared`, written into this node's store too (unless `stored`, what
+/// the store holds, is it already), so the state directory stays complete.
+async fn adopt(
+    store: &Store,
+    ca: &CaSpec,
+    key: &AccountKey,
+    stored: Option<&[u8]>,
+    shared: &Secret,
+) -> Result<AcmeAccount, AccountError> {
+    if stored != Some(shared.expose()) {
+        store
+            .write_account(key, shared.expose())
+            .map_err(|source| AccountError::Save {
+                ca: ca_label(ca),
+                source,
+            })?;
+    }
+    load_or_register(store, ca, key, Some(shared.expose())).await
 }
 
 /// Share this node's stored account for `key` with the fleet.

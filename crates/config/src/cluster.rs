@@ -28,7 +28,7 @@ use url::Url;
 use crate::Context;
 use crate::diagnostic::{Diagnostics, Reported};
 use crate::inventory::check_readable_file;
-use crate::secrets::{SecretKeys, Sources, secret_keys};
+use crate::secrets::{SecretKeys, Sources, decode_password, secret_keys};
 use crate::values::{duration, path};
 use crate::walk::Node;
 
@@ -238,18 +238,6 @@ fn on_this_host(url: &Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
-}
-
-/// A password: the text without its final line break.
-fn decode_password(text: &str) -> Result<Secret, &'static str> {
-    let password = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(text);
-    if password.is_empty() {
-        return Err("is empty");
-    }
-    Ok(Secret::new(password.as_bytes().to_vec()))
 }
 
 /// The fleet key: 32 bytes written as base64 or as 64 hex digits, surrounding whitespace

@@ -34,7 +34,7 @@ use crate::Context;
 use crate::diagnostic::{Diagnostics, Reported, collect_all};
 use crate::hooks::command_value;
 use crate::inventory::{Named, check_readable_file, entries, report_duplicates};
-use crate::secrets::{SecretKeys, Sources, secret_keys};
+use crate::secrets::{SecretKeys, Sources, decode_password, secret_keys};
 use crate::values::{duration, path};
 use crate::walk::{Node, Table};
 
@@ -346,18 +346,6 @@ fn decode_token(text: &str) -> Result<Secret, &'static str> {
         );
     }
     Ok(Secret::new(token.as_bytes().to_vec()))
-}
-
-/// A password: the text without its final line break.
-fn decode_password(text: &str) -> Result<Secret, &'static str> {
-    let password = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(text);
-    if password.is_empty() {
-        return Err("is empty");
-    }
-    Ok(Secret::new(password.as_bytes().to_vec()))
 }
 
 /// `root_ca_file`, a readable file.

@@ -749,6 +749,18 @@ fn read_text(
     Ok((text, (mode & 0o077 != 0).then_some(mode & 0o777)))
 }
 
+/// A password (SMTP, the fleet's database): the text without its final line break.
+pub(crate) fn decode_password(text: &str) -> Result<certkeeper_core::Secret, &'static str> {
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    if password.is_empty() {
+        return Err("is empty");
+    }
+    Ok(certkeeper_core::Secret::new(password.as_bytes().to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
