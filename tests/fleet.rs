@@ -396,11 +396,12 @@ fn the_order_of_a_node_killed_while_it_waits_for_validation_is_completed_by_anot
         || fleet.proxy.requests_to(CHALLENGE) >= 1,
     );
     let row = fleet.sql(&format!(
-        "SELECT owner || ' ' || order_url FROM certkeeper_orders WHERE lineage = '{cert}'"
+        "SELECT owner || ' ' || generation || ' ' || order_url FROM certkeeper_orders \
+         WHERE lineage = '{cert}'"
     ));
-    let (owner, order_url) = row
-        .split_once(' ')
-        .unwrap_or_else(|| panic!("no order in the fleet: {row:?}"));
+    let [owner, generation, order_url] = row.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("no order in the fleet: {row:?}");
+    };
     let victim = fleet.index_of(owner);
     daemons[victim].signal(Signal::KILL);
     daemons[victim].wait_exit(Duration::from_secs(10));
@@ -422,10 +423,18 @@ fn the_order_of_a_node_killed_while_it_waits_for_validation_is_completed_by_anot
         "the dead node's order {order_url} was finalized, and no other"
     );
     let published = fleet.sql(&format!(
-        "SELECT published_by || ' ' || serial FROM certkeeper_versions WHERE lineage = '{cert}'"
+        "SELECT published_by || ' ' || generation || ' ' || serial FROM certkeeper_versions \
+         WHERE lineage = '{cert}'"
     ));
-    let (publisher, serial) = published.split_once(' ').unwrap();
+    let [publisher, published_generation, serial] = published.split(' ').collect::<Vec<_>>()[..]
+    else {
+        panic!("not one version: {published:?}");
+    };
     assert_ne!(publisher, owner, "published by a survivor");
+    assert!(
+        published_generation.parse::<u64>().unwrap() > generation.parse::<u64>().unwrap(),
+        "published under a later lease ({published_generation}) than the dead node's ({generation})"
+    );
     let adopted = &daemons[fleet.index_of(publisher)];
     assert!(
         adopted
@@ -511,7 +520,8 @@ fn a_node_whose_lease_was_stolen_while_paused_has_its_writes_refused() {
     // Nothing of the paused node's was written after it lost the lease.
     assert_eq!(
         fleet.sql(&format!(
-            "SELECT count(*) FROM certkeeper_state WHERE lineage = '{cert}' AND updated_by = '{owner}' AND generation = {generation}"
+            "SELECT count(*) FROM certkeeper_state \
+             WHERE lineage = '{cert}' AND updated_by = '{owner}' AND generation = {generation}"
         )),
         "0"
     );

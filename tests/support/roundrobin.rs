@@ -1,6 +1,7 @@
 //! A TCP round-robin in front of several listeners: each connection goes to the next backend
-//! in turn (skipping one that refuses connections), as a load balancer in front of a fleet spreads the CA's HTTP-01 requests. Plain
-//! threads copying bytes both ways; it runs until the test process ends.
+//! in turn (skipping one that refuses connections, as a health check would), as a load
+//! balancer in front of a fleet spreads the CA's HTTP-01 requests. Plain threads copying
+//! bytes both ways; it runs until the test process ends.
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
