@@ -15,17 +15,21 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use postgres::PgCluster;
 use rustix::process::Signal;
-use support::proxy::FaultProxy;
+use support::proxy::{Fault, FaultProxy};
 use support::roundrobin::RoundRobin;
 use support::{Daemon, PebbleOptions, Setup};
 
 /// Pebble's newOrder path.
 const NEW_ORDER: &str = "/order-plz";
+/// Pebble's challenge, finalize and certificate download paths.
+const CHALLENGE: &str = "/chalZ/";
+const FINALIZE: &str = "/finalize-order/";
+const CERTIFICATE: &str = "/certZ/";
 /// A base64 fleet key (32 bytes of 0x2a).
 const FLEET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 
@@ -61,6 +65,17 @@ impl Node {
     }
 }
 
+/// What every node's configuration shares: the database, the secrets, the CA and the
+/// certificates.
+struct Common {
+    pg_port: String,
+    password: PathBuf,
+    key: PathBuf,
+    kid: String,
+    lease: String,
+    certs: Vec<String>,
+}
+
 /// The fleet: Pebble behind the counting proxy, PostgreSQL, and `count` nodes configured for
 /// `certs`, Pebble's HTTP-01 port spread over their listeners.
 struct Fleet {
@@ -68,13 +83,18 @@ struct Fleet {
     proxy: FaultProxy,
     pg: PgCluster,
     nodes: Vec<Node>,
+    common: Common,
     _round_robin: RoundRobin,
 }
 
 impl Fleet {
     fn start(count: usize, certs: &[String], lease: &str) -> Self {
+        Self::start_with(count, certs, lease, PebbleOptions::default())
+    }
+
+    fn start_with(count: usize, certs: &[String], lease: &str, pebble: PebbleOptions) -> Self {
         // Pebble refuses no nonce, so every newOrder request at the proxy is one order.
-        let setup = Setup::new(PebbleOptions::default().env("PEBBLE_WFE_NONCEREJECT", "0"));
+        let setup = Setup::new(pebble.env("PEBBLE_WFE_NONCEREJECT", "0"));
         let proxy = FaultProxy::start(&setup.pebble);
         let pg = PgCluster::start_without_tls();
         let secrets = setup.dir.path().join("secrets");
@@ -91,20 +111,120 @@ impl Fleet {
             .and_then(|rest| rest.split('/').next())
             .unwrap()
             .to_owned();
+        let common = Common {
+            pg_port,
+            password,
+            key,
+            kid,
+            lease: lease.to_owned(),
+            certs: certs.to_vec(),
+        };
         let nodes: Vec<Node> = (0..count)
             .map(|i| {
                 let name = format!("node-{}", char::from(b'a' + u8::try_from(i).unwrap()));
-                let dir = setup.dir.path().join(&name);
-                fs::create_dir_all(&dir).unwrap();
-                let node = Node {
-                    config: dir.join("certkeeper.toml"),
-                    state_dir: dir.join("state"),
-                    http01_port: support::pebble::free_port(),
-                    dir,
-                    name,
-                };
-                let mut text = format!(
-                    r#"state_dir = "{state}"
+                write_node(&setup, &proxy, &common, &name, &common.key)
+            })
+            .collect();
+        let round_robin = RoundRobin::start(
+            setup.pebble.http01_port,
+            nodes.iter().map(|node| node.http01_port).collect(),
+        );
+        Self {
+            setup,
+            proxy,
+            pg,
+            nodes,
+            common,
+            _round_robin: round_robin,
+        }
+    }
+
+    /// Configure one more node, `name`, with the fleet key in `key_file` (not behind the
+    /// round-robin).
+    fn extra_node(&self, name: &str, key_file: &Path) -> Node {
+        write_node(&self.setup, &self.proxy, &self.common, name, key_file)
+    }
+
+    /// Start every node, and wait until the first has set up the fleet's schema.
+    fn spawn_all(&self) -> Vec<Daemon> {
+        let daemons: Vec<Daemon> = self.nodes.iter().map(Node::spawn).collect();
+        wait_for(
+            "the fleet's schema",
+            Duration::from_secs(30),
+            &daemons,
+            || {
+                self.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'certkeeper_key_check'")
+                    == "1"
+            },
+        );
+        daemons
+    }
+
+    /// The index of the node named `name`.
+    fn index_of(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.name == name)
+            .unwrap_or_else(|| panic!("no node named {name:?}"))
+    }
+
+    /// Wait until every node has every one of `certs` live with the same serial and key.
+    fn wait_in_sync(&self, certs: &[String], timeout: Duration, daemons: &[Daemon]) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.wait_in_sync_on(&all, certs, timeout, daemons);
+    }
+
+    /// Wait until the nodes at `which` have every one of `certs` live with the same serial.
+    fn wait_in_sync_on(
+        &self,
+        which: &[usize],
+        certs: &[String],
+        timeout: Duration,
+        daemons: &[Daemon],
+    ) {
+        let behind = || -> Vec<String> {
+            certs
+                .iter()
+                .filter(|cert| {
+                    let serials: BTreeSet<Option<String>> = which
+                        .iter()
+                        .map(|&i| self.nodes[i].live_serial(cert))
+                        .collect();
+                    serials.len() != 1 || serials.contains(&None)
+                })
+                .cloned()
+                .collect()
+        };
+        wait_for("every node in sync", timeout, daemons, || {
+            behind().is_empty()
+        });
+    }
+
+    /// One value from PostgreSQL.
+    fn sql(&self, query: &str) -> String {
+        self.pg.psql(query)
+    }
+}
+
+/// Write the configuration of node `name` with the fleet key in `key_file`.
+fn write_node(
+    setup: &Setup,
+    proxy: &FaultProxy,
+    common: &Common,
+    name: &str,
+    key_file: &Path,
+) -> Node {
+    let dir = setup.dir.path().join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let node = Node {
+        config: dir.join("certkeeper.toml"),
+        state_dir: dir.join("state"),
+        http01_port: support::pebble::free_port(),
+        dir,
+        name: name.to_owned(),
+    };
+    let mut text = format!(
+        r#"state_dir = "{state}"
 retry_initial = "2s"
 retry_max = "10s"
 
@@ -128,72 +248,71 @@ eab_hmac_key_file = "{hmac}"
 terms_of_service_agreed = true
 root_ca_file = "{root}"
 "#,
-                    state = node.state_dir.display(),
-                    http = node.http01_port,
-                    role = postgres::ROLE,
-                    database = postgres::DATABASE,
-                    password = password.display(),
-                    key = key.display(),
-                    name = node.name,
-                    directory = proxy.directory_url(),
-                    hmac = setup.hmac_file.display(),
-                    root = setup.pebble.tls_ca_file.display(),
-                );
-                for cert in certs {
-                    text.push_str(&format!(
-                        "\n[[certificate]]\nname = \"{cert}\"\nca = \"pebble\"\ndomains = [\"{cert}.example.com\"]\n\
-                         deploy_hook = \"echo {cert} >> {deploys}\"\n",
-                        deploys = node.dir.join("deploys").display()
-                    ));
-                }
-                fs::write(&node.config, text).unwrap();
-                node
-            })
-            .collect();
-        let round_robin = RoundRobin::start(
-            setup.pebble.http01_port,
-            nodes.iter().map(|node| node.http01_port).collect(),
-        );
-        Self {
-            setup,
-            proxy,
-            pg,
-            nodes,
-            _round_robin: round_robin,
-        }
+        state = node.state_dir.display(),
+        http = node.http01_port,
+        role = postgres::ROLE,
+        pg_port = common.pg_port,
+        database = postgres::DATABASE,
+        password = common.password.display(),
+        key = key_file.display(),
+        lease = common.lease,
+        directory = proxy.directory_url(),
+        kid = common.kid,
+        hmac = setup.hmac_file.display(),
+        root = setup.pebble.tls_ca_file.display(),
+    );
+    for cert in &common.certs {
+        text.push_str(&format!(
+            "\n[[certificate]]\nname = \"{cert}\"\nca = \"pebble\"\ndomains = [\"{cert}.example.com\"]\n\
+             deploy_hook = \"echo {cert} >> {deploys}\"\n",
+            deploys = node.dir.join("deploys").display()
+        ));
     }
+    fs::write(&node.config, text).unwrap();
+    node
+}
 
-    /// Wait until every node has every one of `certs` live with the same serial and key.
-    fn wait_in_sync(&self, certs: &[String], timeout: Duration, daemons: &[Daemon]) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let behind: Vec<String> = certs
-                .iter()
-                .filter(|cert| {
-                    let serials: BTreeSet<Option<String>> = self
-                        .nodes
-                        .iter()
-                        .map(|node| node.live_serial(cert))
-                        .collect();
-                    serials.len() != 1 || serials.contains(&None)
-                })
-                .cloned()
-                .collect();
-            if behind.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not in sync within {timeout:?}: {behind:?}\n{}",
-                daemons
-                    .iter()
-                    .map(Daemon::log_text)
-                    .collect::<Vec<_>>()
-                    .join("\n=========\n")
-            );
-            std::thread::sleep(Duration::from_millis(200));
+/// Poll `done` until it holds, or fail after `timeout` showing every daemon's log.
+fn wait_for(what: &str, timeout: Duration, daemons: &[Daemon], mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            logs(daemons)
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn logs(daemons: &[Daemon]) -> String {
+    daemons
+        .iter()
+        .map(Daemon::log_text)
+        .collect::<Vec<_>>()
+        .join("\n=========\n")
+}
+
+/// SIGTERM each daemon still running and expect a clean exit.
+fn stop(daemons: Vec<Daemon>) {
+    let mut running: Vec<Daemon> = daemons
+        .into_iter()
+        .filter_map(|mut daemon| daemon.is_running().then_some(daemon))
+        .collect();
+    for daemon in &running {
+        daemon.signal(Signal::TERM);
+    }
+    for daemon in &mut running {
+        assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
+    }
+}
+
+/// The last path segment of `url` (Pebble's order, finalize and certificate ids).
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
 }
 
 fn names(count: usize) -> Vec<String> {
@@ -204,7 +323,7 @@ fn names(count: usize) -> Vec<String> {
 fn twenty_certificates_are_ordered_once_each_and_installed_on_every_node() {
     let certs = names(20);
     let fleet = Fleet::start(3, &certs, "10s");
-    let daemons: Vec<Daemon> = fleet.nodes.iter().map(Node::spawn).collect();
+    let daemons = fleet.spawn_all();
     fleet.wait_in_sync(&certs, Duration::from_secs(180), &daemons);
 
     // One order per certificate, counted at the CA.
@@ -247,11 +366,283 @@ fn twenty_certificates_are_ordered_once_each_and_installed_on_every_node() {
         fleet.pg.psql("SELECT count(*) FROM certkeeper_versions"),
         certs.len().to_string()
     );
-    for daemon in &daemons {
-        daemon.signal(Signal::TERM);
+    stop(daemons);
+}
+
+/// The node that holds `cert`'s lease in the fleet, and the lease's generation.
+fn lease_holder(fleet: &Fleet, cert: &str) -> (String, String) {
+    let row = fleet.sql(&format!(
+        "SELECT owner || ' ' || generation FROM certkeeper_leases WHERE lineage = '{cert}'"
+    ));
+    let (owner, generation) = row.split_once(' ').unwrap();
+    (owner.to_owned(), generation.to_owned())
+}
+
+#[test]
+fn the_order_of_a_node_killed_while_it_waits_for_validation_is_completed_by_another() {
+    let certs = names(1);
+    let cert = &certs[0];
+    let fleet = Fleet::start(3, &certs, "5s");
+    // The first challenge POST hangs at the proxy (well within the client's 30 s request
+    // timeout): the order sits in the fleet, waiting for validation, when its node is killed.
+    fleet
+        .proxy
+        .fail_next_on(CHALLENGE, 1, Fault::Delay(Duration::from_secs(25)));
+    let mut daemons = fleet.spawn_all();
+    wait_for(
+        "the challenge POST",
+        Duration::from_secs(60),
+        &daemons,
+        || fleet.proxy.requests_to(CHALLENGE) >= 1,
+    );
+    let row = fleet.sql(&format!(
+        "SELECT owner || ' ' || generation || ' ' || order_url FROM certkeeper_orders \
+         WHERE lineage = '{cert}'"
+    ));
+    let [owner, generation, order_url] = row.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("no order in the fleet: {row:?}");
+    };
+    let victim = fleet.index_of(owner);
+    daemons[victim].signal(Signal::KILL);
+    daemons[victim].wait_exit(Duration::from_secs(10));
+
+    let survivors: Vec<usize> = (0..fleet.nodes.len()).filter(|&i| i != victim).collect();
+    fleet.wait_in_sync_on(&survivors, &certs, Duration::from_secs(90), &daemons);
+    // Still one order, and the one finalized is the order the dead node placed.
+    assert_eq!(fleet.proxy.requests_to(NEW_ORDER), 1, "one newOrder");
+    let finalized: BTreeSet<String> = fleet
+        .proxy
+        .paths()
+        .iter()
+        .filter(|path| path.contains(FINALIZE))
+        .map(|path| last_segment(path).to_owned())
+        .collect();
+    assert_eq!(
+        finalized,
+        BTreeSet::from([last_segment(order_url).to_owned()]),
+        "the dead node's order {order_url} was finalized, and no other"
+    );
+    let published = fleet.sql(&format!(
+        "SELECT published_by || ' ' || generation || ' ' || serial FROM certkeeper_versions \
+         WHERE lineage = '{cert}'"
+    ));
+    let [publisher, published_generation, serial] = published.split(' ').collect::<Vec<_>>()[..]
+    else {
+        panic!("not one version: {published:?}");
+    };
+    assert_ne!(publisher, owner, "published by a survivor");
+    assert!(
+        published_generation.parse::<u64>().unwrap() > generation.parse::<u64>().unwrap(),
+        "published under a later lease ({published_generation}) than the dead node's ({generation})"
+    );
+    let adopted = &daemons[fleet.index_of(publisher)];
+    assert!(
+        adopted
+            .log_text()
+            .contains("carrying on the order another node of the fleet placed"),
+        "{publisher} resumed the order by URL:\n{}",
+        adopted.log_text()
+    );
+    for &i in &survivors {
+        let live = fleet.nodes[i].live_serial(cert).unwrap();
+        assert!(
+            live.eq_ignore_ascii_case(serial.trim_start_matches('0'))
+                || live.eq_ignore_ascii_case(serial),
+            "{}: live serial {live}, fleet's {serial}",
+            fleet.nodes[i].name
+        );
     }
-    for mut daemon in daemons {
-        assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
+    stop(daemons);
+}
+
+#[test]
+fn a_node_whose_lease_was_stolen_while_paused_has_its_writes_refused() {
+    let certs = names(1);
+    let cert = &certs[0];
+    let fleet = Fleet::start(3, &certs, "5s");
+    // The first certificate download is held back 3 s at the proxy: the order is valid and
+    // its node is about to publish when it is paused (SIGSTOP); the answer waits in its socket.
+    fleet
+        .proxy
+        .fail_next_on(CERTIFICATE, 1, Fault::Delay(Duration::from_secs(3)));
+    let daemons = fleet.spawn_all();
+    wait_for(
+        "the certificate download",
+        Duration::from_secs(60),
+        &daemons,
+        || fleet.proxy.requests_to(CERTIFICATE) >= 1,
+    );
+    let (owner, generation) = lease_holder(&fleet, cert);
+    let victim = fleet.index_of(&owner);
+    daemons[victim].signal(Signal::STOP);
+
+    // Past the lease's expiry another node takes the lease over and publishes.
+    wait_for(
+        "another node's version",
+        Duration::from_secs(60),
+        &daemons,
+        || fleet.sql("SELECT count(*) FROM certkeeper_versions") == "1",
+    );
+    let (thief, stolen_generation) = lease_holder(&fleet, cert);
+    assert_ne!(thief, owner, "the lease was taken over");
+    assert!(
+        stolen_generation.parse::<u64>().unwrap() > generation.parse::<u64>().unwrap(),
+        "a newer generation: {stolen_generation} after {generation}"
+    );
+    daemons[victim].signal(Signal::CONT);
+
+    // The resumed node gives up: its lease is lost, or its publish is fenced off.
+    let paused = &daemons[victim];
+    paused.wait_for_log(
+        "the paused node to give up",
+        Duration::from_secs(30),
+        |log| log.contains("the fleet lease is lost") || log.contains("was taken over by"),
+    );
+    fleet.wait_in_sync(&certs, Duration::from_secs(60), &daemons);
+    let versions = fleet.sql(&format!(
+        "SELECT count(*) || ' ' || string_agg(published_by, ',') || ' ' || max(serial) \
+         FROM certkeeper_versions WHERE lineage = '{cert}'"
+    ));
+    let fields: Vec<&str> = versions.split(' ').collect();
+    assert_eq!(
+        fields[..2],
+        ["1", thief.as_str()],
+        "one version, by {thief}"
+    );
+    let live = fleet.nodes[victim].live_serial(cert).unwrap();
+    assert!(
+        live.eq_ignore_ascii_case(fields[2].trim_start_matches('0'))
+            || live.eq_ignore_ascii_case(fields[2]),
+        "the paused node installed the fleet's certificate: {live} vs {}",
+        fields[2]
+    );
+    assert_eq!(fleet.proxy.requests_to(NEW_ORDER), 1, "one newOrder");
+    // Nothing of the paused node's was written after it lost the lease.
+    assert_eq!(
+        fleet.sql(&format!(
+            "SELECT count(*) FROM certkeeper_state \
+             WHERE lineage = '{cert}' AND updated_by = '{owner}' AND generation = {generation}"
+        )),
+        "0"
+    );
+    eprintln!(
+        "paused node's log:\n{}",
+        paused
+            .log_text()
+            .lines()
+            .filter(|line| line.contains("lease") || line.contains("refused"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    stop(daemons);
+}
+
+#[test]
+fn postgres_down_mid_run_loses_nothing_and_issues_nothing_twice() {
+    let certs = names(10);
+    // Validation takes 0-4 s, so certificates are still being issued when the database stops.
+    let fleet = Fleet::start_with(
+        3,
+        &certs,
+        "5s",
+        PebbleOptions::default().env("PEBBLE_VA_SLEEPTIME", "5"),
+    );
+    let mut fleet = fleet;
+    let mut daemons = fleet.spawn_all();
+    wait_for("a first version", Duration::from_secs(90), &daemons, || {
+        fleet.sql("SELECT count(*) FROM certkeeper_versions") != "0"
+    });
+    fleet.pg.stop();
+    let published: usize = certs
+        .iter()
+        .filter(|cert| {
+            fleet
+                .nodes
+                .iter()
+                .any(|node| node.live_serial(cert).is_some())
+        })
+        .count();
+    eprintln!(
+        "database stopped with {published} of {} certificates installed somewhere",
+        certs.len()
+    );
+    // Down for 25 s rather than the issue's minute, to keep the suite fast: long enough for
+    // every 5 s lease to lapse and every node to notice. The daemons keep running meanwhile.
+    let up_again = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < up_again {
+        for (node, daemon) in fleet.nodes.iter().zip(&mut daemons) {
+            assert!(
+                daemon.is_running(),
+                "{} exited while the database was down:\n{}",
+                node.name,
+                daemon.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = &fleet.setup;
+    fleet.pg.restart();
+
+    fleet.wait_in_sync(&certs, Duration::from_secs(120), &daemons);
+    assert_eq!(
+        fleet.proxy.requests_to(NEW_ORDER),
+        certs.len(),
+        "one newOrder per certificate"
+    );
+    assert_eq!(
+        fleet.sql("SELECT count(*) || ' ' || count(DISTINCT lineage) FROM certkeeper_versions"),
+        format!("{0} {0}", certs.len()),
+        "one version per certificate"
+    );
+    for cert in &certs {
+        let keys: BTreeSet<Vec<u8>> = fleet
+            .nodes
+            .iter()
+            .map(|node| node.live_key(cert).unwrap())
+            .collect();
+        assert_eq!(keys.len(), 1, "{cert}: one key on every node");
+    }
+    stop(daemons);
+}
+
+#[test]
+fn a_node_with_another_fleet_key_exits_at_start_naming_the_fleet_key() {
+    const OTHER_KEY: &str = "KysrKysrKysrKysrKysrKysrKysrKysrKysrKysrKys=";
+    let certs = names(1);
+    let fleet = Fleet::start(1, &certs, "10s");
+    let daemons = fleet.spawn_all();
+    wait_for(
+        "the fleet's key check",
+        Duration::from_secs(30),
+        &daemons,
+        || fleet.sql("SELECT count(*) FROM certkeeper_key_check") == "1",
+    );
+    let other_key = fleet.setup.dir.path().join("secrets").join("other.key");
+    fs::write(&other_key, OTHER_KEY).unwrap();
+    let node = fleet.extra_node("node-d", &other_key);
+    let started = Instant::now();
+    let mut stranger = node.spawn();
+    let code = stranger.wait_exit(Duration::from_secs(30));
+    let log = stranger.log_text();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "exited only after {:?}",
+        started.elapsed()
+    );
+    // EX_CONFIG, as documented (README, docs/fleet.md): systemd does not restart it.
+    assert_eq!(code, Some(78), "exit code:\n{log}");
+    assert!(
+        log.contains("fleet key"),
+        "the error names the fleet key:\n{log}"
+    );
+    assert!(
+        !log.contains(OTHER_KEY) && !log.contains(FLEET_KEY),
+        "no key printed:\n{log}"
+    );
+    assert_eq!(
+        fleet.sql("SELECT count(*) FROM certkeeper_nodes WHERE name = 'node-d'"),
+        "0",
+        "the stranger did not join"
+    );
+    eprintln!("exit {code:?}: {log}");
+    stop(daemons);
 }

@@ -1,6 +1,7 @@
 //! A TCP round-robin in front of several listeners: each connection goes to the next backend
-//! in turn, as a load balancer in front of a fleet spreads the CA's HTTP-01 requests. Plain
-//! threads copying bytes both ways; it runs until the test process ends.
+//! in turn (skipping one that refuses connections, as a health check would), as a load
+//! balancer in front of a fleet spreads the CA's HTTP-01 requests. Plain threads copying
+//! bytes both ways; it runs until the test process ends.
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -24,12 +25,21 @@ impl RoundRobin {
             let mut next = 0;
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let index = next % backends.len();
+                let first = next % backends.len();
                 next += 1;
-                counts[index].fetch_add(1, Ordering::Relaxed);
-                let backend = backends[index];
+                let backends = backends.clone();
+                let counts = Arc::clone(&counts);
                 thread::spawn(move || {
-                    let _ = forward(client, backend);
+                    // A backend that refuses the connection (its node is dead) is skipped, as a
+                    // load balancer's health check would; the next one in turn gets it.
+                    for offset in 0..backends.len() {
+                        let index = (first + offset) % backends.len();
+                        if let Ok(server) = TcpStream::connect(("127.0.0.1", backends[index])) {
+                            counts[index].fetch_add(1, Ordering::Relaxed);
+                            let _ = forward(client, server);
+                            return;
+                        }
+                    }
                 });
             }
         });
@@ -45,8 +55,7 @@ impl RoundRobin {
     }
 }
 
-fn forward(client: TcpStream, backend: u16) -> io::Result<()> {
-    let server = TcpStream::connect(("127.0.0.1", backend))?;
+fn forward(client: TcpStream, server: TcpStream) -> io::Result<()> {
     let (mut client_read, mut server_write) = (client.try_clone()?, server.try_clone()?);
     let upstream = thread::spawn(move || {
         let _ = io::copy(&mut client_read, &mut server_write);

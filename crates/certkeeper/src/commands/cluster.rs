@@ -44,7 +44,7 @@ fn cluster_of<'a>(config: &Path, inventory: &'a Inventory) -> Option<&'a Cluster
 }
 
 /// The exit code for a database this command could not use.
-fn exit_for(error: &FleetError) -> Exit {
+pub(super) fn exit_for(error: &FleetError) -> Exit {
     match error {
         _ if error.is_unavailable() => Exit::Unavailable,
         FleetError::Authentication { .. } => Exit::Refused,

@@ -49,13 +49,28 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             let Some(locked) = open_locked(&inventory)? else {
                 return Ok(Exit::Locked);
             };
-            runtime()?.block_on(Daemon::run(
+            let ran = runtime()?.block_on(Daemon::run(
                 cli.config,
                 Environment::from_process(),
                 inventory,
                 locked,
-            ))?;
-            Ok(Exit::Success)
+            ));
+            match ran {
+                Ok(()) => Ok(Exit::Success),
+                // A fleet that refuses this node at start (a wrong fleet key, a newer schema,
+                // the login refused) exits as `cluster status` does: 78 stops systemd's
+                // restart loop on a setting only the operator can fix.
+                Err(err) => match err
+                    .chain()
+                    .find_map(|cause| cause.downcast_ref::<certkeeper_fleet::FleetError>())
+                {
+                    Some(fleet) => {
+                        eprintln!("error: {err:#}");
+                        Ok(cluster::exit_for(fleet))
+                    }
+                    None => Err(err),
+                },
+            }
         }
         Command::Status(args) => {
             let running = runtime()?.block_on(in_flight(&inventory));
