@@ -172,12 +172,12 @@ fn webroot(lineage: &Lineage, domains: &[String]) -> Challenge {
         .filter(|(_, path)| path.is_none())
         .map(|(domain, _)| *domain)
         .collect();
-    if unknown.is_empty() {
-        if let [path] = paths.as_slice() {
-            return Challenge::Webroot {
-                path: (*path).clone(),
-            };
-        }
+    if unknown.is_empty()
+        && let [path] = paths.as_slice()
+    {
+        return Challenge::Webroot {
+            path: (*path).clone(),
+        };
     }
     let served: Vec<String> = per_domain
         .iter()

@@ -435,7 +435,7 @@ fn requested_key(conf: &ConfigObj) -> (Option<KeyType>, String) {
 #[must_use]
 pub fn convert_interval(text: &str) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 2 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
         return None;
     }
     let mut seconds: u64 = 0;

@@ -488,10 +488,10 @@ impl Registry {
         if !tree.answers.iter().any(|other| other.token == answer.token) {
             result = tree.remove_token(&answer.token);
         }
-        if tree.answers.is_empty() {
-            if let Some(tree) = self.trees.remove(&id) {
-                result = result.and(tree.remove_created_dirs());
-            }
+        if tree.answers.is_empty()
+            && let Some(tree) = self.trees.remove(&id)
+        {
+            result = result.and(tree.remove_created_dirs());
         }
         result
     }
@@ -615,10 +615,10 @@ impl Tree {
     /// Remove the directories certkeeper created, deepest first, if they are still the
     /// ones it created and are empty.
     fn remove_created_dirs(self) -> Result<(), WebrootError> {
-        if let Some(created) = self.created_challenge {
-            if let Some(well_known) = open_dir(&self.root, WELL_KNOWN, &self.root.path)? {
-                remove_dir_if(&well_known, ACME_CHALLENGE, created, &self.root.path)?;
-            }
+        if let Some(created) = self.created_challenge
+            && let Some(well_known) = open_dir(&self.root, WELL_KNOWN, &self.root.path)?
+        {
+            remove_dir_if(&well_known, ACME_CHALLENGE, created, &self.root.path)?;
         }
         if let Some(created) = self.created_well_known {
             remove_dir_if(&self.root, WELL_KNOWN, created, &self.root.path)?;
@@ -711,12 +711,12 @@ fn remove_dir_if(
 /// entry of another type is refused by name, the rest are I/O errors.
 fn open_failed(parent: &Dir, name: &str, errno: Errno, root: &Path) -> WebrootError {
     // ELOOP: O_NOFOLLOW met a symlink; ENOTDIR: not a directory.
-    if matches!(errno, Errno::LOOP | Errno::NOTDIR) {
-        if let Ok(stat) = statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            let found = EntryKind::of(&stat);
-            if found != EntryKind::Directory {
-                return refuse(parent, name, found, EntryKind::Directory);
-            }
+    if matches!(errno, Errno::LOOP | Errno::NOTDIR)
+        && let Ok(stat) = statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+    {
+        let found = EntryKind::of(&stat);
+        if found != EntryKind::Directory {
+            return refuse(parent, name, found, EntryKind::Directory);
         }
     }
     write_error(root, "open", parent.path.join(name), errno)

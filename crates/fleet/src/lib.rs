@@ -102,10 +102,10 @@ impl fmt::Debug for FleetSettings {
             Some((_, rest)) => format!("postgres://<redacted>@{rest}"),
             None => self.url.clone(),
         };
-        if url.contains("password") {
-            if let Some((base, _)) = url.split_once('?') {
-                url = format!("{base}?<redacted>");
-            }
+        if url.contains("password")
+            && let Some((base, _)) = url.split_once('?')
+        {
+            url = format!("{base}?<redacted>");
         }
         f.debug_struct("FleetSettings")
             .field("url", &url)

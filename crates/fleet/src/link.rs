@@ -183,10 +183,10 @@ fn has_rustls_source(error: &tokio_postgres::Error) -> bool {
         let io_inner = current
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref);
-        if let Some(inner) = io_inner {
-            if inner.is::<rustls::Error>() {
-                return true;
-            }
+        if let Some(inner) = io_inner
+            && inner.is::<rustls::Error>()
+        {
+            return true;
         }
         source = current.source();
     }

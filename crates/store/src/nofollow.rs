@@ -599,12 +599,11 @@ impl DirFd {
         if matches!(
             errno,
             Errno::LOOP | Errno::NOTDIR | Errno::ISDIR | Errno::NXIO
-        ) {
-            if let Ok(stat) = statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                let found = FileKind::of(&stat);
-                if found != expected {
-                    return self.refuse(name, found, expected);
-                }
+        ) && let Ok(stat) = statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+        {
+            let found = FileKind::of(&stat);
+            if found != expected {
+                return self.refuse(name, found, expected);
             }
         }
         StoreError::io(action, self.child(name), errno.into())

@@ -85,13 +85,13 @@ struct Material {
 }
 
 pub fn run(args: &ImportCertbotArgs) -> anyhow::Result<Exit> {
-    if let Some(output) = &args.output {
-        if output.exists() {
-            bail!(
-                "{} already exists; choose another --output (nothing was imported)",
-                output.display()
-            );
-        }
+    if let Some(output) = &args.output
+        && output.exists()
+    {
+        bail!(
+            "{} already exists; choose another --output (nothing was imported)",
+            output.display()
+        );
     }
     let certbot = CertbotDir::open(&args.certbot_dir)?;
     let renewal_dir = certbot.resolve_dir(&args.certbot_dir.join("renewal"))?;

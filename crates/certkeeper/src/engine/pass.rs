@@ -70,23 +70,23 @@ pub struct Skip {
 
 /// Plan `spec` for a pass at `now`.
 pub fn step(view: LineageView, spec: &CertificateSpec, now: SystemTime, force: bool) -> Step {
-    if let (Some(refused), false) = (&view.record.refused_profile, force) {
-        if spec.profile.as_ref() == Some(refused) {
-            return Step::Skip(Skip {
-                line: format!(
-                    "{}: not attempted: the CA does not offer profile {refused:?}; change `profile` in the configuration (or `certkeeper renew --force {}` to try it again){}",
-                    spec.name,
-                    spec.name,
-                    view.record
-                        .last_error
-                        .as_ref()
-                        .map(|error| format!("; last error: {error}"))
-                        .unwrap_or_default(),
-                ),
-                failing: true,
-                redeploy: None,
-            });
-        }
+    if let (Some(refused), false) = (&view.record.refused_profile, force)
+        && spec.profile.as_ref() == Some(refused)
+    {
+        return Step::Skip(Skip {
+            line: format!(
+                "{}: not attempted: the CA does not offer profile {refused:?}; change `profile` in the configuration (or `certkeeper renew --force {}` to try it again){}",
+                spec.name,
+                spec.name,
+                view.record
+                    .last_error
+                    .as_ref()
+                    .map(|error| format!("; last error: {error}"))
+                    .unwrap_or_default(),
+            ),
+            failing: true,
+            redeploy: None,
+        });
     }
     let Some(planned) = view.plan_one_shot(spec, now, force) else {
         return Step::Skip(Skip {

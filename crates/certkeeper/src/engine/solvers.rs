@@ -262,14 +262,13 @@ pub fn check_setup(inventory: &Inventory) -> Vec<(String, SolverSetupError)> {
         if let ChallengeSpec::Http01 {
             webroot: Some(path),
         } = inventory.challenge(&spec.name)
+            && let Err(source) = Webroot::new(path)
         {
-            if let Err(source) = Webroot::new(path) {
-                let err = SolverSetupError::Webroot {
-                    path: path.clone(),
-                    source,
-                };
-                problems.push((format!("certificate {}", spec.name), err));
-            }
+            let err = SolverSetupError::Webroot {
+                path: path.clone(),
+                source,
+            };
+            problems.push((format!("certificate {}", spec.name), err));
         }
     }
     for provider in &inventory.challenges.dns_providers {
@@ -281,15 +280,15 @@ pub fn check_setup(inventory: &Inventory) -> Vec<(String, SolverSetupError)> {
             };
             problems.push((subject.clone(), err));
         }
-        if let DnsProviderKind::Hook(hook) = &provider.kind {
-            if let Some(problem) = program_problem(hook.command.program()) {
-                let err = SolverSetupError::HookProgram {
-                    provider: provider.name.clone(),
-                    program: hook.command.program().to_owned(),
-                    problem,
-                };
-                problems.push((subject, err));
-            }
+        if let DnsProviderKind::Hook(hook) = &provider.kind
+            && let Some(problem) = program_problem(hook.command.program())
+        {
+            let err = SolverSetupError::HookProgram {
+                provider: provider.name.clone(),
+                program: hook.command.program().to_owned(),
+                problem,
+            };
+            problems.push((subject, err));
         }
     }
     problems

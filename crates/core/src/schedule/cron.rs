@@ -354,10 +354,10 @@ impl MaintenanceWindow {
                 first_minute = 0;
                 continue;
             }
-            if self.cron.matches_date(date) {
-                if let Some(found) = self.first_on(date, first_minute, after_ts) {
-                    return SystemTime::try_from(found).ok();
-                }
+            if self.cron.matches_date(date)
+                && let Some(found) = self.first_on(date, first_minute, after_ts)
+            {
+                return SystemTime::try_from(found).ok();
             }
             date = date.tomorrow().ok()?;
             first_minute = 0;

@@ -172,11 +172,11 @@ pub fn plan_certificate(
 
     let mut at = due;
     let mut hold = None;
-    if let Some(until) = backoff_until(name, attempts, &policy.backoff) {
-        if until > at {
-            at = until;
-            hold = Some(Hold::Backoff);
-        }
+    if let Some(until) = backoff_until(name, attempts, &policy.backoff)
+        && until > at
+    {
+        at = until;
+        hold = Some(Hold::Backoff);
     }
     if let Some(until) = attempts.retry_not_before {
         // On a tie with the backoff the CA's word is the one to report.
@@ -185,24 +185,24 @@ pub fn plan_certificate(
             hold = Some(Hold::RetryAfter);
         }
     }
-    if let (Some(window), Some(urgent_point), false) = (&policy.window, urgent_point, immediate) {
-        if at < urgent_point {
-            // The CA's suggested window, when it ends first, is a deadline like the urgent
-            // point, except that the renewal then runs at its chosen instant: the CA asked for
-            // a renewal inside its window, not at its last moment.
-            let ari_end = observed
-                .and_then(|cert| cert.suggested.as_deref())
-                .map(|suggested| suggested.window.end)
-                .filter(|end| *end < urgent_point);
-            let start = match window.next_start(at) {
-                Some(start) if start < ari_end.unwrap_or(urgent_point) => start,
-                _ if ari_end.is_some() => at,
-                _ => urgent_point,
-            };
-            if start > at {
-                at = start;
-                hold = Some(Hold::Window);
-            }
+    if let (Some(window), Some(urgent_point), false) = (&policy.window, urgent_point, immediate)
+        && at < urgent_point
+    {
+        // The CA's suggested window, when it ends first, is a deadline like the urgent
+        // point, except that the renewal then runs at its chosen instant: the CA asked for
+        // a renewal inside its window, not at its last moment.
+        let ari_end = observed
+            .and_then(|cert| cert.suggested.as_deref())
+            .map(|suggested| suggested.window.end)
+            .filter(|end| *end < urgent_point);
+        let start = match window.next_start(at) {
+            Some(start) if start < ari_end.unwrap_or(urgent_point) => start,
+            _ if ari_end.is_some() => at,
+            _ => urgent_point,
+        };
+        if start > at {
+            at = start;
+            hold = Some(Hold::Window);
         }
     }
     if at <= now {

@@ -238,10 +238,10 @@ impl PgCluster {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("try_wait") {
-                    panic!("postgres exited with {status}:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().expect("try_wait")
+            {
+                panic!("postgres exited with {status}:\n{}", self.log());
             }
             let ready = Command::new(Path::new(BIN).join("pg_isready"))
                 .args([

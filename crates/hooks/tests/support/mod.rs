@@ -45,10 +45,10 @@ pub fn alive(pid: u32) -> bool {
 /// Wait until `path` holds a pid, and return it.
 pub async fn read_pid(path: &Path) -> u32 {
     for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse() {
-                return pid;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
