@@ -178,7 +178,7 @@ class RoundRobin:
 
 def pebble_count(pebble: Pebble, path: str) -> int:
     """Requests to `path` in Pebble's log (one line per request: `POST /order-plz -> ...`)."""
-    needle = f"POST {path} "
+    needle = f"POST {path}"
     with open(pebble.log_file, errors="replace") as f:
         return sum(1 for line in f if needle in line)
 
@@ -239,30 +239,39 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
-def in_sync(nodes: list[Node], names: list[str]) -> list[str]:
-    """The names not yet live on every node with one and the same certificate."""
-    behind = []
-    for name in names:
-        certs = {node.cert(name) for node in nodes}
-        if len(certs) != 1 or None in certs:
-            behind.append(name)
-    return behind
-
-
-def wait_in_sync(nodes: list[Node], names: list[str], timeout: float) -> float:
-    """Seconds until every node has every name (polled every 0.2 s); raises after `timeout`."""
+def wait_in_sync(nodes: list[Node], names: list[str], timeout: float) -> tuple[float, list[float]]:
+    """Seconds until every node has every name live with one and the same certificate (polled
+    every 0.2 s), and per name the lag from the first node having it live to all having that
+    one; raises after `timeout`."""
     start = time.monotonic()
     pending = list(names)
+    first: dict[str, float] = {}
+    lags: list[float] = []
     while True:
-        pending = in_sync(nodes, pending)
+        now = time.monotonic()
+        behind = []
+        for name in pending:
+            certs = [node.cert(name) for node in nodes]
+            if any(c is not None for c in certs):
+                first.setdefault(name, now)
+            if len(set(certs)) != 1 or None in certs:
+                behind.append(name)
+            else:
+                lags.append(now - first[name])
+        pending = behind
         if not pending:
-            return time.monotonic() - start
+            return time.monotonic() - start, lags
         for node in nodes:
             if node.proc and node.proc.poll() is not None:
                 raise RuntimeError(f"{node.name} exited with {node.proc.returncode} (log {node.root / 'daemon.log'})")
         if time.monotonic() - start > timeout:
             raise RuntimeError(f"not in sync within {timeout:.0f} s: {len(pending)} behind, e.g. {pending[:5]}")
         time.sleep(0.2)
+
+
+def lag_stats(lags: list[float]) -> dict:
+    import statistics
+    return {"lag_median": statistics.median(lags), "lag_max": max(lags)} if lags else {}
 
 
 def run(work: Path, pebble: Pebble, binary: Path, sync_size: int, rest_size: int,
@@ -291,7 +300,7 @@ def run(work: Path, pebble: Pebble, binary: Path, sync_size: int, rest_size: int
         head, first = nodes[0].config.read_text().split("[[certificate]]")[:2]
         result["config"] = (head + "[[certificate]]" + first).replace(str(work), "$W").replace(
             f"127.0.0.1:{pg.port}/", "127.0.0.1:$PG_PORT/") + "# ... one [[certificate]] per lineage"
-        orders0, finals0 = pebble_count(pebble, "/order-plz"), pebble_count(pebble, "/finalize-order")
+        orders0, finals0 = pebble_count(pebble, "/order-plz"), pebble_count(pebble, "/finalize-order/")
 
         say(f"fleet: {NODES} nodes start on {sync_size} certificates")
         started = time.monotonic()
@@ -302,34 +311,34 @@ def run(work: Path, pebble: Pebble, binary: Path, sync_size: int, rest_size: int
                                          stdout=log, stderr=subprocess.STDOUT, cwd=node.root)
         for node in nodes:
             wait_for_port(node.http01_port, timeout=60)
-        wait_in_sync(nodes, names, timeout=max(300, sync_size * 3))
+        _, lags = wait_in_sync(nodes, names, timeout=max(300, sync_size * 3))
         wall = time.monotonic() - started
         orders = pebble_count(pebble, "/order-plz") - orders0
-        finals = pebble_count(pebble, "/finalize-order") - finals0
+        finals = pebble_count(pebble, "/finalize-order/") - finals0
         versions = int(pg.psql("SELECT count(*) FROM certkeeper_versions", DATABASE))
         publishers = pg.psql("SELECT published_by || ':' || count(*) FROM certkeeper_versions "
                              "GROUP BY published_by ORDER BY published_by", DATABASE).split()
         serials = {x509.load_pem_x509_certificate(nodes[0].cert(n)).serial_number for n in names}
         result["issue"] = {"certs": sync_size, "wall": wall, "orders": orders, "finalized": finals,
                            "versions": versions, "publishers": publishers,
-                           "distinct_serials": len(serials)}
+                           "distinct_serials": len(serials), **lag_stats(lags)}
         say(f"fleet: {sync_size} in sync on {NODES} nodes after {wall:.1f} s, {orders} orders, "
             f"{versions} versions, published by {publishers}")
 
         # Grow to rest_size: the daemons reload their inventory.
         more = [lineage(i, "f") for i in range(rest_size)]
-        orders0, finals0 = pebble_count(pebble, "/order-plz"), pebble_count(pebble, "/finalize-order")
+        orders0, finals0 = pebble_count(pebble, "/order-plz"), pebble_count(pebble, "/finalize-order/")
         say(f"fleet: inventory grows to {rest_size} certificates")
         started = time.monotonic()
         for node in nodes:
             write_atomically(node.config, node_config(node, pebble, pg, secrets, more))
-        wait_in_sync(nodes, more, timeout=max(600, rest_size * 3))
+        _, lags = wait_in_sync(nodes, more[sync_size:], timeout=max(600, rest_size * 3))
         wall = time.monotonic() - started
         orders = pebble_count(pebble, "/order-plz") - orders0
         versions = int(pg.psql("SELECT count(*) FROM certkeeper_versions", DATABASE))
         result["grow"] = {"certs": rest_size - sync_size, "wall": wall, "orders": orders,
-                          "finalized": pebble_count(pebble, "/finalize-order") - finals0,
-                          "versions": versions}
+                          "finalized": pebble_count(pebble, "/finalize-order/") - finals0,
+                          "versions": versions, **lag_stats(lags)}
         say(f"fleet: {rest_size} in sync after {wall:.1f} s more, {orders} orders, {versions} versions")
 
         # At rest: let the last deploys, syncs and statistics settle, then count.

@@ -1013,6 +1013,12 @@ def fleet3_targets(results: Results, plan: Plan) -> list[list[str]]:
              "met" if per == 1 else "**missed**"]]
 
 
+def _lags(phase: dict) -> str:
+    if "lag_median" not in phase:
+        return ""
+    return f"{fmt_time(phase['lag_median'])} / {fmt_time(phase['lag_max'])}"
+
+
 def fleet3_section(results: Results, plan: Plan, meta: dict) -> list[str]:
     f = getattr(results, "fleet3", None) or {}
     L = [f"{FLEET3_HEADING}A fleet of three nodes on one PostgreSQL", ""]
@@ -1035,7 +1041,9 @@ def fleet3_section(results: Results, plan: Plan, meta: dict) -> list[str]:
           f"- **Issuance**: the three daemons start together from empty state directories and an "
           f"empty database on {i['certs']} certificates; wall from their start until every node "
           "has every certificate live, the same certificate byte for byte (so the same serial), "
-          "polled every 0.2 s. Orders are newOrder requests in Pebble's log.",
+          "polled every 0.2 s; per certificate, the lag from the first node having it live to all "
+          "three having that one (a follower installs what another node published on its next "
+          "sync, every sync_interval). Orders are newOrder requests in Pebble's log.",
           f"- **Growth**: the inventory file is replaced by one of {f['rest_size']:,} certificates "
           "(the first ones unchanged); the daemons reload it and the fleet issues the rest, timed "
           "the same way.",
@@ -1048,14 +1056,14 @@ def fleet3_section(results: Results, plan: Plan, meta: dict) -> list[str]:
           ""]
     rows = [["issuance from empty", str(i["certs"]), fmt_time(i["wall"]), str(i["orders"]),
              f"{i['orders'] / i['certs']:.2f}", str(i["finalized"]), str(i["versions"]),
-             str(i["distinct_serials"])]]
+             str(i["distinct_serials"]), _lags(i)]]
     if g:
         rows.append([f"growth to {f['rest_size']:,}", str(g["certs"]), fmt_time(g["wall"]),
                      str(g["orders"]), f"{g['orders'] / max(g['certs'], 1):.2f}", str(g["finalized"]),
-                     str(g["versions"]), ""])
+                     str(g["versions"]), "", _lags(g)])
     L += table(["phase", "new certificates", "wall to all 3 nodes in sync", "orders at the CA",
                 "orders per certificate", "finalized", "certkeeper_versions rows (total)",
-                "distinct serials"], rows)
+                "distinct serials", "lag first node → all 3, median / max"], rows)
     L += ["", "Versions published per node (issuance from empty): "
           + ", ".join(f"`{p}`" for p in i.get("publishers") or []) + ".", ""]
     if r:
