@@ -160,12 +160,14 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
         f"{fmt_time(med([s['ready_s'] for s in results.startup]))}.",
         *([bullet] if (bullet := scale_headline(results, plan)) else []),
         *([bullet] if (bullet := dns_headline(results, plan)) else []),
+        *([bullet] if (bullet := fleet3_headline(results, plan)) else []),
         "",
         "## Targets",
         "",
     ]
     L += table(["target", "measured", ""],
-               targets(results, plan, h) + scale_targets(results, plan) + dns_targets(results, plan))
+               targets(results, plan, h) + scale_targets(results, plan) + dns_targets(results, plan)
+               + fleet3_targets(results, plan))
     L += [""]
 
     L += ["## Machine and versions", ""]
