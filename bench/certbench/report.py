@@ -160,12 +160,14 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
         f"{fmt_time(med([s['ready_s'] for s in results.startup]))}.",
         *([bullet] if (bullet := scale_headline(results, plan)) else []),
         *([bullet] if (bullet := dns_headline(results, plan)) else []),
+        *([bullet] if (bullet := fleet3_headline(results, plan)) else []),
         "",
         "## Targets",
         "",
     ]
     L += table(["target", "measured", ""],
-               targets(results, plan, h) + scale_targets(results, plan) + dns_targets(results, plan))
+               targets(results, plan, h) + scale_targets(results, plan) + dns_targets(results, plan)
+               + fleet3_targets(results, plan))
     L += [""]
 
     L += ["## Machine and versions", ""]
@@ -356,6 +358,8 @@ def render(results: Results, plan: Plan, meta: dict, notes: str) -> str:
         L += scale_section(results, plan, meta)
     if dns_rows(results):
         L += dns_section(results, plan, meta)
+    if getattr(results, "fleet3", None):
+        L += fleet3_section(results, plan, meta)
 
     load = meta.get("load") or []
     if load:
@@ -615,6 +619,8 @@ def parts() -> dict[str, Part]:
                          scale_headline, scale_targets, scale_section),
         "dns01": Part("7", DNS_HEADING, lambda plan: DNS_BULLET.split(" {n}")[0],
                       dns_headline, dns_targets, dns_section, rows_prefix=DNS_ROWS_PREFIX),
+        "fleet": Part("8", FLEET3_HEADING, lambda plan: FLEET3_BULLET,
+                      fleet3_headline, fleet3_targets, fleet3_section, rows_prefix=FLEET3_ROWS_PREFIX),
     }
 
 
@@ -974,3 +980,112 @@ def _stats_disagree(d: list[dict]) -> str:
     off = [(x["updates"].messages, x["opcodes"].get("UPDATE", 0)) for x in d
            if x["updates"].messages != x["opcodes"].get("UPDATE", 0)]
     return "" if not off else " (statistics channel: " + ", ".join(str(b) for _, b in off) + ")"
+
+
+# -- 8. three fleet nodes on one PostgreSQL ------------------------------------------------------
+
+FLEET3_HEADING = "## 8. "
+FLEET3_BULLET = "- **Fleet mode, 3 nodes on one PostgreSQL**"
+FLEET3_ROWS_PREFIX = "Fleet (3 nodes)"
+
+
+def fleet3_headline(results: Results, plan: Plan) -> str | None:
+    f = getattr(results, "fleet3", None) or {}
+    if not f.get("issue"):
+        return None
+    i, r = f["issue"], f.get("rest") or {}
+    text = (f"{FLEET3_BULLET}: {i['certs']} certificates ordered {i['orders'] / i['certs']:.2f} times "
+            f"each and live on all {f['nodes']} nodes with the same serial {fmt_time(i['wall'])} after "
+            "the daemons started")
+    if r:
+        text += (f"; at rest with {f['rest_size']:,} certificates the database runs "
+                 f"{r['statements_per_min']:.0f} statements ({r['xacts_per_min']:.0f} transactions) "
+                 f"a minute for the whole fleet (sync_interval {f['sync_interval']})")
+    return text + "."
+
+
+def fleet3_targets(results: Results, plan: Plan) -> list[list[str]]:
+    f = getattr(results, "fleet3", None) or {}
+    if not f.get("issue"):
+        return []
+    i = f["issue"]
+    per = i["orders"] / i["certs"]
+    return [[f"{FLEET3_ROWS_PREFIX}: {i['certs']} certificates ordered once each (issue 15)",
+             f"{per:.2f} orders per certificate ({i['orders']} for {i['certs']})",
+             "met" if per == 1 else "**missed**"]]
+
+
+def _lags(phase: dict) -> str:
+    if "lag_median" not in phase:
+        return ""
+    return f"{fmt_time(phase['lag_median'])} / {fmt_time(phase['lag_max'])}"
+
+
+def fleet3_section(results: Results, plan: Plan, meta: dict) -> list[str]:
+    f = getattr(results, "fleet3", None) or {}
+    L = [f"{FLEET3_HEADING}A fleet of three nodes on one PostgreSQL", ""]
+    if meta.get("only_part") == "fleet":
+        L += [f"Measured apart from the rest of this file, by `{meta['only']}` on {meta['date']} "
+              f"(took {meta['duration']}), with `{meta['versions']['certkeeper']}`. What else the "
+              "machine was doing meanwhile is in the last table, in the phases marked "
+              "`--only`.", ""]
+    if not f.get("issue"):
+        return L + ["Not measured.", ""]
+    i, g, r = f["issue"], f.get("grow") or {}, f.get("rest") or {}
+    L += [f"Issue 15's benchmark (bench/certbench/fleet.py). A throwaway PostgreSQL "
+          f"({f.get('postgres', '15')}; `fsync=off`, password authentication "
+          "on 127.0.0.1, `pg_stat_statements` loaded), three `certkeeper run` daemons on this "
+          "machine with their own state directories and the same inventory (single-name ECDSA "
+          f"certificates, lease {f['lease']}, sync_interval {f['sync_interval']}, max_concurrent "
+          "the default 4 per node), the same Pebble as the other scenarios, whose HTTP-01 port "
+          "is a Python round-robin TCP forwarder to the three nodes' listeners (a validation "
+          "usually reaches a node that did not place the order).", "",
+          f"- **Issuance**: the three daemons start together from empty state directories and an "
+          f"empty database on {i['certs']} certificates; wall from their start until every node "
+          "has every certificate live, the same certificate byte for byte (so the same serial), "
+          "polled every 0.2 s; per certificate, the lag from the first node having it live to all "
+          "three having that one (0 when all three had it at the same poll). Orders are newOrder requests in Pebble's log.",
+          f"- **Growth**: the inventory file is replaced by one of {f['rest_size']:,} certificates "
+          "(the first ones unchanged); the daemons reload it and the fleet issues the rest, timed "
+          "the same way.",
+          f"- **At rest**: {r.get('settle', 15)} s after that, with the three daemons idle and "
+          f"nothing due, the fleet's database work is counted over {r.get('seconds', 0):.0f} s: "
+          "statements executed by the fleet's role (`pg_stat_statements` calls) and transactions "
+          "of its database (`pg_stat_database` xact_commit + xact_rollback; the counting "
+          "queries run in another database). Both are PostgreSQL's own counters, but they "
+          "count different things: a transaction need not run a statement pg_stat_statements "
+          "tracks, and a backend reports its transaction counts up to about 10 s late, so the "
+          "two columns need not agree; the statement count is the one to quote.",
+          ""]
+    rows = [["issuance from empty", str(i["certs"]), fmt_time(i["wall"]), str(i["orders"]),
+             f"{i['orders'] / i['certs']:.2f}", str(i["finalized"]), str(i["versions"]),
+             str(i["distinct_serials"]), _lags(i)]]
+    if g:
+        rows.append([f"growth to {f['rest_size']:,}", str(g["certs"]), fmt_time(g["wall"]),
+                     str(g["orders"]), f"{g['orders'] / max(g['certs'], 1):.2f}", str(g["finalized"]),
+                     str(g["versions"]), "", _lags(g)])
+    L += table(["phase", "new certificates", "wall to all 3 nodes in sync", "orders at the CA",
+                "orders per certificate", "finalized", "certkeeper_versions rows (total)",
+                "distinct serials", "lag first node → all 3, median / max"], rows)
+    L += ["", "Versions published per node (issuance from empty): "
+          + ", ".join(f"`{p}`" for p in i.get("publishers") or []) + ".", ""]
+    if r:
+        n = f["nodes"]
+        L += table(["at rest", "certificates", "period", "statements", "statements per minute",
+                    "per node", "transactions", "transactions per minute", "orders"],
+                   [[f"3 nodes, sync_interval {f['sync_interval']}", f"{f['rest_size']:,}",
+                     f"{r['seconds']:.0f} s", str(r["statements"]), f"{r['statements_per_min']:.1f}",
+                     f"{r['statements_per_min'] / n:.1f}", str(r["xacts"]),
+                     f"{r['xacts_per_min']:.1f}", str(r["orders"])]])
+        L += ["", f"Database size: {r['db_size'] / 1024 / 1024:.1f} MiB in all; "
+              f"`certkeeper_versions` {r['versions_size'] / 1024 / 1024:.1f} MiB for "
+              f"{r['versions']:,} versions ({r['versions_size'] / max(r['versions'], 1) / 1024:.1f} KiB "
+              "per version, indexes and TOAST included).", ""]
+        if r.get("top_statements_since_start"):
+            L += ["The fleet's most frequent statements since the database started (all phases; "
+                  "calls, then the statement's start):", "", "```",
+                  *r["top_statements_since_start"], "```", ""]
+    if f.get("config"):
+        L += ["A node's inventory (the first certificate of many):", "", "```toml",
+              _ports_as_variables(f["config"].strip()), "```", ""]
+    return L

@@ -68,6 +68,11 @@ class Plan:
     dns_reps: int = 3
     dns_certbot: int = 5
     dns_lego: int = 100
+    # Scenario 8, three fleet nodes on one PostgreSQL: issue fleet_sync_size, grow to
+    # fleet_rest_size, count the database's work at rest for fleet_rest_seconds.
+    fleet_sync_size: int = 100
+    fleet_rest_size: int = 1000
+    fleet_rest_seconds: float = 180
 
     @classmethod
     def full(cls) -> "Plan":
@@ -135,6 +140,9 @@ class Plan:
             dns_reps=1,
             dns_certbot=1,
             dns_lego=1,
+            fleet_sync_size=5,
+            fleet_rest_size=10,
+            fleet_rest_seconds=10,
         )
 
 
@@ -163,6 +171,8 @@ class Results:
     scale: dict = field(default_factory=dict)
     # Scenario 7: "rows" (DnsRow), "zone", "key", "commands", "failed" (what did not run).
     dns: dict = field(default_factory=dict)
+    # Scenario 8: fleet.run's dict ("issue", "grow", "rest", "config", ...).
+    fleet3: dict = field(default_factory=dict)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -664,6 +674,13 @@ class Bench:
 
 
     # -- scenario 7: DNS-01 through a real named -----------------------------------------------
+
+    def fleet3(self) -> None:
+        """Scenario 8: three nodes of a fleet on one PostgreSQL (bench/certbench/fleet.py)."""
+        from . import fleet
+        p = self.plan
+        self.results.fleet3 = fleet.run(self.work, self.pebble, self.bin, p.fleet_sync_size,
+                                        p.fleet_rest_size, p.fleet_rest_seconds, self.say)
 
     def dns01(self) -> None:
         """certkeeper, certbot and lego issuing by DNS-01 through a real BIND 9 named (RFC 2136
