@@ -144,6 +144,22 @@ fn a_single_node_moves_into_the_fleet_with_one_command() {
         "{}",
         stdout(&status)
     );
+    // Plain `status` says it too.
+    let status = setup.certkeeper(&["status"]);
+    assert!(
+        stdout(&status)
+            .lines()
+            .any(|line| line == "fleet: node node-1: in sync"),
+        "{}",
+        stdout(&status)
+    );
+    let status = setup.certkeeper(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("JSON");
+    let www = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["name"] == "www"))
+        .expect("www");
+    assert_eq!(www["fleet"], "in sync", "{rows}");
 
     let again = setup.certkeeper(&["cluster", "import"]);
     assert_eq!(again.status.code(), Some(0), "a second import");

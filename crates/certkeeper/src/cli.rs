@@ -143,7 +143,9 @@ pub struct StatusArgs {
     ///
     /// An array with one object per certificate, holding what the table shows and more; its
     /// `notices_undelivered` maps every `[[notify]]` target to the number of the
-    /// certificate's notices still waiting in the outbox for it.
+    /// certificate's notices still waiting in the outbox for it; in a fleet, `fleet` says
+    /// whether this node's live certificate is the fleet's newest (`in sync`, `behind`,
+    /// `not yet published`, `not issued yet`).
     #[arg(long)]
     pub json: bool,
 }

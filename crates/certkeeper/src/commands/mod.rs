@@ -73,8 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
         }
         Command::Status(args) => {
-            let running = runtime()?.block_on(in_flight(&inventory));
-            status::run(&inventory, &args, running.as_deref())
+            let runtime = runtime()?;
+            let running = runtime.block_on(in_flight(&inventory));
+            let fleet = runtime.block_on(status::fleet_view(&inventory));
+            status::run(&inventory, &args, running.as_deref(), fleet.as_ref())
         }
         Command::Renew(args) => runtime()?.block_on(async {
             let request = Request::Renew {

@@ -7,7 +7,7 @@
 //! Exit code 0 when all is well, 1 when a certificate is failing or inside its urgent
 //! threshold (missing, expired or close to expiry): usable from monitoring.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use certkeeper_core::schedule::plan_certificate;
@@ -17,9 +17,9 @@ use certkeeper_store::{LineageState, Store, from_unix_seconds};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::engine::notices;
 use crate::engine::plan::{attempts_from, par_map};
 use crate::engine::solvers::ChallengeLabel;
+use crate::engine::{fleet, notices};
 use crate::exit::Exit;
 use crate::report::{days_left, error_chain, timestamp};
 
@@ -56,6 +56,54 @@ struct Row {
     /// This certificate's notices still waiting in the outbox, per `[[notify]]` target: every
     /// configured target (0 when nothing waits), then any other target that holds some.
     notices_undelivered: BTreeMap<String, usize>,
+    /// In a fleet: `in sync`, `behind` (the fleet has another version), `not yet published`
+    /// or `not issued yet`; absent outside a fleet or when its database did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<&'static str>,
+}
+
+/// What the fleet's database says, for `status` in a fleet: this node's name and each
+/// certificate's newest serial; or why it could not be asked.
+pub type FleetView = Result<(String, HashMap<String, String>), String>;
+
+/// The fleet's view for `status`, `None` outside a fleet. Bounded: an unreachable database
+/// costs `status` a few seconds, not its answer.
+pub async fn fleet_view(inventory: &Inventory) -> Option<FleetView> {
+    let cluster = inventory.cluster.as_ref()?;
+    let view = async {
+        let mut settings = fleet::settings(cluster).map_err(|err| error_chain(&err))?;
+        settings.connect_timeout = FLEET_TIMEOUT;
+        settings.operation_timeout = FLEET_TIMEOUT;
+        let fleet = certkeeper_fleet::Fleet::connect(&settings)
+            .await
+            .map_err(|err| error_chain(&err))?;
+        let heads = fleet
+            .version_heads()
+            .await
+            .map_err(|err| error_chain(&err))?;
+        Ok((
+            fleet.node().to_owned(),
+            heads
+                .into_iter()
+                .map(|head| (head.lineage, head.serial))
+                .collect(),
+        ))
+    };
+    Some(view.await)
+}
+
+/// How long `status` waits for the fleet's database.
+const FLEET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A certificate's place in the fleet: `local` is this node's live serial.
+fn fleet_state(local: Option<&str>, fleet: Option<&String>) -> &'static str {
+    let trim = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    match (local, fleet) {
+        (None, None) => "not issued yet",
+        (Some(_), None) => "not yet published",
+        (Some(local), Some(fleet)) if trim(local) == trim(fleet) => "in sync",
+        (_, Some(_)) => "behind",
+    }
 }
 
 /// A lineage's last renewal-information check, for the live certificate.
@@ -135,6 +183,7 @@ pub fn run(
     inventory: &Inventory,
     args: &StatusArgs,
     running: Option<&[String]>,
+    fleet: Option<&FleetView>,
 ) -> anyhow::Result<Exit> {
     let store = Store::open(&inventory.state_dir)?;
     let now = SystemTime::now();
@@ -144,12 +193,17 @@ pub fn run(
         let mine = waiting
             .iter()
             .filter(|entry| entry.notice.certificate.as_deref() == Some(name));
+        let row = row(&store, inventory, spec, now);
         Row {
+            fleet: match fleet {
+                Some(Ok((_, heads))) => Some(fleet_state(row.serial.as_deref(), heads.get(name))),
+                _ => None,
+            },
             attempt_running: running.map(|names| names.iter().any(|n| n == name)),
             notices_undelivered: notices::count_by_target(mine, &targets)
                 .into_iter()
                 .collect(),
-            ..row(&store, inventory, spec, now)
+            ..row
         }
     });
     if args.json {
@@ -163,6 +217,25 @@ pub fn run(
         }
         for (target, count) in notices::count_by_target(&waiting, &targets) {
             println!("notify {target}: {count} undelivered");
+        }
+        match fleet {
+            None => {}
+            Some(Err(why)) => println!("fleet: the database did not answer: {why}"),
+            Some(Ok((node, _))) => {
+                let behind: Vec<&str> = rows
+                    .iter()
+                    .filter(|row| matches!(row.fleet, Some("behind" | "not yet published")))
+                    .map(|row| row.name.as_str())
+                    .collect();
+                if behind.is_empty() {
+                    println!("fleet: node {node}: in sync");
+                } else {
+                    println!(
+                        "fleet: node {node}: not in sync: {} (certkeeper cluster status tells more)",
+                        behind.join(" ")
+                    );
+                }
+            }
         }
     }
     let unwell = rows.iter().any(|r| {
@@ -234,6 +307,7 @@ fn row(store: &Store, inventory: &Inventory, spec: &CertificateSpec, now: System
         profile_refused,
         renewal_info,
         notices_undelivered: BTreeMap::new(),
+        fleet: None,
     }
 }
 
