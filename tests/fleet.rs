@@ -646,3 +646,58 @@ fn a_node_with_another_fleet_key_exits_at_start_naming_the_fleet_key() {
     eprintln!("exit {code:?}: {log}");
     stop(daemons);
 }
+
+#[test]
+fn a_failure_is_recorded_in_the_fleet_and_its_backoff_holds_every_node() {
+    let certs = names(1);
+    let fleet = Fleet::start(3, &certs, "5s");
+    // The CA refuses every order (a problem a human must fix).
+    fleet.proxy.set_on(
+        NEW_ORDER,
+        Fault::Status {
+            code: 400,
+            problem: "rejectedIdentifier",
+            retry_after: None,
+        },
+    );
+    let daemons = fleet.spawn_all();
+    // The attempt's outcome is the fleet's: its state row holds the failure streak the
+    // backoff is counted from.
+    let state = || {
+        fleet.sql(
+            "SELECT coalesce(state->'attempts'->>'consecutive_failures', '') || ' ' || \
+             coalesce(state->'attempts'->>'last_failure_at_unix', '') \
+             FROM certkeeper_state WHERE lineage = 'site01'",
+        )
+    };
+    wait_for(
+        "a failure in the fleet's state",
+        Duration::from_secs(60),
+        &daemons,
+        || {
+            state()
+                .split_once(' ')
+                .is_some_and(|(failures, at)| failures >= "1" && !at.is_empty())
+        },
+    );
+    // Within the first failure's backoff (retry_initial 2s, doubled per failure), the three
+    // nodes together stay near one node's pace: far fewer orders than three nodes each
+    // retrying on its own would place.
+    let started = fleet.proxy.requests_to(NEW_ORDER);
+    std::thread::sleep(Duration::from_secs(12));
+    let placed = fleet.proxy.requests_to(NEW_ORDER) - started;
+    eprintln!("REPORT fleet backoff: {placed} newOrder in 12 s from 3 nodes");
+    assert!(
+        placed <= 4,
+        "{placed} newOrder in 12 s from 3 nodes sharing one backoff:\n{}",
+        logs(&daemons)
+    );
+    assert!(
+        fleet
+            .nodes
+            .iter()
+            .all(|node| node.live_serial("site01").is_none()),
+        "nothing issued"
+    );
+    stop(daemons);
+}

@@ -352,6 +352,22 @@ impl Lineage {
         })
     }
 
+    /// In a fleet, after a counted failure: continue the streak the other nodes recorded
+    /// (`shared` failures before this one), so the backoff grows for the whole fleet as it
+    /// would for one node. Nothing changes when this node's own streak is longer, or when the
+    /// last outcome was not a counted failure.
+    ///
+    /// # Errors
+    /// As [`Lineage::record_order`].
+    pub fn continue_streak(&mut self, shared: u32) -> Result<(), StoreError> {
+        if self.state.attempts.consecutive_failures == 0
+            || self.state.attempts.consecutive_failures > shared
+        {
+            return Ok(());
+        }
+        self.change(|state| state.attempts.consecutive_failures = shared.saturating_add(1))
+    }
+
     /// Certificate installed at `now` (after [`Lineage::install`]): the failure streak ends,
     /// the order is done. The record goes first, then the order's key.
     ///

@@ -175,6 +175,12 @@ fn failures_count_up_and_an_install_ends_the_streak_and_the_order() {
         attempts.retry_not_before_unix,
         Some(unix_seconds(at(NOW_UNIX + 240)))
     );
+    // In a fleet, a failure continues the streak the other nodes recorded; a shorter one
+    // changes nothing.
+    lineage.continue_streak(5).expect("continue");
+    assert_eq!(www(&store).state().attempts.consecutive_failures, 6);
+    lineage.continue_streak(1).expect("shorter");
+    assert_eq!(www(&store).state().attempts.consecutive_failures, 6);
 
     // Installed: the pair goes live, then the success is recorded with the order gone.
     let key = new_key(KeyType::EcdsaP256);

@@ -15,13 +15,14 @@
 use std::time::SystemTime;
 
 use certkeeper_core::hooks::DeployAction;
+use certkeeper_core::schedule::backoff_until;
 use certkeeper_core::{CertificateSpec, Inventory, LifecycleAction, OrderPurpose};
-use certkeeper_store::{FailureClass, Lineage, LiveCert};
+use certkeeper_store::{AttemptRecord, FailureClass, Lineage, LiveCert};
 
 use crate::engine::deploy;
 use crate::engine::error::{AttemptError, HookFailure};
 use crate::engine::job::{self, JobContext};
-use crate::engine::plan::LineageView;
+use crate::engine::plan::{LineageView, attempts_from};
 use crate::engine::ports::{AttemptInput, Claimed, Outcome, Runner, Task};
 use crate::report::{error_chain, timestamp};
 
@@ -90,7 +91,16 @@ impl Attempt<'_> {
                     claim.release().await;
                     Err(AttemptError::Superseded)
                 }
-                Ok(Claimed::Held(claim)) => {
+                Ok(Claimed::Held(claim)) => 'held: {
+                    // The daemon's own plans wait for the fleet's backoff; `renew` run by
+                    // hand does not.
+                    let shared = claim.shared_attempts().await.ok().flatten();
+                    if self.planned_live.is_some()
+                        && let Some(until) = shared.as_ref().and_then(|s| held_back(s, spec))
+                    {
+                        claim.release().await;
+                        break 'held Err(AttemptError::FleetBackoff { until });
+                    }
                     let pre = if self.run_hooks {
                         self.ctx.hooks.pre(self.inventory, spec).await
                     } else {
@@ -113,8 +123,25 @@ impl Attempt<'_> {
                         Err(failure) => Err(AttemptError::PreHook(failure)),
                     };
                     // Recorded before the lease goes: the fleet's follower leaves a lineage
-                    // alone while this node holds its lease.
+                    // alone while this node holds its lease. The others learn the outcome, so
+                    // a failure's backoff is the whole fleet's.
                     job::record(&mut lineage, &obtained, SystemTime::now());
+                    if let (Err(failure), Some(shared)) = (&obtained, &shared)
+                        && !matches!(
+                            failure.class(),
+                            FailureClass::WaitingOnCa | FailureClass::Elsewhere { .. }
+                        )
+                        && let Err(err) = lineage.continue_streak(shared.consecutive_failures)
+                    {
+                        tracing::warn!(cert = %spec.name, error = error_chain(&err), "cannot record the fleet's failure streak");
+                    }
+                    if !matches!(
+                        &obtained,
+                        Err(AttemptError::Stopping | AttemptError::ClaimLost { .. })
+                    ) && let Err(err) = claim.share_attempts(&lineage.state().attempts).await
+                    {
+                        tracing::warn!(cert = %spec.name, error = error_chain(&err), "cannot record the attempt in the fleet");
+                    }
                     claim.release().await;
                     return self.deploy(lineage, obtained).await;
                 }
@@ -191,6 +218,18 @@ impl Attempt<'_> {
         deploy::record_on_disk(&self.ctx.store, &self.spec.name, failure.as_deref());
         deployed
     }
+}
+
+/// When the fleet's record of the certificate's attempts (another node's failures) puts the
+/// next attempt at a time still to come (the backoff the planner counts, or the CA's
+/// Retry-After): that time. Without a readable record, nothing holds back.
+fn held_back(shared: &AttemptRecord, spec: &CertificateSpec) -> Option<SystemTime> {
+    let attempts = attempts_from(shared, spec);
+    let until = backoff_until(&spec.name, &attempts, &spec.schedule.backoff)
+        .into_iter()
+        .chain(attempts.retry_not_before)
+        .max()?;
+    (until > SystemTime::now()).then_some(until)
 }
 
 /// The daemon's real [`Runner`]: the engine's [`Attempt`] on the ports of `ctx`.

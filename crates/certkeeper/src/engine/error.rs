@@ -80,6 +80,12 @@ pub enum AttemptError {
     /// it expired, or another node took it over): it stopped without publishing anything.
     #[error("the fleet lease on {cert} was lost; the node that holds it now carries the order on")]
     ClaimLost { cert: CertName },
+    /// Another node of the fleet failed at this certificate lately and its backoff runs until
+    /// `until`: the fleet waits as one node would. Not counted as a failure here.
+    #[error(
+        "another node of the fleet failed at this certificate lately; the fleet tries again after its backoff"
+    )]
+    FleetBackoff { until: std::time::SystemTime },
     /// Another node's certificate was installed here since the attempt was planned: nothing
     /// to order. Not a failure.
     #[error("a certificate another node of the fleet published was installed meanwhile")]
@@ -134,6 +140,7 @@ impl AttemptError {
                 recheck_at: std::time::SystemTime::now() + RECHECK_LOST_CLAIM,
             },
             AttemptError::Fleet(error) => fleet_class(error),
+            AttemptError::FleetBackoff { until } => FailureClass::Elsewhere { recheck_at: *until },
             // Planned again at once, from what is live now.
             AttemptError::Superseded => FailureClass::Elsewhere {
                 recheck_at: std::time::SystemTime::now(),

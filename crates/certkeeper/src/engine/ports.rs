@@ -61,7 +61,7 @@ use certkeeper_core::{
     OrderPurpose, RevocationReason, Secret,
 };
 use certkeeper_fleet::FleetError;
-use certkeeper_store::{CheckedIssue, LiveCert};
+use certkeeper_store::{AttemptRecord, CheckedIssue, LiveCert};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountError;
@@ -299,6 +299,16 @@ pub trait Claim: Send + Sync + Debug {
         local_serial: Option<&'a str>,
     ) -> PortFuture<'a, Result<Option<PublishedVersion>, FleetError>>;
 
+    /// The certificate's attempts as the fleet last recorded them (any node's), for a
+    /// backoff the whole fleet keeps; `None` when none was recorded.
+    fn shared_attempts(&self) -> PortFuture<'_, Result<Option<AttemptRecord>, FleetError>>;
+
+    /// Record this attempt's outcome (the lineage's attempts as they are now) for the others.
+    fn share_attempts<'a>(
+        &'a self,
+        record: &'a AttemptRecord,
+    ) -> PortFuture<'a, Result<(), FleetError>>;
+
     /// An order another node placed for the certificate and did not finish, to carry on.
     fn order_left(&self) -> PortFuture<'_, Result<Option<LeftOrder>, FleetError>>;
 
@@ -369,6 +379,17 @@ impl Claim for SoloClaim {
         _local_serial: Option<&'a str>,
     ) -> PortFuture<'a, Result<Option<PublishedVersion>, FleetError>> {
         Box::pin(async { Ok(None) })
+    }
+
+    fn shared_attempts(&self) -> PortFuture<'_, Result<Option<AttemptRecord>, FleetError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn share_attempts<'a>(
+        &'a self,
+        _record: &'a AttemptRecord,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn order_left(&self) -> PortFuture<'_, Result<Option<LeftOrder>, FleetError>> {

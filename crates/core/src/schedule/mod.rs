@@ -284,7 +284,12 @@ fn jittered(
 }
 
 /// The earliest instant the backoff allows, if a failure is on record.
-fn backoff_until(name: &CertName, attempts: &Attempts, backoff: &Backoff) -> Option<SystemTime> {
+#[must_use]
+pub fn backoff_until(
+    name: &CertName,
+    attempts: &Attempts,
+    backoff: &Backoff,
+) -> Option<SystemTime> {
     if attempts.consecutive_failures == 0 {
         return None;
     }

@@ -18,7 +18,7 @@ use certkeeper_core::ports::{
 };
 use certkeeper_core::{CertName, ChallengeSolver, Secret};
 use certkeeper_fleet::{Fleet, FleetError, Lease, OrderRecord, VersionRecord};
-use certkeeper_store::CheckedIssue;
+use certkeeper_store::{AttemptRecord, CheckedIssue};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,9 @@ use crate::engine::ports::{
     Claim, Claimed, Coordination, LeftOrder, OrderLocation, PortFuture, PublishedVersion,
 };
 use crate::report::error_chain;
+
+/// The key of the attempts record in a lineage's state in the fleet (`certkeeper_state`).
+const ATTEMPTS: &str = "attempts";
 
 /// How long after publishing an HTTP-01 key authorisation the CA is told to validate: the
 /// other nodes learn of it by a notification, which arrives within milliseconds of the commit;
@@ -159,6 +162,28 @@ impl Claim for FleetClaim {
                     fullchain_pem: stored.record.fullchain_pem,
                     published_by: stored.published_by,
                 }))
+        })
+    }
+
+    fn shared_attempts(&self) -> PortFuture<'_, Result<Option<AttemptRecord>, FleetError>> {
+        Box::pin(async move {
+            let lineage = self.lease().lineage;
+            let state = self.fleet.state(&lineage).await?;
+            // A record this version cannot read is as good as none: the node's own backoff
+            // still applies.
+            Ok(state
+                .and_then(|state| state.get(ATTEMPTS).cloned())
+                .and_then(|attempts| serde_json::from_value(attempts).ok()))
+        })
+    }
+
+    fn share_attempts<'a>(
+        &'a self,
+        record: &'a AttemptRecord,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async move {
+            let state = serde_json::json!({ ATTEMPTS: record });
+            self.fleet.save_state(&self.lease(), &state).await
         })
     }
 
