@@ -373,7 +373,9 @@ fn a_state_directory_imported_from_certbot_moves_into_the_fleet() {
         ])
         .args(["-m", "ops@example.com", "--no-eff-email"])
         .args(["--server", &setup.pebble.directory_url])
-        .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
+        // `=`: a base64url key may start with '-', which certbot would take for an option.
+        .arg(format!("--eab-kid={kid}"))
+        .arg(format!("--eab-hmac-key={hmac}"))
         .args(["--http-01-port", &setup.pebble.http01_port.to_string()])
         .arg("--config-dir")
         .arg(&certbot_dir)

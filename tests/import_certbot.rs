@@ -51,7 +51,9 @@ fn certbot_certonly(setup: &Setup, config_dir: &Path, server: &str, domains: &[&
         ])
         .args(["-m", "ops@example.com", "--no-eff-email"])
         .args(["--server", server])
-        .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
+        // `=`: a base64url key may start with '-', which certbot would take for an option.
+        .arg(format!("--eab-kid={kid}"))
+        .arg(format!("--eab-hmac-key={hmac}"))
         .args(["--key-type", "ecdsa", "--elliptic-curve", "secp384r1"])
         .args(["--http-01-port", &setup.pebble.http01_port.to_string()])
         .args(["--deploy-hook", &deploy_hook(setup)])
@@ -447,7 +449,9 @@ fn certbot_with(setup: &Setup, config_dir: &Path, name: &str, args: &[&str], dom
         .args(["certonly", "--non-interactive", "--agree-tos"])
         .args(["-m", "ops@example.com", "--no-eff-email"])
         .args(["--server", &setup.pebble.directory_url])
-        .args(["--eab-kid", &kid, "--eab-hmac-key", &hmac])
+        // `=`: a base64url key may start with '-', which certbot would take for an option.
+        .arg(format!("--eab-kid={kid}"))
+        .arg(format!("--eab-hmac-key={hmac}"))
         .arg("--config-dir")
         .arg(config_dir)
         .arg("--work-dir")
