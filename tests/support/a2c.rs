@@ -336,7 +336,7 @@ impl A2c {
     /// run again, up to three times in all, and every failure is shown if none succeeds.
     pub fn sql(&self, statement: &str, params: &[&str]) -> serde_json::Value {
         let mut failures = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..10 {
             let output = Command::new(&self.python)
                 .arg(LAUNCHER)
                 .arg("sql")
@@ -352,7 +352,7 @@ impl A2c {
             std::thread::sleep(Duration::from_millis(500));
         }
         panic!(
-            "sql {statement:?} failed three times:\n{}",
+            "sql {statement:?} failed ten times:\n{}",
             failures.join("\n---\n")
         );
     }
