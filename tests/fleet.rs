@@ -566,10 +566,11 @@ fn postgres_down_mid_run_loses_nothing_and_issues_nothing_twice() {
         "database stopped with {published} of {} certificates installed somewhere",
         certs.len()
     );
-    // Down for 25 s rather than the issue's minute: every 5 s lease lapses, every node notices
-    // and backs off, and the daemons keep running meanwhile. (A minute-long outage passed here
-    // but once missed the 120 s catch-up in CI; that case is still to be looked into.)
-    let up_again = Instant::now() + Duration::from_secs(25);
+    // Down for a minute: every 5 s lease lapses, every node notices and backs off, and the
+    // daemons keep running meanwhile. An order whose challenge the CA was validating when its
+    // holder lost the lease must not die of it: every node, its holder included, serves the
+    // key authorisation until the fleet withdraws it.
+    let up_again = Instant::now() + Duration::from_secs(60);
     while Instant::now() < up_again {
         for (node, daemon) in fleet.nodes.iter().zip(&mut daemons) {
             assert!(
@@ -582,8 +583,9 @@ fn postgres_down_mid_run_loses_nothing_and_issues_nothing_twice() {
         std::thread::sleep(Duration::from_millis(500));
     }
     fleet.pg.restart();
-
-    fleet.wait_in_sync(&certs, Duration::from_secs(300), &daemons);
+    let restarted = Instant::now();
+    fleet.wait_in_sync(&certs, Duration::from_secs(180), &daemons);
+    eprintln!("in sync {:?} after the restart", restarted.elapsed());
     assert_eq!(
         fleet.proxy.requests_to(NEW_ORDER),
         certs.len(),

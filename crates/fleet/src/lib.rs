@@ -265,7 +265,7 @@ impl Fleet {
             .await?;
         fleet.check_key().await?;
         fleet.heartbeat().await?;
-        tracing::info!(node = %fleet.inner.node, target_db = %fleet.inner.link.target, "joined the fleet");
+        tracing::debug!(node = %fleet.inner.node, target_db = %fleet.inner.link.target, "connected to the fleet's database");
         Ok(fleet)
     }
 
@@ -713,7 +713,9 @@ impl Fleet {
         .await
     }
 
-    /// Forget the lineage's order in flight (finished or abandoned). Fenced.
+    /// Forget the lineage's order in flight (finished, or dead at the CA) and the HTTP-01 key
+    /// authorisations published for it, whichever node published them (one that died never
+    /// withdraws its own); the nodes are told to stop serving them. Fenced.
     ///
     /// # Errors
     /// [`FleetError::Fenced`] or [`FleetError::LeaseExpired`] when the lease is no longer good.
@@ -727,6 +729,18 @@ impl Fleet {
             )
             .await
             .map_err(|e| link.classify(e, "clear an order"))?;
+            let withdrawn = tx
+                .query(
+                    "DELETE FROM certkeeper_challenges WHERE lineage = $1 RETURNING token",
+                    &[&lease.lineage],
+                )
+                .await
+                .map_err(|e| link.classify(e, "clear an order's challenges"))?;
+            for row in &withdrawn {
+                let token: String = row.get(0);
+                let payload = listen::challenge_withdrawn_payload(&token);
+                notify(&tx, link, CHALLENGE_CHANNEL, &payload).await?;
+            }
             commit(tx, link).await
         })
         .await
@@ -860,26 +874,32 @@ impl Fleet {
         .await
     }
 
-    /// Withdraw an HTTP-01 key authorisation (any node may clean up), and notify.
+    /// Withdraw an HTTP-01 key authorisation this node published, and notify. Not fenced, but
+    /// a node withdraws only its own: once another node carrying the order on has published
+    /// the same token, the row is that node's, and a late cleanup here leaves it alone.
     ///
     /// # Errors
     /// When the database is unavailable or refuses.
     pub async fn withdraw_challenge(&self, token: &str) -> Result<(), FleetError> {
+        let node = self.node();
         self.run(async |client, link| {
             let tx = begin(client, link).await?;
-            tx.execute(
-                "DELETE FROM certkeeper_challenges WHERE token = $1",
-                &[&token],
-            )
-            .await
-            .map_err(|e| link.classify(e, "withdraw a challenge"))?;
-            notify(
-                &tx,
-                link,
-                CHALLENGE_CHANNEL,
-                &listen::challenge_withdrawn_payload(token),
-            )
-            .await?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM certkeeper_challenges WHERE token = $1 AND owner = $2",
+                    &[&token, &node],
+                )
+                .await
+                .map_err(|e| link.classify(e, "withdraw a challenge"))?;
+            if deleted > 0 {
+                notify(
+                    &tx,
+                    link,
+                    CHALLENGE_CHANNEL,
+                    &listen::challenge_withdrawn_payload(token),
+                )
+                .await?;
+            }
             commit(tx, link).await
         })
         .await

@@ -160,7 +160,7 @@ async fn run(link: Link, sender: mpsc::Sender<FleetEvent>, shutdown: Cancellatio
             Ok(()) => return,
             Err(error) => error,
         };
-        tracing::warn!(target_db = %link.target, error = %certkeeper_core::error_chain(&error), "fleet notifications interrupted; reconnecting");
+        tracing::debug!(target_db = %link.target, error = %certkeeper_core::error_chain(&error), "fleet notifications interrupted; reconnecting");
         if sender.send(FleetEvent::Disconnected(error)).await.is_err() {
             return;
         }

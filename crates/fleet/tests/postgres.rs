@@ -477,6 +477,63 @@ async fn other_nodes_hear_of_challenges_and_versions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_withdraws_only_its_own_challenges_and_a_cleared_order_takes_all_of_them() {
+    let cluster = PgCluster::start();
+    let a = connect(&cluster, "a").await;
+    let b = connect(&cluster, "b").await;
+    let lease = a
+        .acquire("www", Duration::from_millis(300))
+        .await
+        .expect("acquire")
+        .expect("free");
+    a.publish_challenge(&lease, "tok1", "tok1.thumb")
+        .await
+        .expect("publish");
+    a.publish_challenge(&lease, "tok2", "tok2.thumb")
+        .await
+        .expect("publish");
+    // b carries the order on after a's lease ran out, and publishes the same token again.
+    let taken = acquire_within(&b, "www", Duration::from_secs(60), Duration::from_secs(10)).await;
+    b.publish_challenge(&taken, "tok1", "tok1.thumb")
+        .await
+        .expect("publish again");
+    // a's late cleanup leaves b's token alone, and takes its own.
+    a.withdraw_challenge("tok1").await.expect("withdraw");
+    a.withdraw_challenge("tok2").await.expect("withdraw");
+    let tokens: Vec<String> = b
+        .challenges()
+        .await
+        .expect("challenges")
+        .into_iter()
+        .map(|c| c.token)
+        .collect();
+    assert_eq!(tokens, ["tok1"]);
+
+    // Another one left by a node that died: clearing the order takes every one.
+    a.publish_challenge(&lease, "tok3", "tok3.thumb")
+        .await
+        .expect_err("a's lease is gone");
+    b.publish_challenge(&taken, "tok3", "tok3.thumb")
+        .await
+        .expect("publish");
+    let shutdown = CancellationToken::new();
+    let mut listener = a.listen(shutdown.clone());
+    wait_listening(&mut listener, Duration::from_secs(10)).await;
+    b.clear_order(&taken).await.expect("clear");
+    let mut withdrawn = Vec::new();
+    while withdrawn.len() < 2 {
+        match next_event(&mut listener, Duration::from_secs(10)).await {
+            FleetEvent::ChallengeWithdrawn { token } => withdrawn.push(token),
+            other => panic!("expected a withdrawal, got {other:?}"),
+        }
+    }
+    withdrawn.sort();
+    assert_eq!(withdrawn, ["tok1", "tok3"]);
+    assert!(a.challenges().await.expect("challenges").is_empty());
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_is_a_clear_error_meanwhile_and_everything_recovers() {
     let mut cluster = PgCluster::start();
     let a = connect(&cluster, "a").await;

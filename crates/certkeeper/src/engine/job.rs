@@ -168,9 +168,9 @@ pub async fn obtain(
         Ok(chain) => chain,
         Err(failure) => {
             if !failure.error.is_retryable() {
-                // The order is dead (validation failed, CA refused): the next attempt must
-                // start over rather than resume it.
-                forget_order(lineage);
+                // The order is dead (validation failed, CA refused): the next attempt, here or
+                // on another node, must start over rather than resume it.
+                forget_dead_order(claim, lineage, spec).await;
             }
             return Err(failure.into());
         }
@@ -194,7 +194,7 @@ pub async fn obtain(
         Ok(checked) => claim.publish(&checked, &key_pem).await?,
         Err(err) => {
             // A chain that does not verify will not verify next time either.
-            forget_order(lineage);
+            forget_dead_order(claim, lineage, spec).await;
             return Err(AttemptError::Install {
                 order_url,
                 source: err,
@@ -421,6 +421,15 @@ fn reusable_key(
 }
 
 /// The order is dead or stale: the next attempt places a new one.
+/// Forget a dead order here and for the others (the fleet's copy is what a node that has
+/// none resumes). Failing to tell the others only costs the next holder one look at the CA.
+async fn forget_dead_order(claim: &dyn Claim, lineage: &mut Lineage, spec: &CertificateSpec) {
+    forget_order(lineage);
+    if let Err(err) = claim.forget_order().await {
+        tracing::warn!(cert = %spec.name, error = error_chain(&err), "cannot forget the dead order in the fleet; the next node to carry it on finds it dead as well");
+    }
+}
+
 fn forget_order(lineage: &mut Lineage) {
     if let Err(err) = lineage.forget_order() {
         tracing::warn!(cert = %lineage.name(), error = error_chain(&err), "cannot clear the stored order");

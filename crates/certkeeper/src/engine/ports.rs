@@ -319,6 +319,11 @@ pub trait Claim: Send + Sync + Debug {
         key_pem: &'a Secret,
     ) -> PortFuture<'a, Result<(), FleetError>>;
 
+    /// Forget the order recorded for the others: it is dead at the CA (its validation failed,
+    /// or its certificate does not verify), so the next holder places a new one rather than
+    /// carrying it on.
+    fn forget_order(&self) -> PortFuture<'_, Result<(), FleetError>>;
+
     /// The solver to answer this attempt's challenges with: `solver`, its HTTP-01 key
     /// authorisations also served by every other node.
     fn solver(&self, solver: Arc<dyn ChallengeSolver>) -> Arc<dyn ChallengeSolver>;
@@ -401,6 +406,10 @@ impl Claim for SoloClaim {
         _location: &'a OrderLocation,
         _key_pem: &'a Secret,
     ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn forget_order(&self) -> PortFuture<'_, Result<(), FleetError>> {
         Box::pin(async { Ok(()) })
     }
 

@@ -20,9 +20,12 @@ use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::hooks::DeployAction;
 use certkeeper_core::{
-    CaSpec, CertificateSpec, ChallengeSolver, DomainName, Inventory, RevocationReason, Secret,
+    CaSpec, CertName, CertificateSpec, ChallengeSolver, DomainName, Inventory, RevocationReason,
+    Secret,
 };
+use certkeeper_fleet::FleetError;
 use certkeeper_hooks::HookError;
+use certkeeper_store::{AttemptRecord, CheckedIssue};
 use certkeeper_store::{FailureClass, LineageState, LiveCert, Store, unix_seconds};
 use instant_acme::Problem;
 use rcgen::{CertificateParams, KeyPair};
@@ -34,8 +37,8 @@ use crate::accounts::AccountError;
 use crate::engine::error::{AttemptError, HookFailure};
 use crate::engine::job::JobContext;
 use crate::engine::ports::{
-    CaAccount, CaOrder, CertificateAuthority, Hooks, NewOrder, OrderLocation, Outcome, PortFuture,
-    RenewalInfo,
+    CaAccount, CaOrder, CertificateAuthority, Claim, Claimed, Coordination, Hooks, LeftOrder,
+    NewOrder, OrderLocation, Outcome, PortFuture, PublishedVersion, RenewalInfo,
 };
 use crate::engine::solvers::ConfiguredSolvers;
 
@@ -787,4 +790,155 @@ async fn a_dead_order_is_forgotten_and_one_the_ca_is_still_working_on_is_kept() 
         "parked, to be resumed"
     );
     assert_eq!(state.attempts.consecutive_failures, 0, "no failure");
+}
+
+/// A fleet as the attempt sees it through the coordination port: every claim granted, and the
+/// order in flight the others know of (one another node left, at first), kept as the fleet's
+/// database keeps it.
+#[derive(Debug)]
+struct Handover {
+    order: Mutex<Option<LeftOrder>>,
+}
+
+impl Handover {
+    fn order_url(&self) -> Option<String> {
+        self.order
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|left| left.location.order_url.clone())
+    }
+}
+
+impl Coordination for Arc<Handover> {
+    fn claim<'a>(&'a self, _cert: &'a CertName) -> PortFuture<'a, Result<Claimed, FleetError>> {
+        let claim = HandoverClaim {
+            fleet: Arc::clone(self),
+            lost: CancellationToken::new(),
+        };
+        Box::pin(async move { Ok(Claimed::Held(Box::new(claim))) })
+    }
+}
+
+#[derive(Debug)]
+struct HandoverClaim {
+    fleet: Arc<Handover>,
+    lost: CancellationToken,
+}
+
+impl Claim for HandoverClaim {
+    fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    fn published<'a>(
+        &'a self,
+        _local_serial: Option<&'a str>,
+    ) -> PortFuture<'a, Result<Option<PublishedVersion>, FleetError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn shared_attempts(&self) -> PortFuture<'_, Result<Option<AttemptRecord>, FleetError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn share_attempts<'a>(
+        &'a self,
+        _record: &'a AttemptRecord,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn order_left(&self) -> PortFuture<'_, Result<Option<LeftOrder>, FleetError>> {
+        let left = self.fleet.order.lock().unwrap().clone();
+        Box::pin(async move { Ok(left) })
+    }
+
+    fn record_order<'a>(
+        &'a self,
+        location: &'a OrderLocation,
+        key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        *self.fleet.order.lock().unwrap() = Some(LeftOrder {
+            location: location.clone(),
+            key_pem: key_pem.clone(),
+            placed_by: "this node".to_owned(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn forget_order(&self) -> PortFuture<'_, Result<(), FleetError>> {
+        *self.fleet.order.lock().unwrap() = None;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn solver(&self, solver: Arc<dyn ChallengeSolver>) -> Arc<dyn ChallengeSolver> {
+        solver
+    }
+
+    fn publish<'a>(
+        &'a self,
+        _issue: &'a CheckedIssue,
+        _key_pem: &'a Secret,
+    ) -> PortFuture<'a, Result<(), FleetError>> {
+        *self.fleet.order.lock().unwrap() = None;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(self: Box<Self>) -> PortFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_dead_order_another_node_left_is_forgotten_in_the_fleet_and_the_next_attempt_orders_anew()
+{
+    let mut setup = Setup::new(
+        &[Answer::Accept],
+        &[Answer::Invalid, Answer::Accept],
+        ScriptedHooks::default(),
+    );
+    let left = "https://ca.test/order/left-by-node-b";
+    let fleet = Arc::new(Handover {
+        order: Mutex::new(Some(LeftOrder {
+            location: OrderLocation {
+                order_url: left.to_owned(),
+                directory_url: "https://ca.invalid/directory".to_owned(),
+            },
+            key_pem: Secret::new(KeyPair::generate().unwrap().serialize_pem().into_bytes()),
+            placed_by: "node-b".to_owned(),
+        })),
+    });
+    setup.ctx.coordination = Arc::new(Arc::clone(&fleet));
+
+    let outcome = setup.attempt().await;
+    assert_eq!(
+        outcome.result.unwrap_err().class(),
+        FailureClass::NeedsHuman
+    );
+    assert!(
+        setup.script.calls().contains(&format!("resume {left}")),
+        "the left order was carried on: {:?}",
+        setup.script.calls()
+    );
+    assert_eq!(fleet.order_url(), None, "forgotten for every node");
+    assert_eq!(setup.state().pending_order, None, "and here");
+
+    let outcome = setup.attempt().await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(
+        *setup.script.orders_placed.lock().unwrap(),
+        1,
+        "a new order"
+    );
+    assert_eq!(
+        setup
+            .script
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("resume"))
+            .count(),
+        1,
+        "the dead order was not resumed again"
+    );
 }

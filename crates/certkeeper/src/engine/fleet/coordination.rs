@@ -10,6 +10,7 @@
 //! authorisations, the new version) is fenced by the database with the lease's generation,
 //! so a node that carried on regardless (paused past its lease, say) is refused there.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,12 +37,20 @@ const ATTEMPTS: &str = "attempts";
 /// this leaves room for a busy database.
 const PROPAGATION_MARGIN: Duration = Duration::from_secs(1);
 
+/// How often a node that could not withdraw an HTTP-01 key authorisation from the fleet (the
+/// database away) tries again.
+const WITHDRAW_RETRY: Duration = Duration::from_secs(5);
+
+/// How long such a key authorisation is served at most: the CA's validation is long over.
+const STALE_CHALLENGE: Duration = Duration::from_secs(600);
+
 /// Leases in `fleet`, each for `lease`.
 #[derive(Debug, Clone)]
 pub struct FleetCoordination {
     fleet: Fleet,
     lease: Duration,
     guards: LineageGuards,
+    deferred: DeferredWithdrawals,
 }
 
 impl FleetCoordination {
@@ -52,6 +61,7 @@ impl FleetCoordination {
             fleet,
             lease,
             guards,
+            deferred: DeferredWithdrawals::default(),
         }
     }
 }
@@ -80,6 +90,7 @@ impl Coordination for FleetCoordination {
                 lease,
                 self.lease,
                 guard,
+                self.deferred.clone(),
             ))))
         })
     }
@@ -92,12 +103,19 @@ struct FleetClaim {
     lease: Arc<Mutex<Lease>>,
     lost: CancellationToken,
     renewer: JoinHandle<()>,
+    deferred: DeferredWithdrawals,
     /// Keeps this node's follower from syncing the lineage meanwhile.
     _guard: LineageGuard,
 }
 
 impl FleetClaim {
-    fn start(fleet: Fleet, lease: Lease, ttl: Duration, guard: LineageGuard) -> Self {
+    fn start(
+        fleet: Fleet,
+        lease: Lease,
+        ttl: Duration,
+        guard: LineageGuard,
+        deferred: DeferredWithdrawals,
+    ) -> Self {
         let lost = CancellationToken::new();
         let shared = Arc::new(Mutex::new(lease));
         let renewer = tokio::spawn(keep(fleet.clone(), Arc::clone(&shared), ttl, lost.clone()));
@@ -106,6 +124,7 @@ impl FleetClaim {
             lease: shared,
             lost,
             renewer,
+            deferred,
             _guard: guard,
         }
     }
@@ -131,7 +150,7 @@ async fn keep(fleet: Fleet, lease: Arc<Mutex<Lease>>, ttl: Duration, lost: Cance
                 *lease.lock().unwrap_or_else(PoisonError::into_inner) = renewed;
             }
             Err(err) if err.is_unavailable() && Instant::now() < good_until => {
-                tracing::warn!(cert = %current.lineage, error = error_chain(&err), "cannot renew the fleet lease; trying again");
+                tracing::debug!(cert = %current.lineage, error = error_chain(&err), "cannot renew the fleet lease; trying again");
             }
             Err(err) => {
                 tracing::warn!(cert = %current.lineage, error = error_chain(&err), "the fleet lease is lost; stopping work on this certificate");
@@ -220,11 +239,16 @@ impl Claim for FleetClaim {
         })
     }
 
+    fn forget_order(&self) -> PortFuture<'_, Result<(), FleetError>> {
+        Box::pin(async move { self.fleet.clear_order(&self.lease()).await })
+    }
+
     fn solver(&self, solver: Arc<dyn ChallengeSolver>) -> Arc<dyn ChallengeSolver> {
         Arc::new(FleetSolver {
             inner: solver,
             fleet: self.fleet.clone(),
             lease: Arc::clone(&self.lease),
+            deferred: self.deferred.clone(),
         })
     }
 
@@ -277,6 +301,7 @@ struct FleetSolver {
     inner: Arc<dyn ChallengeSolver>,
     fleet: Fleet,
     lease: Arc<Mutex<Lease>>,
+    deferred: DeferredWithdrawals,
 }
 
 impl ChallengeSolver for FleetSolver {
@@ -286,6 +311,11 @@ impl ChallengeSolver for FleetSolver {
 
     fn present<'a>(&'a self, answer: &'a ChallengeAnswer) -> SolverFuture<'a> {
         Box::pin(async move {
+            if let ChallengeAnswer::Http01 { token, .. } = answer {
+                // An earlier attempt's cleanup still waiting for the database: this attempt
+                // serves the token now, and withdraws it in its own cleanup.
+                self.deferred.take_over(token);
+            }
             self.inner.present(answer).await?;
             if let ChallengeAnswer::Http01 {
                 token,
@@ -318,21 +348,146 @@ impl ChallengeSolver for FleetSolver {
     }
 
     fn cleanup(&self, answer: &ChallengeAnswer) -> SolverFuture<'static> {
-        let local = self.inner.cleanup(answer);
-        let withdraw = match answer {
-            ChallengeAnswer::Http01 { token, .. } => Some((self.fleet.clone(), token.clone())),
-            ChallengeAnswer::Dns01 { .. } => None,
+        let ChallengeAnswer::Http01 { token, .. } = answer else {
+            return self.inner.cleanup(answer);
         };
+        let (fleet, inner) = (self.fleet.clone(), Arc::clone(&self.inner));
+        let (answer, token) = (answer.clone(), token.clone());
+        let deferred = self.deferred.clone();
         Box::pin(async move {
-            if let Some((fleet, token)) = withdraw
-                && let Err(err) = fleet.withdraw_challenge(&token).await
-            {
-                tracing::warn!(
-                    error = error_chain(&err),
-                    "cannot withdraw an HTTP-01 key authorisation from the fleet; it is removed when its order is"
-                );
+            match fleet.withdraw_challenge(&token).await {
+                Ok(()) => inner.cleanup(&answer).await,
+                // The CA may be validating it right now (this cleanup may follow a lease lost
+                // to the outage), and the other nodes keep serving it: so does this one, until
+                // the fleet has withdrawn it.
+                Err(err) if err.is_unavailable() => {
+                    tracing::warn!(
+                        error = error_chain(&err),
+                        "cannot withdraw an HTTP-01 key authorisation from the fleet; serving it until the database is back"
+                    );
+                    let taken_over = deferred.defer(&token);
+                    tokio::spawn(withdraw_later(
+                        fleet, inner, answer, token, deferred, taken_over,
+                    ));
+                    Ok(())
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        error = error_chain(&err),
+                        "cannot withdraw an HTTP-01 key authorisation from the fleet; it is withdrawn with its order"
+                    );
+                    inner.cleanup(&answer).await
+                }
             }
-            local.await
         })
+    }
+}
+
+/// Withdraw `token` from the fleet once the database answers again, then stop serving it here;
+/// after [`STALE_CHALLENGE`] stop serving it here regardless (the CA has long decided), and
+/// leave the fleet's copy to be cleared with its order. Nothing, once `taken_over` (a new
+/// attempt of this node presents the token again).
+async fn withdraw_later(
+    fleet: Fleet,
+    inner: Arc<dyn ChallengeSolver>,
+    answer: ChallengeAnswer,
+    token: String,
+    deferred: DeferredWithdrawals,
+    taken_over: CancellationToken,
+) {
+    let give_up = Instant::now() + STALE_CHALLENGE;
+    loop {
+        tokio::select! {
+            () = taken_over.cancelled() => return,
+            () = tokio::time::sleep(WITHDRAW_RETRY) => {}
+        }
+        match fleet.withdraw_challenge(&token).await {
+            Ok(()) => break,
+            Err(err) if err.is_unavailable() && Instant::now() < give_up => {}
+            Err(err) => {
+                tracing::debug!(
+                    error = error_chain(&err),
+                    "HTTP-01 key authorisation left in the fleet; it is withdrawn with its order"
+                );
+                break;
+            }
+        }
+    }
+    if !deferred.finish(&token, &taken_over) {
+        return;
+    }
+    if let Err(err) = inner.cleanup(&answer).await {
+        tracing::warn!(
+            error = error_chain(&err),
+            "cannot clean up an HTTP-01 challenge"
+        );
+    }
+}
+
+/// This node's HTTP-01 cleanups waiting for the database ([`withdraw_later`]), by token.
+#[derive(Debug, Clone, Default)]
+struct DeferredWithdrawals(Arc<Mutex<HashMap<String, CancellationToken>>>);
+
+impl DeferredWithdrawals {
+    /// Defer the cleanup of `token`; the returned token is cancelled if it is taken over.
+    fn defer(&self, token: &str) -> CancellationToken {
+        let taken_over = CancellationToken::new();
+        let earlier = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_owned(), taken_over.clone());
+        if let Some(earlier) = earlier {
+            earlier.cancel();
+        }
+        taken_over
+    }
+
+    /// The deferred cleanup of `token` ends: whether it is still its to do (not taken over).
+    fn finish(&self, token: &str, taken_over: &CancellationToken) -> bool {
+        let mut deferred = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if taken_over.is_cancelled() {
+            return false;
+        }
+        deferred.remove(token);
+        true
+    }
+
+    /// A new attempt serves `token`: the deferred cleanup, if any, must not retract it.
+    fn take_over(&self, token: &str) {
+        let deferred = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+        if let Some(deferred) = deferred {
+            deferred.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeferredWithdrawals;
+
+    #[test]
+    fn a_deferred_cleanup_is_done_once_unless_a_new_attempt_took_the_token_over() {
+        let deferred = DeferredWithdrawals::default();
+        let first = deferred.defer("tok");
+        assert!(deferred.finish("tok", &first), "nobody took it over");
+
+        let second = deferred.defer("tok");
+        deferred.take_over("tok");
+        assert!(second.is_cancelled());
+        assert!(
+            !deferred.finish("tok", &second),
+            "the new attempt serves it"
+        );
+
+        // Deferred twice (two attempts' cleanups): only the newer one is left to do.
+        let older = deferred.defer("tok");
+        let newer = deferred.defer("tok");
+        assert!(!deferred.finish("tok", &older));
+        assert!(deferred.finish("tok", &newer));
     }
 }

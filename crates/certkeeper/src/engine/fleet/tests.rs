@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use certkeeper_challenge::ChallengeTokens;
 use certkeeper_config::Environment;
 use certkeeper_core::cluster::{ClusterSpec, ClusterTls, DEFAULT_LEASE};
+use certkeeper_core::ports::ChallengeAnswer;
 use certkeeper_core::{CertName, Inventory, Secret};
 use certkeeper_fleet::{Fleet, FleetKey, FleetSettings, Lease, VersionRecord};
 use certkeeper_hooks::ReloadCoalescer;
@@ -28,12 +29,12 @@ use rcgen::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::LineageGuards;
 use super::follow::{Follower, follow};
 use super::publish::live_version;
 use super::sync::{SyncError, Synced, sync_all, sync_all_except, sync_lineage};
+use super::{FleetCoordination, LineageGuards};
 use crate::engine::deploy::ProcessHooks;
-use crate::engine::ports::Hooks;
+use crate::engine::ports::{Claimed, Coordination as _, Hooks};
 
 const WWW: &str = "www.example.com";
 
@@ -580,4 +581,48 @@ async fn the_follower_syncs_what_a_reload_adds_and_repairs_drift_every_sync_inte
         .await
         .expect("the follower stops")
         .expect("the follower did not panic");
+}
+
+// ------------------------------------------------------------------ challenges
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_cleaned_up_while_the_database_is_away_is_served_until_it_is_withdrawn() {
+    let mut cluster = PgCluster::start();
+    let a = Node::start(&cluster, "a").await;
+    let coordination = FleetCoordination::new(
+        a.fleet.clone(),
+        Duration::from_secs(600),
+        LineageGuards::default(),
+    );
+    let Claimed::Held(claim) = coordination.claim(&a.www()).await.expect("claim") else {
+        panic!("the lease is free");
+    };
+    let tokens = ChallengeTokens::new();
+    let solver = claim.solver(Arc::new(tokens.clone()));
+    let answer = ChallengeAnswer::Http01 {
+        domain: WWW.to_owned(),
+        token: "tok".to_owned(),
+        key_authorization: "tok.thumb".to_owned(),
+    };
+    solver.present(&answer).await.expect("present");
+    assert_eq!(a.fleet.challenges().await.expect("challenges").len(), 1);
+
+    // The attempt ends (its lease lost to the outage, say) while the CA may be validating.
+    cluster.stop();
+    solver.cleanup(&answer).await.expect("cleanup");
+    assert_eq!(
+        tokens.lookup("tok").as_deref(),
+        Some("tok.thumb"),
+        "served here while the fleet still lists it"
+    );
+    cluster.restart();
+    eventually("withdrawn here", Duration::from_secs(40), || {
+        tokens.lookup("tok").is_none()
+    })
+    .await;
+    assert!(
+        a.fleet.challenges().await.expect("challenges").is_empty(),
+        "withdrawn from the fleet first"
+    );
+    claim.release().await;
 }
