@@ -409,16 +409,7 @@ fn a_state_directory_imported_from_certbot_moves_into_the_fleet() {
         .expect("run import-certbot");
     assert_eq!(import.status.code(), Some(0), "{}", stderr(&import));
     let text = fs::read_to_string(&inventory).expect("the imported inventory");
-    let filled = text
-        .replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
-        .replace(
-            "eab_hmac_key_file = \"FILL-ME\"",
-            &format!(
-                "eab_hmac_key_file = \"{}\"\nroot_ca_file = \"{}\"",
-                setup.hmac_file.display(),
-                setup.pebble.tls_ca_file.display()
-            ),
-        );
+    let filled = setup.fill_imported(&text);
     let table = cluster_table(
         setup.dir.path(),
         pg.port,

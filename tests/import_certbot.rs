@@ -202,17 +202,7 @@ fn adopts_a_certbot_lineage_and_renews_it_only_when_due_or_forced() {
     assert_eq!(check.status.code(), Some(78), "FILL-ME must not pass check");
 
     // Fill in what the command asked for (and trust Pebble's HTTPS listener).
-    let (kid, _) = setup.pebble.eab.clone().unwrap();
-    let filled = text
-        .replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
-        .replace(
-            "eab_hmac_key_file = \"FILL-ME\"",
-            &format!(
-                "eab_hmac_key_file = \"{}\"\nroot_ca_file = \"{}\"",
-                setup.hmac_file.display(),
-                setup.pebble.tls_ca_file.display()
-            ),
-        );
+    let filled = setup.fill_imported(&text);
     assert_ne!(filled, text, "the placeholders were there to fill");
     fs::write(&inventory, filled).unwrap();
     assert_eq!(
@@ -671,17 +661,10 @@ fn webroot_dns_rfc2136_and_manual_lineages_keep_their_challenges() {
     // Unfinished (EAB, and the split lineage's webroot), the inventory is refused.
     let check = certkeeper(&["check"], Some(&inventory));
     assert_eq!(check.status.code(), Some(78), "FILL-ME must not pass check");
-    let (kid, _) = setup.pebble.eab.clone().unwrap();
-    let filled = text
-        .replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
-        .replace(
-            "eab_hmac_key_file = \"FILL-ME\"",
-            &format!("eab_hmac_key_file = \"{}\"", setup.hmac_file.display()),
-        )
-        .replace(
-            "webroot = \"FILL-ME\"",
-            &format!("webroot = \"{}\"", webroot("acme")),
-        );
+    let filled = setup.fill_imported(&text).replace(
+        "webroot = \"FILL-ME\"",
+        &format!("webroot = \"{}\"", webroot("acme")),
+    );
     fs::write(&inventory, &filled).unwrap();
     let check = certkeeper(&["check"], Some(&inventory));
     assert_eq!(check.status.code(), Some(0));

@@ -56,6 +56,21 @@ impl<'a> Cert<'a> {
 }
 
 impl Setup {
+    /// An inventory `import-certbot` wrote, with what it asked to fill in filled in for this
+    /// Pebble: its EAB credential (and trust in its HTTPS listener).
+    pub fn fill_imported(&self, text: &str) -> String {
+        let (kid, _) = self.pebble.eab.clone().expect("an EAB credential");
+        text.replace("eab_kid = \"FILL-ME\"", &format!("eab_kid = \"{kid}\""))
+            .replace(
+                "eab_hmac_key_file = \"FILL-ME\"",
+                &format!(
+                    "eab_hmac_key_file = \"{}\"\nroot_ca_file = \"{}\"",
+                    self.hmac_file.display(),
+                    self.pebble.tls_ca_file.display()
+                ),
+            )
+    }
+
     pub fn new(options: PebbleOptions) -> Self {
         let pebble = Pebble::start(options);
         let dir = tempfile::tempdir().unwrap();

@@ -58,6 +58,15 @@ async fn acquire_within(fleet: &Fleet, lineage: &str, ttl: Duration, within: Dur
     }
 }
 
+/// Take the lease on `lineage`, which must be free.
+async fn take(fleet: &Fleet, lineage: &str, ttl: Duration) -> Lease {
+    fleet
+        .acquire(lineage, ttl)
+        .await
+        .expect("acquire")
+        .expect("the lease is free")
+}
+
 /// The next event other than `Disconnected`, within `within`.
 async fn next_event(listener: &mut FleetListener, within: Duration) -> FleetEvent {
     tokio::time::timeout(within, listener.recv())
@@ -176,11 +185,7 @@ async fn a_wrong_fleet_key_is_refused_at_connect() {
 async fn private_keys_and_accounts_are_sealed_in_the_database() {
     let cluster = PgCluster::start();
     let a = connect(&cluster, "a").await;
-    let lease = a
-        .acquire("www", Duration::from_secs(60))
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = take(&a, "www", Duration::from_secs(60)).await;
     assert_eq!(
         a.publish_version(&lease, &record("01"))
             .await
@@ -261,7 +266,7 @@ async fn a_lease_is_exclusive_until_it_expires_then_taken_over_with_the_next_gen
     let a = connect(&cluster, "a").await;
     let b = connect(&cluster, "b").await;
     let ttl = Duration::from_secs(2);
-    let held = a.acquire("www", ttl).await.expect("acquire").expect("free");
+    let held = take(&a, "www", ttl).await;
     assert_eq!((held.owner.as_str(), held.generation), ("a", 1));
     assert_eq!(
         b.acquire("www", ttl).await.expect("acquire"),
@@ -323,7 +328,7 @@ async fn writes_under_a_lost_lease_are_fenced() {
     let a = connect(&cluster, "a").await;
     let b = connect(&cluster, "b").await;
     let ttl = Duration::from_secs(1);
-    let stale = a.acquire("www", ttl).await.expect("acquire").expect("free");
+    let stale = take(&a, "www", ttl).await;
     a.record_order(&stale, &order("https://ca/order/1"))
         .await
         .expect("record");
@@ -394,11 +399,7 @@ async fn writes_under_a_lost_lease_are_fenced() {
 async fn an_expired_lease_does_not_write_until_renewed() {
     let cluster = PgCluster::start();
     let a = connect(&cluster, "a").await;
-    let lease = a
-        .acquire("www", Duration::from_millis(200))
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = take(&a, "www", Duration::from_millis(200)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let error = a
         .save_state(&lease, &serde_json::json!(1))
@@ -426,11 +427,7 @@ async fn other_nodes_hear_of_challenges_and_versions() {
     let mut listener = b.listen(shutdown.clone());
     wait_listening(&mut listener, Duration::from_secs(10)).await;
 
-    let lease = a
-        .acquire("www", Duration::from_secs(60))
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = take(&a, "www", Duration::from_secs(60)).await;
     a.publish_challenge(&lease, "tok1", "tok1.thumb")
         .await
         .expect("publish");
@@ -481,11 +478,7 @@ async fn a_node_withdraws_only_its_own_challenges_and_a_cleared_order_takes_all_
     let cluster = PgCluster::start();
     let a = connect(&cluster, "a").await;
     let b = connect(&cluster, "b").await;
-    let lease = a
-        .acquire("www", Duration::from_millis(300))
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = take(&a, "www", Duration::from_millis(300)).await;
     a.publish_challenge(&lease, "tok1", "tok1.thumb")
         .await
         .expect("publish");

@@ -148,6 +148,26 @@ deploy_hook = "echo \"$CERTKEEPER_SERIAL $CERTKEEPER_ACTION\" >> {deploys}"
         }
     }
 
+    /// This node's follower, serving into `tokens`, until `stop`.
+    fn follow(
+        &self,
+        tokens: &ChallengeTokens,
+        inventory: watch::Receiver<Arc<Inventory>>,
+        stop: &CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(follow(
+            Follower {
+                fleet: self.fleet.clone(),
+                store: self.store.clone(),
+                tokens: tokens.clone(),
+                hooks: Arc::clone(&self.hooks),
+                inventory,
+                guards: LineageGuards::default(),
+            },
+            stop.clone(),
+        ))
+    }
+
     fn www(&self) -> CertName {
         CertName::new("www").expect("name")
     }
@@ -394,17 +414,7 @@ async fn the_follower_serves_challenges_installs_versions_and_catches_up_after_a
     let tokens = ChallengeTokens::new();
     let (_inventory_tx, inventory_rx) = watch::channel(Arc::clone(&b.inventory));
     let stop = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        Follower {
-            fleet: b.fleet.clone(),
-            store: b.store.clone(),
-            tokens: tokens.clone(),
-            hooks: Arc::clone(&b.hooks),
-            inventory: inventory_rx,
-            guards: LineageGuards::default(),
-        },
-        stop.clone(),
-    ));
+    let follower = b.follow(&tokens, inventory_rx, &stop);
     let within = Duration::from_secs(10);
     let lease = lease(&a.fleet).await;
 
@@ -526,17 +536,7 @@ async fn the_follower_syncs_what_a_reload_adds_and_repairs_drift_every_sync_inte
     let (inventory_tx, inventory_rx) = watch::channel(Arc::new(without));
     let tokens = ChallengeTokens::new();
     let stop = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        Follower {
-            fleet: b.fleet.clone(),
-            store: b.store.clone(),
-            tokens: tokens.clone(),
-            hooks: Arc::clone(&b.hooks),
-            inventory: inventory_rx,
-            guards: LineageGuards::default(),
-        },
-        stop.clone(),
-    ));
+    let follower = b.follow(&tokens, inventory_rx, &stop);
     let within = Duration::from_secs(10);
     // The follower is up (it serves the fleet's challenges) and has nothing to install.
     a.fleet
