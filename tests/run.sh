@@ -58,9 +58,12 @@ echo "==> RPM package (build with cargo-generate-rpm from the same binary, query
 echo "==> benchmark, quick variant (bench/run --quick, so it cannot rot; writes target/bench-quick.md)"; bench/run --quick >/tmp/certkeeper-bench.log 2>&1 || { cat /tmp/certkeeper-bench.log; exit 1; }
 echo "==> cargo test"
 log=$(mktemp)
-cargo test --workspace --locked 2>&1 | tee "$log"
+# --no-fail-fast: a failing test binary does not hide the results of the ones after it.
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole workspace (cargo prints one per test binary, the last of
 # which is often an empty doc-test run).
 echo "test command duration: $((SECONDS - started)) s"
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "all tests: %d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log"
+exit "$status"
