@@ -73,6 +73,8 @@ class Plan:
     fleet_sync_size: int = 100
     fleet_rest_size: int = 1000
     fleet_rest_seconds: float = 180
+    # ... and again over this long with the default sync_interval (5 min): two intervals.
+    fleet_default_rest_seconds: float = 600
 
     @classmethod
     def full(cls) -> "Plan":
@@ -143,6 +145,7 @@ class Plan:
             fleet_sync_size=5,
             fleet_rest_size=10,
             fleet_rest_seconds=10,
+            fleet_default_rest_seconds=10,
         )
 
 
@@ -680,7 +683,8 @@ class Bench:
         from . import fleet
         p = self.plan
         self.results.fleet3 = fleet.run(self.work, self.pebble, self.bin, p.fleet_sync_size,
-                                        p.fleet_rest_size, p.fleet_rest_seconds, self.say)
+                                        p.fleet_rest_size, p.fleet_rest_seconds,
+                                        p.fleet_default_rest_seconds, self.say)
 
     def dns01(self) -> None:
         """certkeeper, certbot and lego issuing by DNS-01 through a real BIND 9 named (RFC 2136
