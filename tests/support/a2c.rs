@@ -331,9 +331,11 @@ impl A2c {
 
     /// Run one SQL statement on its sqlite database: `{"rows": [[...]], "rowcount": n}`.
     ///
-    /// The server writes the same database while it answers certkeeper, and sqlite can refuse
-    /// a second writer at once rather than wait (`database is locked`): a failed statement is
-    /// run again, up to three times in all, and every failure is shown if none succeeds.
+    /// The server writes the same database while it answers certkeeper; the command waits up
+    /// to 30 s for its lock, and a statement that still finds it locked is run again, up to
+    /// ten times in all, every failure shown if none succeeds. (The lock held for good, seen
+    /// in CI, was acme2certifier's own race on concurrent renewalInfo requests, which the
+    /// launcher now serves one at a time.)
     pub fn sql(&self, statement: &str, params: &[&str]) -> serde_json::Value {
         let mut failures = Vec::new();
         for _ in 0..10 {

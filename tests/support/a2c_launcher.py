@@ -22,9 +22,11 @@ renewalInfo GET (its path, one per line in renewal-info.log).
 import argparse
 import base64
 import datetime
+import faulthandler
 import io
 import json
 import os
+import signal
 import socketserver
 import sqlite3
 import ssl
@@ -268,6 +270,11 @@ def install_loopback_http01(http01_port):
 class Recorder:
     def __init__(self, directory):
         self.lock = threading.Lock()
+        # acme2certifier races with itself on concurrent renewalInfo GETs: each adds the same
+        # housekeeping row, the loser's INSERT fails (UNIQUE constraint) and its sqlite
+        # connection is left in a write transaction, so every later write to the database (the
+        # `sql` command's too) fails with "database is locked". They are served one at a time.
+        self.renewal_info_lock = threading.Lock()
         self.new_orders = os.path.join(directory, "new-orders.jsonl")
         self.renewal_info = os.path.join(directory, "renewal-info.log")
         for path in (self.new_orders, self.renewal_info):
@@ -299,6 +306,8 @@ class Recorder:
                 self.append(self.new_orders, json.dumps(payload, sort_keys=True))
             elif method == "GET" and path.startswith(RENEWAL_INFO_PATH):
                 self.append(self.renewal_info, path)
+                with self.renewal_info_lock:
+                    return app(environ, start_response)
             return app(environ, start_response)
 
         return recording_app
@@ -350,6 +359,8 @@ def make_server(app, tls):
 
 
 def serve(args):
+    # SIGUSR1 writes every thread's stack to stderr (a2c.log): what a stuck server is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     os.makedirs(args.dir, exist_ok=True)
     make_material(args.dir)
     os.environ["ACME_SRV_CONFIGFILE"] = write_config(args)

@@ -357,8 +357,7 @@ impl DnsPebble {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let (tls_ca_file, cert_file, key_file) = write_tls_material(dir.path());
-        let free = super::pebble::free_port;
-        let (listen, management, http01, tls) = (free(), free(), free(), free());
+        let [listen, management, http01, tls] = super::pebble::free_ports();
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{listen}"),

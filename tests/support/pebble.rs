@@ -105,6 +105,21 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `N` distinct free loopback ports: every listener is held until all are picked, so two calls
+/// of [`free_port`] in a row cannot hand out the same port (the kernel may pick a port just
+/// released again).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .expect("a bound listener's address")
+            .port()
+    })
+}
+
 impl Pebble {
     pub fn start(options: PebbleOptions) -> Self {
         for binary in [PEBBLE, CHALLTESTSRV] {
@@ -116,14 +131,7 @@ impl Pebble {
         let dir = tempfile::tempdir().expect("tempdir");
         let (tls_ca_file, cert_file, key_file) = write_tls_material(dir.path());
 
-        let (listen, management, http01, tls, dns, challtest_mgmt) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let [listen, management, http01, tls, dns, challtest_mgmt] = free_ports();
         let kid = "certkeeper-test-kid".to_owned();
         let hmac = BASE64_URL_SAFE_NO_PAD.encode(rand_bytes(32));
         let mut config = serde_json::json!({

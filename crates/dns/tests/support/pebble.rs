@@ -28,11 +28,18 @@ impl Drop for Pebble {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
+/// `N` distinct free loopback ports: every listener is held until all are picked, so two picks in a row cannot hand out the same port (the kernel may pick a port just
+/// released again).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .expect("a bound listener's address")
+            .port()
+    })
 }
 
 impl Pebble {
@@ -45,8 +52,7 @@ impl Pebble {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let (tls_ca_file, cert_file, key_file) = write_tls_material(dir.path());
-        let (listen, management, http01, tls) =
-            (free_port(), free_port(), free_port(), free_port());
+        let [listen, management, http01, tls] = free_ports();
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{listen}"),
