@@ -99,10 +99,8 @@ impl Drop for Pebble {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    let [port] = free_ports();
+    port
 }
 
 /// `N` distinct free loopback ports: every listener is held until all are picked, so two calls

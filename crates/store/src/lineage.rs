@@ -55,6 +55,16 @@ pub enum FailureClass {
     Elsewhere { recheck_at: SystemTime },
 }
 
+impl FailureClass {
+    /// Whether [`Lineage::record_failure`] counts it in the failure streak the backoff grows
+    /// from: everything but an order the CA is still working on and a certificate another node
+    /// works on.
+    #[must_use]
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Self::WaitingOnCa | Self::Elsewhere { .. })
+    }
+}
+
 impl PendingOrder {
     /// The order at `order_url` for `domains` with a `key_type` key, placed through
     /// `directory_url` at `placed_at`.

@@ -127,10 +127,7 @@ impl Attempt<'_> {
                     // a failure's backoff is the whole fleet's.
                     job::record(&mut lineage, &obtained, SystemTime::now());
                     if let (Err(failure), Some(shared)) = (&obtained, &shared)
-                        && !matches!(
-                            failure.class(),
-                            FailureClass::WaitingOnCa | FailureClass::Elsewhere { .. }
-                        )
+                        && failure.class().is_failure()
                         && let Err(err) = lineage.continue_streak(shared.consecutive_failures)
                     {
                         tracing::warn!(cert = %spec.name, error = error_chain(&err), "cannot record the fleet's failure streak");
